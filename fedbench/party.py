@@ -1,0 +1,209 @@
+"""Virtual parties: one data holder each, over a local file or data frame.
+
+A :class:`Party` owns its rows.  Nothing outside the party reads them: protocols
+call :meth:`Party.compute` with a function that runs *inside* the party and
+returns local aggregates, which the protocol then encodes and encrypts before
+anything leaves.  The repr shows the shape and the schema, never a value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import polars as pl
+
+from .errors import (
+    ConfigurationError,
+    DataLoadError,
+    EmptyPartyError,
+    MissingColumnError,
+)
+from .transcript import ROLE_NAMES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["FORMATS", "Party", "column_kind", "load_frame", "validate_party_name"]
+
+T = TypeVar("T")
+
+#: File suffixes fedbench reads, and the format each means.
+FORMATS: dict[str, str] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+}
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def validate_party_name(name: object) -> str:
+    """Check that ``name`` is a usable party identifier and return it.
+
+    Raises
+    ------
+    ConfigurationError
+        If the name is not a non-empty string of letters, digits, ``_``, ``-``
+        and ``.``, or if it is a reserved role name.
+    """
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigurationError(
+            f"party name {name!r} is not an identifier: use letters, digits, '_', '-' or '.'"
+        )
+    if name in ROLE_NAMES:
+        raise ConfigurationError(
+            f"party name {name!r} is reserved for a protocol role; choose another name"
+        )
+    return name
+
+
+def load_frame(name: str, source: Any, *, format: str | None = None, **read_options: Any) -> pl.DataFrame:
+    """Read a party's data into a polars DataFrame.
+
+    Parameters
+    ----------
+    name : str
+        Party name, used in error messages.
+    source : str, Path, polars.DataFrame or pandas.DataFrame
+        A file path or a data frame.
+    format : {"csv", "tsv", "parquet", "ndjson"}, optional
+        File format; by default inferred from the suffix.
+    **read_options
+        Passed to the polars reader (e.g. ``null_values="?"``).
+
+    Raises
+    ------
+    DataLoadError
+        Missing or unreadable file, or unknown format.
+    """
+    if isinstance(source, pl.DataFrame):
+        return source.clone()
+    if type(source).__module__.startswith("pandas"):
+        try:
+            return pl.from_pandas(source)
+        except Exception as exc:  # pandas frames with exotic objects
+            raise DataLoadError(f"party {name!r}: cannot convert the pandas DataFrame: {exc}", party=name) from exc
+    if not isinstance(source, str | Path):
+        raise DataLoadError(
+            f"party {name!r}: expected a file path or a polars/pandas DataFrame, got {type(source).__name__}",
+            party=name,
+        )
+    path = Path(source)
+    fmt = format or FORMATS.get(path.suffix.lower())
+    if fmt not in set(FORMATS.values()):
+        raise DataLoadError(
+            f"party {name!r}: unknown format for {path.name!r}; "
+            f"use one of {sorted(set(FORMATS.values()))} or pass format=...",
+            party=name,
+        )
+    if not path.is_file():
+        raise DataLoadError(f"party {name!r}: no such file: {path}", party=name)
+    try:
+        if fmt == "csv":
+            return pl.read_csv(path, **read_options)
+        if fmt == "tsv":
+            return pl.read_csv(path, separator="\t", **read_options)
+        if fmt == "parquet":
+            return pl.read_parquet(path, **read_options)
+        return pl.read_ndjson(path, **read_options)
+    except Exception as exc:  # polars raises several error types for bad files
+        raise DataLoadError(f"party {name!r}: cannot read {path.name} as {fmt}: {exc}", party=name) from exc
+
+
+def column_kind(dtype: pl.DataType) -> str:
+    """Coarse kind of a polars dtype: numeric, boolean, string, temporal or other."""
+    if dtype.is_numeric():
+        return "numeric"
+    if dtype == pl.Boolean:
+        return "boolean"
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        return "string"
+    if dtype.is_temporal():
+        return "temporal"
+    return "other"
+
+
+class Party:
+    """A data holder in a federation.
+
+    Parameters
+    ----------
+    name : str
+        Unique identifier of the party.
+    data : str, Path, polars.DataFrame or pandas.DataFrame
+        The party's rows, or where to read them.
+    format : str, optional
+        File format when it cannot be inferred from the suffix.
+    **read_options
+        Passed to the polars reader.
+
+    Notes
+    -----
+    The rows are kept in a private attribute and are never part of a repr, a
+    result or a message.  Use :meth:`compute` to run code inside the party.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        data: str | Path | pl.DataFrame | pd.DataFrame,
+        *,
+        format: str | None = None,
+        **read_options: Any,
+    ) -> None:
+        self.name = validate_party_name(name)
+        self.source = str(data) if isinstance(data, str | Path) else f"<{type(data).__module__.split('.')[0]} DataFrame>"
+        df = load_frame(self.name, data, format=format, **read_options)
+        if df.height == 0:
+            raise EmptyPartyError(f"party {self.name!r} has no rows ({self.source})", party=self.name)
+        if df.width == 0:
+            raise EmptyPartyError(f"party {self.name!r} has no columns ({self.source})", party=self.name)
+        self._df = df
+
+    # Public metadata: shape and schema are declared to the federation.
+    @property
+    def n_rows(self) -> int:
+        """Number of rows the party holds."""
+        return self._df.height
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names."""
+        return self._df.columns
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        """Column name to polars dtype."""
+        return dict(self._df.schema)
+
+    def require_columns(self, columns: list[str]) -> None:
+        """Raise :class:`MissingColumnError` naming the first absent column."""
+        for c in columns:
+            if c not in self._df.columns:
+                raise MissingColumnError(
+                    f"party {self.name!r} has no column {c!r} (it has: {', '.join(self._df.columns)})",
+                    party=self.name,
+                    column=c,
+                )
+
+    def compute(self, fn: Callable[[pl.DataFrame], T]) -> T:
+        """Run ``fn`` on the party's rows, inside the party.
+
+        Only the caller's protocol code should use this, and only to produce
+        local aggregates that are then encrypted or otherwise protected.
+        """
+        return fn(self._df)
+
+    def __repr__(self) -> str:
+        return f"<Party {self.name!r}: {self.n_rows} rows x {len(self.columns)} columns from {self.source}>"
+
+    def __reduce__(self) -> Any:
+        # Pickling would copy raw rows somewhere else; the Ray backend places parties
+        # by loading them where they live instead.
+        raise TypeError(f"party {self.name!r} cannot be pickled: its rows stay where they are")
