@@ -1,5 +1,60 @@
-"""fedbench: a Jupyter-native workbench for privacy-preserving collaborative analytics."""
+"""fedbench: a Jupyter-native workbench for privacy-preserving collaborative analytics.
+
+The public surface is small: :class:`Federation` (parties and protocols), the
+result classes, and the exception hierarchy in :mod:`fedbench.errors`.  Heavy
+modules are imported lazily so that ``import fedbench`` stays fast.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import *  # noqa: F403 - the error hierarchy is part of the top-level API
+from .errors import __all__ as _error_names
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Federation": "fedbench.federation",
+    "Party": "fedbench.party",
+    "Transcript": "fedbench.transcript",
+    "Message": "fedbench.transcript",
+    "SecureSumResult": "fedbench.results",
+    "HistogramResult": "fedbench.results",
+    "SchemaReport": "fedbench.schema",
+    "THREAT_MODEL": "fedbench.results",
+    "Encoding": "fedbench.crypto.packing",
+    "InProcessBackend": "fedbench.backend",
+    "ProcessPoolBackend": "fedbench.backend",
+    "Backend": "fedbench.backend",
+}
+
+__all__ = [*_LAZY, *_error_names, "__version__"]
+
+if TYPE_CHECKING:
+    from .backend import Backend as Backend
+    from .backend import InProcessBackend as InProcessBackend
+    from .backend import ProcessPoolBackend as ProcessPoolBackend
+    from .crypto.packing import Encoding as Encoding
+    from .federation import Federation as Federation
+    from .party import Party as Party
+    from .results import THREAT_MODEL as THREAT_MODEL
+    from .results import HistogramResult as HistogramResult
+    from .results import SecureSumResult as SecureSumResult
+    from .schema import SchemaReport as SchemaReport
+    from .transcript import Message as Message
+    from .transcript import Transcript as Transcript
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fedbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

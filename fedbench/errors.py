@@ -20,6 +20,7 @@ __all__ = [
     "EncodingRangeError",
     "FedbenchError",
     "InsecureParameterError",
+    "LocalComputationError",
     "MissingColumnError",
     "NonFiniteValueError",
     "NonNumericColumnError",
@@ -27,6 +28,7 @@ __all__ = [
     "PartyError",
     "PrivacyError",
     "ProtocolError",
+    "SchemaWarning",
     "SlotOverflowError",
     "TooFewPartiesError",
     "UnknownPartyError",
@@ -80,6 +82,10 @@ class UnknownPartyError(PartyError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class LocalComputationError(PartyError, RuntimeError):
+    """Code run inside a party raised an unexpected exception."""
+
+
 class ColumnError(PartyError):
     """An error that concerns one column of one party."""
 
@@ -113,6 +119,10 @@ class NonFiniteValueError(ColumnError, ValueError):
 
 class EncodingRangeError(ColumnError, ValueError):
     """A value is beyond what the protocol's fixed-point encoding can represent."""
+
+
+class SchemaWarning(UserWarning):
+    """Parties disagree on a column's kind; computations on it will fail until fixed."""
 
 
 class ProtocolError(FedbenchError):

@@ -19,7 +19,10 @@ from .errors import (
     ConfigurationError,
     DataLoadError,
     EmptyPartyError,
+    FedbenchError,
+    LocalComputationError,
     MissingColumnError,
+    PartyError,
 )
 from .transcript import ROLE_NAMES
 
@@ -158,7 +161,8 @@ class Party:
         **read_options: Any,
     ) -> None:
         self.name = validate_party_name(name)
-        self.source = str(data) if isinstance(data, str | Path) else f"<{type(data).__module__.split('.')[0]} DataFrame>"
+        kind = type(data).__module__.split(".")[0]
+        self.source = str(data) if isinstance(data, str | Path) else f"<{kind} DataFrame>"
         df = load_frame(self.name, data, format=format, **read_options)
         if df.height == 0:
             raise EmptyPartyError(f"party {self.name!r} has no rows ({self.source})", party=self.name)
@@ -198,7 +202,19 @@ class Party:
         Only the caller's protocol code should use this, and only to produce
         local aggregates that are then encrypted or otherwise protected.
         """
-        return fn(self._df)
+        try:
+            return fn(self._df)
+        except PartyError as exc:
+            if exc.party is None:  # raised by shared protocol code: attach the party it ran in
+                exc.party = self.name
+                exc.args = (f"party {self.name!r}: {exc.args[0] if exc.args else ''}", *exc.args[1:])
+            raise
+        except FedbenchError:
+            raise
+        except Exception as exc:
+            raise LocalComputationError(
+                f"party {self.name!r}: the local computation raised {type(exc).__name__}: {exc}", party=self.name
+            ) from exc
 
     def __repr__(self) -> str:
         return f"<Party {self.name!r}: {self.n_rows} rows x {len(self.columns)} columns from {self.source}>"

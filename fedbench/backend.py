@@ -1,0 +1,162 @@
+"""Execution backends: where party-local work and heavy crypto run.
+
+The interface is deliberately narrow, two calls, so that protocols never care
+where they run:
+
+* :meth:`Backend.compute` runs a function inside each party, where its rows
+  live, and returns what the function returns (local aggregates);
+* :meth:`Backend.map` runs a picklable, stateless function over a list of
+  items (encryption or decryption chunks) on every core available.
+
+:class:`InProcessBackend` runs everything in the calling process.
+:class:`ProcessPoolBackend` keeps party data in the calling process (the
+simulation's "party side") and spreads ``map`` over a pool of worker processes,
+one per core.  A Ray backend fits the same two calls: actors hold the parties
+and ``map`` fans out tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .party import Party
+
+__all__ = ["BACKENDS", "Backend", "InProcessBackend", "ProcessPoolBackend", "get_backend"]
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+class Backend(ABC):
+    """Where protocols run party-local and CPU-heavy work."""
+
+    #: Short name shown in results and settings.
+    name: str = "abstract"
+
+    @property
+    @abstractmethod
+    def workers(self) -> int:
+        """How many items :meth:`map` processes at once."""
+
+    def compute(self, parties: Sequence[Party], fn: Callable[[pl.DataFrame], R]) -> list[R]:
+        """Run ``fn`` on each party's rows, inside the party, in order."""
+        return [p.compute(fn) for p in parties]
+
+    @abstractmethod
+    def map(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
+        """Apply a picklable top-level function to every item, results in order."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release workers (idempotent)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} workers={self.workers}>"
+
+
+class InProcessBackend(Backend):
+    """Run everything in the calling process (the default; no start-up cost)."""
+
+    name = "inprocess"
+
+    @property
+    def workers(self) -> int:
+        """Always one."""
+        return 1
+
+    def map(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
+        """Apply ``fn`` sequentially."""
+        return [fn(x) for x in items]
+
+
+class ProcessPoolBackend(Backend):
+    """Spread encryption and decryption over a pool of worker processes.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Number of processes; defaults to the number of usable cores.
+
+    Notes
+    -----
+    Workers start with ``forkserver`` (``spawn`` where unavailable), never
+    ``fork``: polars and OpenMP keep threads that a fork would copy mid-flight.
+    The pool starts on first use and is reused until :meth:`close`.
+    """
+
+    name = "process"
+
+    def __init__(self, workers: int | None = None) -> None:
+        n = workers if workers is not None else _usable_cores()
+        if not isinstance(n, int) or n < 1:
+            raise ConfigurationError(f"workers must be a positive integer, got {workers!r}")
+        self._workers = n
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def workers(self) -> int:
+        """Number of worker processes."""
+        return self._workers
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+            ctx = mp.get_context(method)
+            self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=ctx)
+        return self._pool
+
+    def map(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
+        """Apply ``fn`` over the pool; a single item runs in-process."""
+        if len(items) <= 1:
+            return [fn(x) for x in items]
+        return list(self._executor().map(fn, items))
+
+    def close(self) -> None:
+        """Shut the pool down."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __del__(self) -> None:  # best effort; explicit close() is preferred
+        with contextlib.suppress(Exception):  # interpreter shutdown may have torn modules down
+            self.close()
+
+
+BACKENDS: dict[str, type[Backend]] = {"inprocess": InProcessBackend, "process": ProcessPoolBackend}
+
+
+def get_backend(spec: str | Backend | None) -> Backend:
+    """Return a backend from a name (``"inprocess"``, ``"process"``) or an instance."""
+    if spec is None:
+        return InProcessBackend()
+    if isinstance(spec, Backend):
+        return spec
+    if spec == "ray":
+        raise ConfigurationError("the Ray backend is not available yet; use 'inprocess' or 'process'")
+    try:
+        return BACKENDS[spec]()
+    except (KeyError, TypeError):
+        raise ConfigurationError(
+            f"unknown backend {spec!r}; choose one of {sorted(BACKENDS)} or pass a Backend instance"
+        ) from None
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _identity(x: Any) -> Any:  # used by tests to exercise the pool
+    return x

@@ -1,0 +1,1 @@
+"""Cryptographic building blocks: Paillier keys, fast encryption and slot packing."""

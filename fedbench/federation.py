@@ -1,0 +1,692 @@
+"""The :class:`Federation`: virtual parties plus the protocols that run across them."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from . import stats as _stats
+from .backend import Backend, get_backend
+from .crypto.packing import Encoding
+from .crypto.paillier import DEFAULT_KEY_BITS, MIN_SECURE_KEY_BITS, PaillierKeys, generate_keys
+from .errors import (
+    ConfigurationError,
+    DataLoadError,
+    DuplicatePartyError,
+    EmptyPartyError,
+    InsecureParameterError,
+    ProtocolError,
+    SchemaWarning,
+    UnknownPartyError,
+)
+from .party import FORMATS, Party, validate_party_name
+from .results import THREAT_MODEL, HistogramResult, SecureSumResult, render_card
+from .schema import SchemaReport, check_numeric_columns
+from .secagg import MIN_PARTIES, secure_aggregate
+from .transcript import Channel, Transcript, _fmt_bytes
+from .wire import dumps
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Federation"]
+
+LocalFn = Callable[[pl.DataFrame], Mapping[str, Any]]
+
+
+class Federation:
+    """A set of virtual parties and the protocols that compute across them.
+
+    Parameters
+    ----------
+    key_bits : int, default 2048
+        Paillier modulus size.  Fewer than 2048 bits needs ``allow_insecure_key_size``.
+    backend : {"inprocess", "process"} or Backend, default "inprocess"
+        Where party-local work and encryption run; ``"process"`` uses every core.
+    allow_insecure_key_size : bool, default False
+        Opt in to keys below 2048 bits (for fast tests only).
+    fast_encryption : bool, default True
+        Damgard-Jurik-Nielsen fixed-base encryption (about 13x faster; extra
+        short-exponent assumption, see :mod:`fedbench.crypto.paillier`).  ``False``
+        gives textbook Paillier.
+    frac_bits : int, default 24
+        Fixed-point fractional bits of the public encoding.
+    max_abs : float, default 2**39
+        Largest magnitude of any *local aggregate* a party may contribute.
+    audit : bool, default False
+        Keep the bytes of every message in the transcript (for audits and tests).
+
+    Examples
+    --------
+    >>> fed = Federation.from_dir("data_samples/hospitals")      # doctest: +SKIP
+    >>> fed.secure_sum(["age", "mean_radius"]).value             # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        key_bits: int = DEFAULT_KEY_BITS,
+        *,
+        backend: str | Backend | None = None,
+        allow_insecure_key_size: bool = False,
+        fast_encryption: bool = True,
+        frac_bits: int = 24,
+        max_abs: float = 2.0**39,
+        audit: bool = False,
+    ) -> None:
+        if not isinstance(key_bits, int) or key_bits < 256 or key_bits % 2:
+            raise InsecureParameterError(f"key_bits must be an even integer >= 256, got {key_bits!r}")
+        if key_bits < MIN_SECURE_KEY_BITS and not allow_insecure_key_size:
+            raise InsecureParameterError(
+                f"{key_bits}-bit Paillier keys are not secure; use key_bits>={MIN_SECURE_KEY_BITS} "
+                "or pass allow_insecure_key_size=True (tests only)"
+            )
+        self.key_bits = key_bits
+        self.allow_insecure_key_size = allow_insecure_key_size
+        self.fast_encryption = bool(fast_encryption)
+        self.encoding = Encoding.for_range(max_abs, frac_bits)
+        self.backend = get_backend(backend)
+        self.transcript = Transcript(keep_payloads=audit)
+        self.audit = audit
+        self.history: list[Any] = []
+        self._parties: dict[str, Party] = {}
+        self._keys: PaillierKeys | None = None
+
+    # -- construction ---------------------------------------------------------
+    @classmethod
+    def from_dir(cls, path: str | Path, *, pattern: str = "*", read_options: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> Federation:
+        """Make one party per data file in a folder (party name = file stem).
+
+        Parameters
+        ----------
+        path : str or Path
+            Folder holding ``.csv``, ``.tsv``, ``.parquet`` or ``.ndjson`` files.
+        pattern : str, default "*"
+            Glob restricting the files used.
+        read_options : mapping, optional
+            Passed to the polars reader for every file.
+        **kwargs
+            Passed to :class:`Federation`.
+
+        Raises
+        ------
+        DataLoadError
+            The folder is missing or holds no data file.
+        DuplicatePartyError
+            Two files share a stem (``a.csv`` and ``a.parquet``).
+        """
+        folder = Path(path)
+        if not folder.is_dir():
+            raise DataLoadError(f"no such folder: {folder}")
+        files = sorted(f for f in folder.glob(pattern) if f.is_file() and f.suffix.lower() in FORMATS)
+        if not files:
+            raise DataLoadError(f"no data files ({', '.join(sorted(FORMATS))}) in {folder}")
+        fed = cls(**kwargs)
+        parties: dict[str, Party] = {}
+        for f in files:
+            if f.stem in parties:
+                raise DuplicatePartyError(
+                    f"two files give the party name {f.stem!r} in {folder}: rename one", party=f.stem
+                )
+            parties[f.stem] = Party(f.stem, f, **dict(read_options or {}))
+        for p in parties.values():
+            fed._insert(p)
+        return fed
+
+    def add_party(
+        self,
+        name: str,
+        data: str | Path | pl.DataFrame | pd.DataFrame,
+        *,
+        format: str | None = None,
+        **read_options: Any,
+    ) -> Party:
+        """Add a party over a file path or a polars/pandas DataFrame.
+
+        Parameters
+        ----------
+        name : str
+            Unique party identifier.
+        data : str, Path, polars.DataFrame or pandas.DataFrame
+            The party's rows or where to read them.
+        format : str, optional
+            ``"csv"``, ``"tsv"``, ``"parquet"`` or ``"ndjson"`` when the suffix does not say.
+        **read_options
+            Passed to the polars reader (e.g. ``null_values="?"``).
+
+        Returns
+        -------
+        Party
+
+        Warns
+        -----
+        SchemaWarning
+            When the new party's columns disagree in kind with another party's.
+
+        Raises
+        ------
+        DuplicatePartyError, DataLoadError, EmptyPartyError, ConfigurationError
+            The federation is left unchanged.
+        """
+        validate_party_name(name)
+        if name in self._parties:
+            raise DuplicatePartyError(f"party {name!r} already exists; choose another name", party=name)
+        party = Party(name, data, format=format, **read_options)
+        self._insert(party)
+        return party
+
+    def _insert(self, party: Party) -> None:
+        self._parties[party.name] = party
+        report = self.schema
+        for column, dtypes in report.conflicts.items():
+            if party.name in dtypes:
+                warnings.warn(
+                    f"party {party.name!r}: column {column!r} is {dtypes[party.name]} but "
+                    + ", ".join(f"{p} has {t}" for p, t in dtypes.items() if p != party.name)
+                    + "; computations on it will fail until the types agree",
+                    SchemaWarning,
+                    stacklevel=3,
+                )
+
+    def remove_party(self, name: str) -> None:
+        """Remove a party."""
+        self._get(name)
+        del self._parties[name]
+
+    # -- inspection -----------------------------------------------------------
+    @property
+    def parties(self) -> Mapping[str, Party]:
+        """Read-only view of the parties by name."""
+        return dict(self._parties)
+
+    @property
+    def party_names(self) -> list[str]:
+        """Names of the parties, in insertion order."""
+        return list(self._parties)
+
+    def __getitem__(self, name: str) -> Party:
+        return self._get(name)
+
+    def __iter__(self) -> Iterator[Party]:
+        return iter(self._parties.values())
+
+    def __len__(self) -> int:
+        return len(self._parties)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._parties
+
+    @property
+    def schema(self) -> SchemaReport:
+        """Columns of every party side by side, with shared columns and conflicts."""
+        return SchemaReport.of(list(self._parties.values()))
+
+    @property
+    def keys(self) -> PaillierKeys:
+        """The federation's Paillier keys, generated on first use (held by the key holder)."""
+        if self._keys is None:
+            self._keys = generate_keys(self.key_bits, allow_insecure_key_size=self.allow_insecure_key_size)
+        return self._keys
+
+    def _get(self, name: str) -> Party:
+        try:
+            return self._parties[name]
+        except KeyError:
+            known = ", ".join(self._parties) or "none yet"
+            raise UnknownPartyError(f"unknown party {name!r} (parties: {known})", party=name) from None
+
+    def _select(self, parties: Sequence[str] | str | None) -> list[Party]:
+        if parties is None:
+            return list(self._parties.values())
+        if isinstance(parties, str):
+            parties = [parties]
+        chosen = [self._get(p) for p in parties]
+        if len({p.name for p in chosen}) != len(chosen):
+            raise ConfigurationError(f"parties listed twice in {list(parties)}")
+        return chosen
+
+    # -- secure aggregation ---------------------------------------------------
+    def _channel(self, protocol: str) -> Channel:
+        return Channel(protocol, [self.transcript], keep_payloads=self.audit)
+
+    def _aggregate(self, parties: list[Party], local_fn: LocalFn, *, encoding: Encoding,
+                   protocol: str = "secure_sum") -> tuple[dict[str, Any], SecureSumResult]:
+        if len(parties) < MIN_PARTIES:
+            # Checked here too so that no key is generated for a refused request.
+            from .errors import TooFewPartiesError
+
+            raise TooFewPartiesError(
+                f"a secure computation needs at least {MIN_PARTIES} parties, got "
+                f"{len(parties)} ({', '.join(p.name for p in parties) or 'none'}): over one party the "
+                "aggregate is that party's own data"
+            )
+        keys = self.keys
+        t0 = time.perf_counter()
+        channel = self._channel(protocol)
+        out = secure_aggregate(parties, local_fn, keys=keys, backend=self.backend, channel=channel,
+                               encoding=encoding, fast_encryption=self.fast_encryption)
+        result = SecureSumResult(
+            value=out.value,
+            parties=[p.name for p in parties],
+            key_bits=keys.key_bits,
+            ciphertexts=out.ciphertexts_per_party * len(parties),
+            slots_per_ciphertext=out.layout.slots_per_ciphertext,
+            frac_bits=encoding.frac_bits,
+            value_bits=encoding.value_bits,
+            fast_encryption=out.fast_encryption,
+            seconds=out.seconds,
+            elapsed=time.perf_counter() - t0,
+            transcript=channel.run,
+            backend=self.backend.name,
+        )
+        return out.value, result
+
+    def _encoding(self, max_abs: float | None, frac_bits: int | None) -> Encoding:
+        if max_abs is None and frac_bits is None:
+            return self.encoding
+        return Encoding.for_range(
+            max_abs if max_abs is not None else self.encoding.max_abs,
+            frac_bits if frac_bits is not None else self.encoding.frac_bits,
+        )
+
+    def secure_sum(
+        self,
+        what: str | Sequence[str] | LocalFn,
+        *,
+        parties: Sequence[str] | None = None,
+        nulls: str = "skip",
+        max_abs: float | None = None,
+        frac_bits: int | None = None,
+    ) -> SecureSumResult:
+        """Securely sum columns, or the named results of a function run inside each party.
+
+        Parameters
+        ----------
+        what : str, list of str, or callable
+            Column name(s) to sum, or ``fn(df) -> dict[str, float | numpy.ndarray]``
+            run once inside each party on its polars DataFrame.  The function's
+            entries must have the same names and shapes in every party.
+        parties : list of str, optional
+            Parties taking part (default: all, at least two).
+        nulls : {"skip", "error"}, default "skip"
+            Column sums only: skip nulls and report how many were skipped in
+            total, or raise on the first null.
+        max_abs, frac_bits : optional
+            Override the public fixed-point encoding for this call.
+
+        Returns
+        -------
+        SecureSumResult
+            ``.value`` maps each column (or entry) to its sum.
+
+        Raises
+        ------
+        TooFewPartiesError, MissingColumnError, NonNumericColumnError, DtypeConflictError,
+        NullValuesError, NonFiniteValueError, EncodingRangeError, LocalComputationError, ProtocolError
+        """
+        chosen = self._select(parties)
+        encoding = self._encoding(max_abs, frac_bits)
+        if callable(what):
+            _, result = self._aggregate(chosen, what, encoding=encoding)
+        else:
+            columns = _columns_arg(what)
+            _stats.check_null_policy(nulls)
+            check_numeric_columns(chosen, columns)
+            value, result = self._aggregate(
+                chosen, partial(_stats.local_column_sums, columns=columns, nulls=nulls), encoding=encoding
+            )
+            result.value = {c: value[f"sum:{c}"] for c in columns}
+            result.nulls_skipped = {c: round(value[f"nulls:{c}"]) for c in columns}
+        self.history.append(result)
+        return result
+
+    # -- statistics -------------------------------------------------------------
+    def _moments(self, columns: list[str], chosen: list[Party], nulls: str, ddof: int) -> pl.DataFrame:
+        _stats.check_null_policy(nulls)
+        check_numeric_columns(chosen, columns)
+        v1, r1 = self._aggregate(
+            chosen, partial(_stats.local_column_sums, columns=columns, nulls=nulls),
+            encoding=self.encoding, protocol="stats",
+        )
+        counts = [round(v1[f"count:{c}"]) for c in columns]
+        means = [v1[f"sum:{c}"] / n if n else math.nan for c, n in zip(columns, counts, strict=True)]
+        usable = [c for c, mu in zip(columns, means, strict=True) if not math.isnan(mu)]
+        ssd: dict[str, float] = {}
+        if usable:
+            v2, r2 = self._aggregate(
+                chosen,
+                partial(_stats.local_squared_deviations, columns=usable,
+                        means=[m for c, m in zip(columns, means, strict=True) if c in usable], nulls=nulls),
+                encoding=self.encoding, protocol="stats",
+            )
+            ssd = {c: max(0.0, v2[f"ssd:{c}"]) for c in usable}
+            self.history.append(r2)
+        self.history.append(r1)
+        var = [ssd[c] / (n - ddof) if c in ssd and n > ddof else math.nan for c, n in zip(columns, counts, strict=True)]
+        return pl.DataFrame(
+            {
+                "column": columns,
+                "count": counts,
+                "nulls": [round(v1[f"nulls:{c}"]) for c in columns],
+                "sum": [v1[f"sum:{c}"] for c in columns],
+                "mean": means,
+                "var": var,
+                "std": [math.sqrt(v) if not math.isnan(v) else math.nan for v in var],
+                "parties": [len(chosen)] * len(columns),
+            },
+            schema={"column": pl.String, "count": pl.Int64, "nulls": pl.Int64, "sum": pl.Float64,
+                    "mean": pl.Float64, "var": pl.Float64, "std": pl.Float64, "parties": pl.Int64},
+        )
+
+    def stats(
+        self,
+        columns: str | Sequence[str] | None = None,
+        *,
+        parties: Sequence[str] | None = None,
+        nulls: str = "skip",
+        ddof: int = 1,
+    ) -> pl.DataFrame:
+        """Count, nulls, sum, mean, variance and standard deviation per column, securely.
+
+        Parameters
+        ----------
+        columns : str or list of str, optional
+            Numeric columns; default: every shared numeric column.
+        parties : list of str, optional
+            Parties taking part (default: all).
+        nulls : {"skip", "error"}, default "skip"
+            Null policy (see :mod:`fedbench.stats`).
+        ddof : int, default 1
+            Delta degrees of freedom of the variance (1: sample variance, like pandas).
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per column: ``column, count, nulls, sum, mean, var, std, parties``.
+
+        Notes
+        -----
+        Two secure sums: counts and sums first, then squared deviations from
+        the released global mean.  Minimum and maximum are not offered: they
+        would reveal one individual's value.
+        """
+        chosen = self._select(parties)
+        if columns is None:
+            report = SchemaReport.of(chosen)
+            columns = [c for c in report.shared
+                       if all(report.kinds[p.name][c] == "numeric" for p in chosen)]
+            if not columns:
+                raise ConfigurationError("the parties share no numeric column; name the columns to describe")
+        return self._moments(_columns_arg(columns), chosen, nulls, ddof)
+
+    def count(self, column: str | None = None, *, parties: Sequence[str] | None = None) -> int:
+        """Number of rows (or non-null cells of ``column``) across parties, securely."""
+        chosen = self._select(parties)
+        if column is None:
+            res = self.secure_sum(_row_count, parties=[p.name for p in chosen])
+            return round(res.value["rows"])
+        return int(self._moments([column], chosen, "skip", 1)["count"][0])
+
+    def sum(self, column: str, *, parties: Sequence[str] | None = None, nulls: str = "skip") -> float:
+        """Sum of a numeric column across parties, securely."""
+        return float(self.secure_sum([column], parties=parties, nulls=nulls).value[column])
+
+    def mean(self, column: str, *, parties: Sequence[str] | None = None, nulls: str = "skip") -> float:
+        """Mean of a numeric column across parties, securely."""
+        chosen = self._select(parties)
+        _stats.check_null_policy(nulls)
+        check_numeric_columns(chosen, [column])
+        v, res = self._aggregate(chosen, partial(_stats.local_column_sums, columns=[column], nulls=nulls),
+                                 encoding=self.encoding, protocol="stats")
+        self.history.append(res)
+        n = v[f"count:{column}"]
+        if n < 0.5:
+            raise EmptyPartyError(f"column {column!r} has no non-null value in any party")
+        return v[f"sum:{column}"] / n
+
+    def var(self, column: str, *, parties: Sequence[str] | None = None, nulls: str = "skip",
+            ddof: int = 1) -> float:
+        """Variance of a numeric column across parties (two secure rounds)."""
+        return float(self._moments([column], self._select(parties), nulls, ddof)["var"][0])
+
+    def std(self, column: str, *, parties: Sequence[str] | None = None, nulls: str = "skip",
+            ddof: int = 1) -> float:
+        """Standard deviation of a numeric column across parties (two secure rounds)."""
+        return math.sqrt(self.var(column, parties=parties, nulls=nulls, ddof=ddof))
+
+    def histogram(
+        self,
+        column: str,
+        bins: int | Sequence[float] = 10,
+        range: tuple[float, float] | None = None,
+        *,
+        parties: Sequence[str] | None = None,
+        nulls: str = "skip",
+    ) -> HistogramResult:
+        """Fixed-bin histogram of a numeric column, securely.
+
+        Parameters
+        ----------
+        column : str
+            Numeric column.
+        bins : int or sequence of float, default 10
+            Number of equal-width bins over ``range``, or explicit increasing edges.
+        range : (float, float), optional
+            Required with an integer ``bins``: the bins must be declared up front,
+            because deriving them from the data would reveal its minimum and maximum.
+        parties, nulls
+            As in :meth:`secure_sum`.
+
+        Returns
+        -------
+        HistogramResult
+        """
+        if isinstance(bins, int | np.integer):
+            if range is None:
+                raise ConfigurationError(
+                    f"histogram of {column!r}: pass range=(low, high) or explicit bin edges; "
+                    "bins are declared up front so that no party's extremes are revealed"
+                )
+            if bins < 1 or not range[0] < range[1]:
+                raise ConfigurationError(f"need bins >= 1 and range low < high, got {bins}, {range}")
+            edges = np.linspace(float(range[0]), float(range[1]), int(bins) + 1)
+        else:
+            edges = np.asarray(bins, dtype=np.float64)
+            if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0):
+                raise ConfigurationError("bin edges must be a strictly increasing sequence of at least 2 numbers")
+        chosen = self._select(parties)
+        _stats.check_null_policy(nulls)
+        check_numeric_columns(chosen, [column])
+        v, res = self._aggregate(chosen, partial(_stats.local_histogram, column=column, edges=edges, nulls=nulls),
+                                 encoding=self.encoding, protocol="histogram")
+        self.history.append(res)
+        return HistogramResult(
+            column=column,
+            edges=edges,
+            counts=np.rint(v["counts"]).astype(np.int64),
+            below=round(v["below"]),
+            above=round(v["above"]),
+            nulls=round(v["nulls"]),
+            sum_result=res,
+        )
+
+    def cov(self, columns: Sequence[str], *, parties: Sequence[str] | None = None, nulls: str = "skip",
+            ddof: int = 1) -> pl.DataFrame:
+        """Covariance matrix over rows complete in ``columns`` (two secure rounds).
+
+        Returns
+        -------
+        polars.DataFrame
+            A ``column`` label column followed by one column per input column.
+        """
+        cols = _columns_arg(columns)
+        cov, _ = self._cov(cols, self._select(parties), nulls, ddof)
+        return _matrix_frame(cols, cov)
+
+    def corr(self, columns: Sequence[str], *, parties: Sequence[str] | None = None,
+             nulls: str = "skip") -> pl.DataFrame:
+        """Pearson correlation matrix over rows complete in ``columns`` (two secure rounds)."""
+        cols = _columns_arg(columns)
+        cov, _ = self._cov(cols, self._select(parties), nulls, 1)
+        sd = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = cov / np.outer(sd, sd)
+        np.fill_diagonal(corr, 1.0)
+        return _matrix_frame(cols, np.clip(corr, -1.0, 1.0))
+
+    def _cov(self, cols: list[str], chosen: list[Party], nulls: str, ddof: int) -> tuple[np.ndarray, int]:
+        _stats.check_null_policy(nulls)
+        check_numeric_columns(chosen, cols)
+        v1, r1 = self._aggregate(chosen, partial(_stats.local_complete_cases, columns=cols, nulls=nulls),
+                                 encoding=self.encoding, protocol="cov")
+        n = round(v1["n"])
+        if n <= ddof:
+            raise EmptyPartyError(f"only {n} complete rows over {cols} across all parties; cannot estimate")
+        means = (np.asarray(v1["sum"]) / n).tolist()
+        v2, r2 = self._aggregate(chosen, partial(_stats.local_cross_deviations, columns=cols, means=means,
+                                                 nulls=nulls), encoding=self.encoding, protocol="cov")
+        self.history += [r1, r2]
+        m = np.asarray(v2["cross"])
+        return (m + m.T) / 2 / (n - ddof), n
+
+    def group_counts(
+        self,
+        by: str | Sequence[str],
+        *,
+        categories: Mapping[str, Sequence[Any]] | None = None,
+        parties: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """Row counts per group of ``by`` across parties, securely.
+
+        Parameters
+        ----------
+        by : str or list of str
+            Grouping columns (any type; nulls form their own group).
+        categories : mapping of column to values, optional
+            The declared values of each column; groups are their combinations.
+            When omitted, parties first agree on the union of the combinations
+            they hold: each sends its distinct combinations in the clear to the
+            coordinator (recorded in the transcript), which reveals *which*
+            groups each party has, though not how many rows.  Declare the
+            categories to avoid that.
+        parties : list of str, optional
+            Parties taking part.
+
+        Returns
+        -------
+        polars.DataFrame
+            The ``by`` columns and ``count``, sorted by the groups.
+        """
+        by_cols = _columns_arg(by)
+        chosen = self._select(parties)
+        for p in chosen:
+            p.require_columns(by_cols)
+        if len(chosen) < MIN_PARTIES:
+            self._aggregate(chosen, _noop, encoding=self.encoding)  # raises TooFewPartiesError
+        if categories is not None:
+            missing = [c for c in by_cols if c not in categories]
+            if missing:
+                raise ConfigurationError(f"categories lacks the grouping column(s) {missing}")
+            groups: list[tuple[Any, ...]] = [()]
+            for c in by_cols:
+                groups = [(*g, v) for g in groups for v in categories[c]]
+        else:
+            channel = self._channel("category_union")
+            union: set[tuple[Any, ...]] = set()
+            for p, distinct in zip(chosen, self.backend.compute(chosen, partial(_stats.local_distinct, by=by_cols)),
+                                   strict=True):
+                data = channel.send(p.name, "coordinator", "category-set", dumps([list(d) for d in distinct]),
+                                    encrypted=False)
+                del data
+                union.update(distinct)
+            groups = sorted(union, key=lambda g: tuple((v is None, str(type(v)), v if v is not None else 0)
+                                                       for v in g))
+            for p in chosen:
+                channel.send("coordinator", p.name, "category-union", dumps([list(g) for g in groups]),
+                             encrypted=False)
+        if not groups:
+            raise ProtocolError("no groups to count")
+        v, res = self._aggregate(chosen, partial(_stats.local_group_counts, by=by_cols, groups=groups),
+                                 encoding=self.encoding, protocol="group_counts")
+        self.history.append(res)
+        counts = np.rint(v["counts"]).astype(np.int64)
+        data: dict[str, list[Any]] = {c: [g[i] for g in groups] for i, c in enumerate(by_cols)}
+        data["count"] = counts.tolist()
+        schema = {c: chosen[0].schema[c] for c in by_cols} | {"count": pl.Int64}
+        return pl.DataFrame(data, schema=schema)
+
+    # -- lifecycle and display ---------------------------------------------------
+    def close(self) -> None:
+        """Release backend workers."""
+        self.backend.close()
+
+    def __enter__(self) -> Federation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        lines = [
+            f"<Federation: {len(self)} parties, {self.key_bits}-bit Paillier"
+            f"{' (DJN fast encryption)' if self.fast_encryption else ''}, backend {self.backend.name}>"
+        ]
+        for p in self:
+            lines.append(f"  {p.name}: {p.n_rows} rows x {len(p.columns)} columns ({p.source})")
+        if len(self):
+            rep = self.schema
+            lines.append(f"  shared columns: {len(rep.shared)}; kind conflicts: {len(rep.conflicts)}")
+        lines.append(f"  transcript: {len(self.transcript)} messages, {_fmt_bytes(self.transcript.nbytes)}")
+        lines.append(f"  threat model: {THREAT_MODEL}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{escape(p.name)}</td><td style='text-align:right'>{p.n_rows}</td>"
+            f"<td style='text-align:right'>{len(p.columns)}</td><td>{escape(p.source)}</td></tr>"
+            for p in self
+        )
+        rep = self.schema if len(self) else None
+        info = [
+            ("parties", str(len(self))),
+            ("crypto", f"{self.key_bits}-bit Paillier" + (" (DJN fast encryption)" if self.fast_encryption else "")),
+            ("backend", escape(self.backend.name)),
+            ("transcript", f"{len(self.transcript)} messages, {_fmt_bytes(self.transcript.nbytes)}"),
+        ]
+        if rep is not None:
+            info.append(("schema", f"{len(rep.shared)} shared columns, {len(rep.conflicts)} kind conflicts"))
+        table = (
+            "<table><thead><tr><th>party</th><th>rows</th><th>columns</th><th>source</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+        return render_card("Federation", info, table)
+
+
+def _noop(df: pl.DataFrame) -> dict[str, float]:
+    return {"x": 0.0}
+
+
+def _row_count(df: pl.DataFrame) -> dict[str, float]:
+    return {"rows": float(df.height)}
+
+
+def _columns_arg(columns: str | Sequence[str]) -> list[str]:
+    cols = [columns] if isinstance(columns, str) else list(columns)
+    if not cols or not all(isinstance(c, str) for c in cols):
+        raise ConfigurationError(f"expected a column name or a non-empty list of names, got {columns!r}")
+    if len(set(cols)) != len(cols):
+        raise ConfigurationError(f"columns listed twice in {cols}")
+    return cols
+
+
+def _matrix_frame(cols: list[str], m: np.ndarray) -> pl.DataFrame:
+    return pl.DataFrame({"column": cols} | {c: m[:, i] for i, c in enumerate(cols)})

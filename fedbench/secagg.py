@@ -1,0 +1,294 @@
+"""Secure aggregation with packed Paillier encryption.
+
+Roles (honest-but-curious)
+--------------------------
+* **parties** compute local aggregates on their own rows, encode them in fixed
+  point, pack them into plaintexts and encrypt them under the key holder's
+  public key;
+* the **aggregator** multiplies the ciphertexts (adding the plaintexts) and
+  sees nothing but ciphertexts;
+* the **key holder** decrypts only the aggregate and hands it to the
+  **analyst**.
+
+Every message goes through a :class:`~fedbench.transcript.Channel` as bytes.
+Validation (finite values, consistent shapes, encodable range) happens inside
+each party before the first message is sent, so a failed run records nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .crypto.packing import Encoding, PackingLayout
+from .crypto.paillier import FastEncryptor, PaillierKeys, add_ciphertext_vectors, decrypt_many
+from .errors import NonFiniteValueError, ProtocolError, TooFewPartiesError
+from .wire import bytes_to_ints, dumps, ints_to_bytes
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .backend import Backend
+    from .party import Party
+    from .transcript import Channel
+
+__all__ = ["AggregationOutcome", "VectorSpec", "secure_aggregate"]
+
+#: Fewer parties than this and an aggregate is one party's own numbers.
+MIN_PARTIES = 2
+
+LocalFn = Callable[["pl.DataFrame"], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """Names and shapes of the entries a local function returns (public)."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, local: Mapping[str, Any], party: str) -> VectorSpec:
+        """Spec of one party's local result; raises if it is not numeric."""
+        if not isinstance(local, Mapping) or not local:
+            raise ProtocolError(
+                f"party {party!r}: the local function must return a non-empty dict of numbers or arrays, "
+                f"got {type(local).__name__}"
+            )
+        shapes = []
+        for k, v in local.items():
+            if not isinstance(k, str):
+                raise ProtocolError(f"party {party!r}: result keys must be strings, got {k!r}")
+            try:
+                arr = np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ProtocolError(
+                    f"party {party!r}: result {k!r} is not numeric ({type(v).__name__})"
+                ) from None
+            shapes.append(arr.shape)
+        return cls(tuple(local), tuple(shapes))
+
+    @property
+    def size(self) -> int:
+        """Total number of scalars."""
+        return sum(math.prod(s) for s in self.shapes)
+
+    def entry_names(self) -> list[str]:
+        """One label per scalar, for error messages."""
+        out = []
+        for name, shape in zip(self.names, self.shapes, strict=True):
+            out.extend([name] * math.prod(shape))
+        return out
+
+    def flatten(self, local: Mapping[str, Any]) -> np.ndarray:
+        """Concatenate a local result into one float vector."""
+        return np.concatenate([np.asarray(local[k], dtype=np.float64).ravel() for k in self.names])
+
+    def unflatten(self, vec: np.ndarray) -> dict[str, float | np.ndarray]:
+        """Split a vector back into named entries (scalars as float)."""
+        out: dict[str, float | np.ndarray] = {}
+        i = 0
+        for name, shape in zip(self.names, self.shapes, strict=True):
+            k = math.prod(shape)
+            part = vec[i : i + k]
+            out[name] = float(part[0]) if shape == () else part.reshape(shape).copy()
+            i += k
+        return out
+
+
+@dataclass
+class AggregationOutcome:
+    """What one secure aggregation run produced (before result formatting)."""
+
+    value: dict[str, float | np.ndarray]
+    spec: VectorSpec
+    layout: PackingLayout
+    ciphertexts_per_party: int
+    seconds: dict[str, float]
+    fast_encryption: bool
+
+
+# -- worker-side helpers (top level so that process pools can pickle them) ----
+@lru_cache(maxsize=4)
+def _encryptor(n: int, h_s: int | None) -> FastEncryptor:
+    return FastEncryptor(n, h_s)
+
+
+@lru_cache(maxsize=4)
+def _private_key(n: int, p: int, q: int) -> Any:
+    from phe import paillier
+
+    return paillier.PaillierPrivateKey(paillier.PaillierPublicKey(n), p, q)
+
+
+def _encrypt_chunk(item: tuple[int, int | None, list[int]]) -> tuple[list[int], float]:
+    n, h_s, plaintexts = item
+    t0 = time.perf_counter()
+    cts = _encryptor(n, h_s).encrypt_many(plaintexts)
+    return cts, time.perf_counter() - t0
+
+
+def _decrypt_chunk(item: tuple[int, int, int, list[int]]) -> list[int]:
+    n, p, q, cts = item
+    return decrypt_many(_private_key(n, p, q), cts)
+
+
+def _chunks(seq: list[int], n_chunks: int) -> list[list[int]]:
+    size = max(1, -(-len(seq) // max(1, n_chunks)))
+    return [seq[i : i + size] for i in range(0, len(seq), size)]
+
+
+def secure_aggregate(
+    parties: Sequence[Party],
+    local_fn: LocalFn,
+    *,
+    keys: PaillierKeys,
+    backend: Backend,
+    channel: Channel,
+    encoding: Encoding,
+    fast_encryption: bool = True,
+) -> AggregationOutcome:
+    """Securely sum the results of ``local_fn`` over ``parties``.
+
+    Parameters
+    ----------
+    parties : sequence of Party
+        At least two parties.
+    local_fn : callable
+        Runs inside each party on its polars DataFrame and returns a dict of
+        numbers or arrays (same names and shapes in every party).
+    keys : PaillierKeys
+        The federation's keys (the private part is used only as the key holder).
+    backend : Backend
+        Where local work and encryption run.
+    channel : Channel
+        Records and carries every message.
+    encoding : Encoding
+        Public fixed-point parameters.
+    fast_encryption : bool, default True
+        Use the DJN fixed-base encryption (see :mod:`fedbench.crypto.paillier`).
+
+    Returns
+    -------
+    AggregationOutcome
+
+    Raises
+    ------
+    TooFewPartiesError, ProtocolError, NonFiniteValueError, EncodingRangeError, SlotOverflowError
+    """
+    if len(parties) < MIN_PARTIES:
+        raise TooFewPartiesError(
+            f"a secure sum needs at least {MIN_PARTIES} parties (got {len(parties)}): "
+            "over one party the 'aggregate' is that party's own data"
+        )
+    names = [p.name for p in parties]
+
+    # 1. Inside each party: local aggregates, validated and encoded before anything is sent.
+    locals_ = backend.compute(parties, local_fn)
+    spec = VectorSpec.of(locals_[0], names[0])
+    labels = spec.entry_names()
+    encoded: list[np.ndarray] = []
+    for name, local in zip(names, locals_, strict=True):
+        other = VectorSpec.of(local, name)
+        if other != spec:
+            raise ProtocolError(
+                f"party {name!r} returned entries {_describe(other)} but party {names[0]!r} returned "
+                f"{_describe(spec)}; every party must return the same names and shapes"
+            )
+        vec = spec.flatten(local)
+        bad = np.flatnonzero(~np.isfinite(vec))
+        if bad.size:
+            col = labels[int(bad[0])]
+            raise NonFiniteValueError(
+                f"party {name!r}: {col!r} is {vec[bad[0]]!r}; NaN and infinity cannot be aggregated "
+                "(replace them or filter them out first)",
+                party=name,
+                column=col,
+            )
+        encoded.append(encoding.encode(vec, party=name, names=labels))
+    del locals_
+
+    n = keys.n
+    h_s = keys.h_s if fast_encryption else None
+    layout = PackingLayout(encoding, len(parties), n.bit_length() - 1)
+    ct_width = (2 * n.bit_length() + 7) // 8
+
+    # 2. Key holder -> parties: the public key (and the DJN value h_s).
+    key_bytes = (n.bit_length() + 7) // 8
+    pk_payload = n.to_bytes(key_bytes, "big") + (h_s.to_bytes(ct_width, "big") if h_s else b"")
+    for name in names:
+        channel.send("keyholder", name, "public-key", pk_payload, encrypted=False)
+    # Parties announce the (public) vector layout so the aggregator can check it.
+    layout_payload = dumps({"names": list(spec.names), "shapes": [list(s) for s in spec.shapes],
+                            "frac_bits": encoding.frac_bits, "value_bits": encoding.value_bits})
+
+    # 3. Parties pack and encrypt; chunks of all parties share the backend's workers.
+    packed = [layout.pack(e) for e in encoded]
+    del encoded
+    items: list[tuple[int, int | None, list[int]]] = []
+    owner: list[int] = []
+    per_party_chunks = max(1, (2 * backend.workers) // len(parties) + (backend.workers > 1))
+    for i, pts in enumerate(packed):
+        for chunk in _chunks(pts, per_party_chunks if backend.workers > 1 else 1):
+            items.append((n, h_s, chunk))
+            owner.append(i)
+    del packed
+    results = backend.map(_encrypt_chunk, items)
+    ciphertexts: list[list[int]] = [[] for _ in parties]
+    enc_seconds = [0.0] * len(parties)
+    for i, (cts, secs) in zip(owner, results, strict=True):
+        ciphertexts[i].extend(cts)
+        enc_seconds[i] += secs
+
+    # 4. Parties -> aggregator.
+    received: list[list[int]] = []
+    for i, name in enumerate(names):
+        channel.send(name, "aggregator", "layout", layout_payload, encrypted=False)
+        data = channel.send(name, "aggregator", "ciphertexts", ints_to_bytes(ciphertexts[i], ct_width),
+                            encrypted=True, seconds=enc_seconds[i])
+        received.append(bytes_to_ints(data, ct_width))
+    del ciphertexts
+
+    # 5. Aggregator adds ciphertexts and forwards the encrypted sum.
+    t0 = time.perf_counter()
+    if len({len(r) for r in received}) != 1:
+        raise ProtocolError("parties sent different numbers of ciphertexts")
+    total = add_ciphertext_vectors(n, received)
+    agg_seconds = time.perf_counter() - t0
+    data = channel.send("aggregator", "keyholder", "aggregate-ciphertexts", ints_to_bytes(total, ct_width),
+                        encrypted=True, seconds=agg_seconds)
+
+    # 6. Key holder decrypts the aggregate only, unpacks and checks every slot.
+    t0 = time.perf_counter()
+    agg_cts = bytes_to_ints(data, ct_width)
+    sk = keys.private_key
+    dec_items = [(n, int(sk.p), int(sk.q), c) for c in _chunks(agg_cts, backend.workers)]
+    plain = [m for part in backend.map(_decrypt_chunk, dec_items) for m in part]
+    slot_sums = layout.unpack(plain, spec.size)
+    vec = encoding.decode_sum(slot_sums, len(parties))
+    dec_seconds = time.perf_counter() - t0
+    channel.send("keyholder", "analyst", "aggregate", vec.astype("<f8").tobytes(), encrypted=False,
+                 seconds=dec_seconds)
+
+    return AggregationOutcome(
+        value=spec.unflatten(vec),
+        spec=spec,
+        layout=layout,
+        ciphertexts_per_party=len(total),
+        seconds={
+            "encrypt": sum(enc_seconds),
+            "aggregate": agg_seconds,
+            "decrypt": dec_seconds,
+        },
+        fast_encryption=h_s is not None,
+    )
+
+
+def _describe(spec: VectorSpec) -> str:
+    return "{" + ", ".join(f"{n}: {s or 'scalar'}" for n, s in zip(spec.names, spec.shapes, strict=True)) + "}"
