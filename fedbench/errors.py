@@ -11,19 +11,26 @@ from __future__ import annotations
 
 __all__ = [
     "BudgetError",
+    "BudgetExceededError",
+    "BudgetNotSetError",
     "ColumnError",
     "ConfigurationError",
     "DataLoadError",
     "DtypeConflictError",
+    "DuplicateKeyError",
     "DuplicatePartyError",
     "EmptyPartyError",
     "EncodingRangeError",
     "FedbenchError",
     "InsecureParameterError",
+    "KeyTypeError",
+    "LedgerFileError",
     "LocalComputationError",
+    "MissingBoundsError",
     "MissingColumnError",
     "NonFiniteValueError",
     "NonNumericColumnError",
+    "NormalizationError",
     "NullValuesError",
     "PartyError",
     "PrivacyError",
@@ -143,3 +150,75 @@ class TooFewPartiesError(PrivacyError, ValueError):
 
 class BudgetError(PrivacyError):
     """Base class of privacy-budget errors (see :mod:`fedbench.dp`)."""
+
+
+class BudgetExceededError(BudgetError, PartyError):
+    """A request would take a party past its privacy budget; nothing was computed.
+
+    Raised by the check of check-then-spend, before any noise is drawn or any
+    data is read.  ``party`` is the (first) offending party; the figures are
+    that party's.
+
+    Parameters
+    ----------
+    message : str
+        Explanation showing spent, requested and remaining budget separately.
+    party : str or None
+        The offending party.
+    spent, requested, remaining, budget : tuple of float or None
+        ``(epsilon, delta)`` figures of the offending party.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        party: str | None = None,
+        spent: tuple[float, float] | None = None,
+        requested: tuple[float, float] | None = None,
+        remaining: tuple[float, float] | None = None,
+        budget: tuple[float, float] | None = None,
+    ) -> None:
+        super().__init__(message, party=party)
+        self.spent = spent
+        self.requested = requested
+        self.remaining = remaining
+        self.budget = budget
+
+
+class BudgetNotSetError(BudgetError, PartyError):
+    """A differentially private request touches a party that has no privacy budget yet."""
+
+
+class LedgerFileError(BudgetError):
+    """A privacy-ledger file is corrupt, foreign, tampered with or cannot be written.
+
+    The file is never modified when this is raised.
+
+    Parameters
+    ----------
+    message : str
+        Explanation naming the file.
+    path : str or None
+        The ledger file concerned.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class MissingBoundsError(ColumnError, ValueError):
+    """A sensitivity needs declared bounds (lower, upper) that are missing or invalid."""
+
+
+class DuplicateKeyError(ColumnError, ValueError):
+    """A party holds the same identifier twice where a protocol needs unique keys (PSI ``align``)."""
+
+
+class KeyTypeError(ColumnError, TypeError):
+    """A column's dtype cannot serve as an identifier (nested, binary, object...)."""
+
+
+class NormalizationError(ColumnError, ValueError):
+    """An identifier normaliser failed, returned a non-string, or was applied to a non-string column."""

@@ -60,7 +60,7 @@ class Federation:
         gives textbook Paillier.
     frac_bits : int, default 24
         Fixed-point fractional bits of the public encoding.
-    max_abs : float, default 2**39
+    max_abs : float, default 2**62
         Largest magnitude of any *local aggregate* a party may contribute.
     audit : bool, default False
         Keep the bytes of every message in the transcript (for audits and tests).
@@ -79,7 +79,7 @@ class Federation:
         allow_insecure_key_size: bool = False,
         fast_encryption: bool = True,
         frac_bits: int = 24,
-        max_abs: float = 2.0**39,
+        max_abs: float = 2.0**62,
         audit: bool = False,
     ) -> None:
         if not isinstance(key_bits, int) or key_bits < 256 or key_bits % 2:

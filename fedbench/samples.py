@@ -46,6 +46,7 @@ __all__ = [
     "BANK_SIZES",
     "HOSPITALS",
     "KINDS",
+    "MEASUREMENTS",
     "SAMPLE_FILES",
     "VERTICAL_SPLIT",
     "main",
@@ -138,9 +139,6 @@ class _Rng:
         # A string seed is hashed (SHA-512), so each stream is independent and
         # adding a stream never shifts the draws of another.
         self._random = random.Random(f"fedbench-samples/{seed}/{stream}").random
-
-    def uniform(self) -> float:
-        return self._random()
 
     def below(self, n: int) -> int:
         """Integer in ``[0, n)``."""
