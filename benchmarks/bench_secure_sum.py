@@ -59,7 +59,7 @@ def main() -> None:
     names = ["x"]
 
     with fb.Federation(args.key_bits, backend=args.backend, allow_insecure_key_size=args.key_bits < 2048) as fed:
-        for i, d in enumerate(data):
+        for i in range(len(data)):
             # One row per party holding the whole vector: the local function returns it as is.
             fed.add_party(f"p{i:02d}", pl.DataFrame({"id": [i]}).with_columns(pl.lit(i).alias("k")))
         vectors = {f"p{i:02d}": d for i, d in enumerate(data)}

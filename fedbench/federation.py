@@ -99,6 +99,7 @@ class Federation:
         self.history: list[Any] = []
         self._parties: dict[str, Party] = {}
         self._keys: PaillierKeys | None = None
+        self._key_holders: set[str] = set()  # parties that received the current public key
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -201,6 +202,7 @@ class Federation:
         """Remove a party."""
         self._get(name)
         del self._parties[name]
+        self._key_holders.discard(name)
 
     # -- inspection -----------------------------------------------------------
     @property
@@ -272,8 +274,10 @@ class Federation:
         keys = self.keys
         t0 = time.perf_counter()
         channel = self._channel(protocol)
+        recipients = [p.name for p in parties if p.name not in self._key_holders]
         out = secure_aggregate(parties, local_fn, keys=keys, backend=self.backend, channel=channel,
-                               encoding=encoding, fast_encryption=self.fast_encryption)
+                               encoding=encoding, fast_encryption=self.fast_encryption, key_recipients=recipients)
+        self._key_holders.update(recipients)
         result = SecureSumResult(
             value=out.value,
             parties=[p.name for p in parties],

@@ -153,6 +153,7 @@ def secure_aggregate(
     channel: Channel,
     encoding: Encoding,
     fast_encryption: bool = True,
+    key_recipients: Sequence[str] | None = None,
 ) -> AggregationOutcome:
     """Securely sum the results of ``local_fn`` over ``parties``.
 
@@ -173,6 +174,9 @@ def secure_aggregate(
         Public fixed-point parameters.
     fast_encryption : bool, default True
         Use the DJN fixed-base encryption (see :mod:`fedbench.crypto.paillier`).
+    key_recipients : sequence of str, optional
+        Parties that do not hold the public key yet (default: all of them); the
+        key holder sends it to them first.
 
     Returns
     -------
@@ -219,10 +223,10 @@ def secure_aggregate(
     layout = PackingLayout(encoding, len(parties), n.bit_length() - 1)
     ct_width = (2 * n.bit_length() + 7) // 8
 
-    # 2. Key holder -> parties: the public key (and the DJN value h_s).
+    # 2. Key holder -> parties that lack it: the public key (and the DJN value h_s).
     key_bytes = (n.bit_length() + 7) // 8
     pk_payload = n.to_bytes(key_bytes, "big") + (h_s.to_bytes(ct_width, "big") if h_s else b"")
-    for name in names:
+    for name in names if key_recipients is None else key_recipients:
         channel.send("keyholder", name, "public-key", pk_payload, encrypted=False)
     # Parties announce the (public) vector layout so the aggregator can check it.
     layout_payload = dumps({"names": list(spec.names), "shapes": [list(s) for s in spec.shapes],
