@@ -47,6 +47,20 @@ if TYPE_CHECKING:
     from .transcript import Transcript as Transcript
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the ``%%federate`` and ``%fedbench`` magics (``%load_ext fedbench``)."""
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Counterpart of :func:`load_ipython_extension`."""
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

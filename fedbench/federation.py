@@ -628,6 +628,56 @@ class Federation:
         schema = {c: chosen[0].schema[c] for c in by_cols} | {"count": pl.Int64}
         return pl.DataFrame(data, schema=schema)
 
+    # -- other protocols (each lives in its own module) ------------------------------
+    def intersect(
+        self,
+        on: str | Sequence[str],
+        *,
+        parties: Sequence[str] | None = None,
+        mode: str = "cardinality",
+        receiver: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Private set intersection of the parties' identifiers (ECDH-PSI).
+
+        Parameters
+        ----------
+        on : str or list of str
+            Key column(s); several columns form a composite key.
+        parties : list of str, optional
+            Parties taking part (default: all; exactly two for ``align``).
+        mode : {"cardinality", "reveal", "align"}, default "cardinality"
+            What the parties learn: only the size (and pairwise overlaps), the
+            shared identifiers (``receiver`` only), or matched row positions.
+        receiver : str, optional
+            The party that learns the shared identifiers in ``reveal`` mode.
+        **options
+            ``normalize``, ``nulls``, ``duplicates``, ``cast``... (see :func:`fedbench.psi.intersect`).
+
+        Returns
+        -------
+        fedbench.psi.PSIResult
+        """
+        from .psi import intersect as _intersect
+
+        chosen = self._select(parties)
+        options.setdefault("workers", self.backend.workers)
+        result = _intersect(chosen, on, mode=mode, receiver=receiver, channel=self._channel("psi"), **options)
+        self.history.append(result)
+        return result
+
+    def fit(self, estimator: Any, **options: Any) -> Any:
+        """Train a scikit-learn estimator across the parties (see :func:`fedbench.learn.fit`)."""
+        from .learn import fit as _fit
+
+        return _fit(self, estimator, **options)
+
+    def fit_vertical(self, estimator: Any, **options: Any) -> Any:
+        """Train on columns split across parties after PSI alignment (see :func:`fedbench.learn.fit_vertical`)."""
+        from .learn import fit_vertical as _fit_vertical
+
+        return _fit_vertical(self, estimator, **options)
+
     # -- lifecycle and display ---------------------------------------------------
     def close(self) -> None:
         """Release backend workers."""
