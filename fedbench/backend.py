@@ -3,8 +3,9 @@
 The interface is deliberately narrow, two calls, so that protocols never care
 where they run:
 
-* :meth:`Backend.compute` runs a function inside each party, where its rows
-  live, and returns what the function returns (local aggregates);
+* :meth:`Backend.run_in_parties` runs a function inside each party, where its
+  rows live, and returns what the function returns: for secure aggregation that
+  is the party's *ciphertexts*, so nothing else ever leaves the party;
 * :meth:`Backend.map` runs a picklable, stateless function over a list of
   items (encryption or decryption chunks) on every core available.
 
@@ -23,6 +24,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ConfigurationError
@@ -50,8 +52,16 @@ class Backend(ABC):
         """How many items :meth:`map` processes at once."""
 
     def compute(self, parties: Sequence[Party], fn: Callable[[pl.DataFrame], R]) -> list[R]:
-        """Run ``fn`` on each party's rows, inside the party, in order."""
+        """Run ``fn(df)`` on each party's rows, inside the party, in order."""
         return [p.compute(fn) for p in parties]
+
+    def run_in_parties(self, parties: Sequence[Party], fn: Callable[..., R], *args: Any) -> list[R]:
+        """Run ``fn(party_name, df, mapper, *args)`` inside each party, in order.
+
+        ``mapper`` is a ``map(fn, items)`` the party may use for CPU-heavy work
+        (this backend's :meth:`map` here; an actor's own cores on a cluster).
+        """
+        return [p.compute(partial(_bind_party, fn, p.name, self.map, args)) for p in parties]
 
     @abstractmethod
     def map(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
@@ -156,6 +166,11 @@ def _usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count() or 1
+
+
+def _bind_party(fn: Callable[..., R], name: str, mapper: Callable[..., Any], args: tuple[Any, ...],
+                df: pl.DataFrame) -> R:
+    return fn(name, df, mapper, *args)
 
 
 def _identity(x: Any) -> Any:  # used by tests to exercise the pool

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .party import Party
     from .transcript import Channel
 
-__all__ = ["AggregationOutcome", "VectorSpec", "secure_aggregate"]
+__all__ = ["AggregationOutcome", "PartyContribution", "VectorSpec", "party_contribution", "secure_aggregate"]
 
 #: Fewer parties than this and an aggregate is one party's own numbers.
 MIN_PARTIES = 2
@@ -144,6 +144,55 @@ def _chunks(seq: list[int], n_chunks: int) -> list[list[int]]:
     return [seq[i : i + size] for i in range(0, len(seq), size)]
 
 
+@dataclass(frozen=True)
+class PartyContribution:
+    """What leaves a party in a secure sum: the public layout and its ciphertexts."""
+
+    spec: VectorSpec
+    ciphertexts: list[int]
+    seconds: float
+
+
+def party_contribution(
+    name: str,
+    df: pl.DataFrame,
+    mapper: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]],
+    local_fn: LocalFn,
+    encoding: Encoding,
+    n: int,
+    h_s: int | None,
+    n_parties: int,
+    chunks: int,
+) -> PartyContribution:
+    """The party side of a secure sum, run where the party's rows live.
+
+    Computes the local aggregates, checks that they are finite and encodable,
+    encodes, packs and encrypts them.  Plaintext never leaves this function.
+    """
+    local = local_fn(df)
+    spec = VectorSpec.of(local, name)
+    labels = spec.entry_names()
+    vec = spec.flatten(local)
+    bad = np.flatnonzero(~np.isfinite(vec))
+    if bad.size:
+        col = labels[int(bad[0])]
+        raise NonFiniteValueError(
+            f"party {name!r}: {col!r} is {vec[bad[0]]!r}; NaN and infinity cannot be aggregated "
+            "(replace them or filter them out first)",
+            party=name,
+            column=col,
+        )
+    layout = PackingLayout(encoding, n_parties, n.bit_length() - 1)
+    packed = layout.pack(encoding.encode(vec, party=name, names=labels))
+    del local, vec
+    t0 = time.perf_counter()
+    parts = mapper(_encrypt_chunk, [(n, h_s, c) for c in _chunks(packed, chunks)])
+    cts = [c for part, _ in parts for c in part]
+    # CPU seconds of the encryption itself (summed over workers), plus the dispatch overhead.
+    seconds = max(time.perf_counter() - t0, sum(s for _, s in parts))
+    return PartyContribution(spec, cts, seconds)
+
+
 def secure_aggregate(
     parties: Sequence[Party],
     local_fn: LocalFn,
@@ -192,38 +241,27 @@ def secure_aggregate(
             "over one party the 'aggregate' is that party's own data"
         )
     names = [p.name for p in parties]
-
-    # 1. Inside each party: local aggregates, validated and encoded before anything is sent.
-    locals_ = backend.compute(parties, local_fn)
-    spec = VectorSpec.of(locals_[0], names[0])
-    labels = spec.entry_names()
-    encoded: list[np.ndarray] = []
-    for name, local in zip(names, locals_, strict=True):
-        other = VectorSpec.of(local, name)
-        if other != spec:
-            raise ProtocolError(
-                f"party {name!r} returned entries {_describe(other)} but party {names[0]!r} returned "
-                f"{_describe(spec)}; every party must return the same names and shapes"
-            )
-        vec = spec.flatten(local)
-        bad = np.flatnonzero(~np.isfinite(vec))
-        if bad.size:
-            col = labels[int(bad[0])]
-            raise NonFiniteValueError(
-                f"party {name!r}: {col!r} is {vec[bad[0]]!r}; NaN and infinity cannot be aggregated "
-                "(replace them or filter them out first)",
-                party=name,
-                column=col,
-            )
-        encoded.append(encoding.encode(vec, party=name, names=labels))
-    del locals_
-
     n = keys.n
     h_s = keys.h_s if fast_encryption else None
     layout = PackingLayout(encoding, len(parties), n.bit_length() - 1)
     ct_width = (2 * n.bit_length() + 7) // 8
 
-    # 2. Key holder -> parties that lack it: the public key (and the DJN value h_s).
+    # 1. Inside each party: local aggregates, validated, encoded, packed and encrypted.  Messages are
+    #    recorded only once every party has succeeded, so a failed run leaves no trace.
+    chunks = 2 * backend.workers if backend.workers > 1 else 1
+    contributions = backend.run_in_parties(
+        parties, party_contribution, local_fn, encoding, n, h_s, len(parties), chunks
+    )
+    spec = contributions[0].spec
+    for name, c in zip(names, contributions, strict=True):
+        if c.spec != spec:
+            raise ProtocolError(
+                f"party {name!r} returned entries {_describe(c.spec)} but party {names[0]!r} returned "
+                f"{_describe(spec)}; every party must return the same names and shapes"
+            )
+
+    # 2. Key holder -> parties that lack it: the public key (and the DJN value h_s).  In a deployment
+    #    this precedes step 1; it is recorded here so that refused runs record nothing.
     key_bytes = (n.bit_length() + 7) // 8
     pk_payload = n.to_bytes(key_bytes, "big") + (h_s.to_bytes(ct_width, "big") if h_s else b"")
     for name in names if key_recipients is None else key_recipients:
@@ -232,34 +270,17 @@ def secure_aggregate(
     layout_payload = dumps({"names": list(spec.names), "shapes": [list(s) for s in spec.shapes],
                             "frac_bits": encoding.frac_bits, "value_bits": encoding.value_bits})
 
-    # 3. Parties pack and encrypt; chunks of all parties share the backend's workers.
-    packed = [layout.pack(e) for e in encoded]
-    del encoded
-    items: list[tuple[int, int | None, list[int]]] = []
-    owner: list[int] = []
-    per_party_chunks = max(1, (2 * backend.workers) // len(parties) + (backend.workers > 1))
-    for i, pts in enumerate(packed):
-        for chunk in _chunks(pts, per_party_chunks if backend.workers > 1 else 1):
-            items.append((n, h_s, chunk))
-            owner.append(i)
-    del packed
-    results = backend.map(_encrypt_chunk, items)
-    ciphertexts: list[list[int]] = [[] for _ in parties]
-    enc_seconds = [0.0] * len(parties)
-    for i, (cts, secs) in zip(owner, results, strict=True):
-        ciphertexts[i].extend(cts)
-        enc_seconds[i] += secs
-
-    # 4. Parties -> aggregator.
+    # 3. Parties -> aggregator.
     received: list[list[int]] = []
-    for i, name in enumerate(names):
+    for name, c in zip(names, contributions, strict=True):
         channel.send(name, "aggregator", "layout", layout_payload, encrypted=False)
-        data = channel.send(name, "aggregator", "ciphertexts", ints_to_bytes(ciphertexts[i], ct_width),
-                            encrypted=True, seconds=enc_seconds[i])
+        data = channel.send(name, "aggregator", "ciphertexts", ints_to_bytes(c.ciphertexts, ct_width),
+                            encrypted=True, seconds=c.seconds)
         received.append(bytes_to_ints(data, ct_width))
-    del ciphertexts
+    enc_seconds = sum(c.seconds for c in contributions)
+    del contributions
 
-    # 5. Aggregator adds ciphertexts and forwards the encrypted sum.
+    # 4. Aggregator adds ciphertexts and forwards the encrypted sum.
     t0 = time.perf_counter()
     if len({len(r) for r in received}) != 1:
         raise ProtocolError("parties sent different numbers of ciphertexts")
@@ -268,7 +289,7 @@ def secure_aggregate(
     data = channel.send("aggregator", "keyholder", "aggregate-ciphertexts", ints_to_bytes(total, ct_width),
                         encrypted=True, seconds=agg_seconds)
 
-    # 6. Key holder decrypts the aggregate only, unpacks and checks every slot.
+    # 5. Key holder decrypts the aggregate only, unpacks and checks every slot.
     t0 = time.perf_counter()
     agg_cts = bytes_to_ints(data, ct_width)
     sk = keys.private_key
@@ -285,11 +306,7 @@ def secure_aggregate(
         spec=spec,
         layout=layout,
         ciphertexts_per_party=len(total),
-        seconds={
-            "encrypt": sum(enc_seconds),
-            "aggregate": agg_seconds,
-            "decrypt": dec_seconds,
-        },
+        seconds={"encrypt": enc_seconds, "aggregate": agg_seconds, "decrypt": dec_seconds},
         fast_encryption=h_s is not None,
     )
 
