@@ -38,6 +38,9 @@ from .wire import dumps
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .dp import PrivacyBudget
+    from .dp.releases import NoisePlan
+
 __all__ = ["Federation"]
 
 LocalFn = Callable[[pl.DataFrame], Mapping[str, Any]]
@@ -64,6 +67,9 @@ class Federation:
         Largest magnitude of any *local aggregate* a party may contribute.
     audit : bool, default False
         Keep the bytes of every message in the transcript (for audits and tests).
+    ledger_path : str or Path, optional
+        JSON file persisting the privacy ledger (budgets survive a kernel
+        restart); by default the ledger lives in memory.
 
     Examples
     --------
@@ -81,6 +87,7 @@ class Federation:
         frac_bits: int = 24,
         max_abs: float = 2.0**62,
         audit: bool = False,
+        ledger_path: str | Path | None = None,
     ) -> None:
         if not isinstance(key_bits, int) or key_bits < 256 or key_bits % 2:
             raise InsecureParameterError(f"key_bits must be an even integer >= 256, got {key_bits!r}")
@@ -100,6 +107,8 @@ class Federation:
         self._parties: dict[str, Party] = {}
         self._keys: PaillierKeys | None = None
         self._key_holders: set[str] = set()  # parties that received the current public key
+        self._ledger_path = ledger_path
+        self._budget: PrivacyBudget | None = None
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -261,7 +270,8 @@ class Federation:
         return Channel(protocol, [self.transcript], keep_payloads=self.audit)
 
     def _aggregate(self, parties: list[Party], local_fn: LocalFn, *, encoding: Encoding,
-                   protocol: str = "secure_sum") -> tuple[dict[str, Any], SecureSumResult]:
+                   protocol: str = "secure_sum", plan: NoisePlan | None = None,
+                   description: str = "") -> tuple[dict[str, Any], SecureSumResult]:
         if len(parties) < MIN_PARTIES:
             # Checked here too so that no key is generated for a refused request.
             from .errors import TooFewPartiesError
@@ -272,6 +282,15 @@ class Federation:
                 "aggregate is that party's own data"
             )
         keys = self.keys
+        names = [p.name for p in parties]
+        if plan is not None:
+            # Check-then-spend: refused (BudgetExceededError) before any data is read or noise drawn.
+            self.budget.charge(names, plan.event, mechanism=plan.mechanism, description=description or protocol,
+                               parameters=plan.as_dict())
+            if plan.noise == "distributed":
+                from .dp.releases import with_noise_share
+
+                local_fn = partial(with_noise_share, local_fn=local_fn, plan=plan, n_parties=len(parties))
         t0 = time.perf_counter()
         channel = self._channel(protocol)
         recipients = [p.name for p in parties if p.name not in self._key_holders]
@@ -291,8 +310,16 @@ class Federation:
             elapsed=time.perf_counter() - t0,
             transcript=channel.run,
             backend=self.backend.name,
+            privacy=None if plan is None else plan.as_dict(),
         )
-        return out.value, result
+        value = out.value
+        if plan is not None and plan.noise == "central":
+            value = plan.central_noise(value)  # the key holder adds the noise after decrypting
+            result.value = value
+        elif plan is None and self._budget is not None and self._budget.parties:
+            # Budgets are in force: exact releases are logged too, flagged as not differentially private.
+            self._budget.record_exact(names, mechanism=protocol, description=description or protocol)
+        return value, result
 
     def _encoding(self, max_abs: float | None, frac_bits: int | None) -> Encoding:
         if max_abs is None and frac_bits is None:
@@ -310,6 +337,12 @@ class Federation:
         nulls: str = "skip",
         max_abs: float | None = None,
         frac_bits: int | None = None,
+        epsilon: float | None = None,
+        delta: float | None = None,
+        bounds: tuple[float, float] | Mapping[str, tuple[float, float]] | None = None,
+        sensitivity: float | None = None,
+        mechanism: str = "laplace",
+        noise: str = "distributed",
     ) -> SecureSumResult:
         """Securely sum columns, or the named results of a function run inside each party.
 
@@ -326,32 +359,141 @@ class Federation:
             total, or raise on the first null.
         max_abs, frac_bits : optional
             Override the public fixed-point encoding for this call.
+        epsilon : float, optional
+            Make the release differentially private at this epsilon (charged to
+            every party's budget first; see :meth:`set_budget`).
+        delta : float, optional
+            With ``mechanism="gaussian"``: the release's delta.
+        bounds : (lower, upper) or dict of column to (lower, upper), optional
+            DP column sums: declared value bounds; values are clamped to them.
+        sensitivity : float, optional
+            DP function sums: how much one record can change the function's
+            output vector (L1 for Laplace, L2 for Gaussian).  You declare it;
+            fedbench cannot check it for an arbitrary function.
+        mechanism : {"laplace", "gaussian"}, default "laplace"
+            DP noise distribution.
+        noise : {"distributed", "central"}, default "distributed"
+            Each party adds a share of the noise before encrypting (nobody sees the
+            exact sum), or the key holder adds it after decrypting.
 
         Returns
         -------
         SecureSumResult
-            ``.value`` maps each column (or entry) to its sum.
+            ``.value`` maps each column (or entry) to its sum; ``.privacy``
+            describes the noise of a DP release.
 
         Raises
         ------
         TooFewPartiesError, MissingColumnError, NonNumericColumnError, DtypeConflictError,
-        NullValuesError, NonFiniteValueError, EncodingRangeError, LocalComputationError, ProtocolError
+        NullValuesError, NonFiniteValueError, EncodingRangeError, LocalComputationError, ProtocolError,
+        MissingBoundsError, BudgetNotSetError, BudgetExceededError
         """
         chosen = self._select(parties)
         encoding = self._encoding(max_abs, frac_bits)
         if callable(what):
-            _, result = self._aggregate(chosen, what, encoding=encoding)
+            plan = None
+            if epsilon is not None:
+                if sensitivity is None:
+                    raise ConfigurationError(
+                        "a DP sum of a function needs sensitivity=...: how much one record can change its output"
+                    )
+                plan = self._plan(epsilon, delta, mechanism, noise, sensitivity, sensitivity)
+            _, result = self._aggregate(chosen, what, encoding=encoding, plan=plan, description="secure_sum(fn)")
         else:
             columns = _columns_arg(what)
             _stats.check_null_policy(nulls)
             check_numeric_columns(chosen, columns)
-            value, result = self._aggregate(
-                chosen, partial(_stats.local_column_sums, columns=columns, nulls=nulls), encoding=encoding
-            )
-            result.value = {c: value[f"sum:{c}"] for c in columns}
-            result.nulls_skipped = {c: round(value[f"nulls:{c}"]) for c in columns}
+            if epsilon is None:
+                value, result = self._aggregate(
+                    chosen, partial(_stats.local_column_sums, columns=columns, nulls=nulls), encoding=encoding,
+                    description=f"sum({', '.join(columns)})",
+                )
+                result.value = {c: value[f"sum:{c}"] for c in columns}
+                result.nulls_skipped = {c: round(value[f"nulls:{c}"]) for c in columns}
+            else:
+                from .dp.mechanisms import check_bounds
+
+                per = {c: check_bounds(*_bounds_for(bounds, c), column=c) for c in columns}
+                reach = [max(abs(lo), abs(hi)) for lo, hi in per.values()]
+                plan = self._plan(epsilon, delta, mechanism, noise, sum(reach), math.hypot(*reach))
+                value, result = self._aggregate(
+                    chosen, partial(_local_clamped_sums, bounds=per, nulls=nulls), encoding=encoding, plan=plan,
+                    description=f"dp sum({', '.join(columns)})",
+                )
+                result.value = {c: value[c] for c in columns}
         self.history.append(result)
         return result
+
+    # -- differential privacy -----------------------------------------------------
+    @property
+    def budget(self) -> PrivacyBudget:
+        """The federation's privacy budgets and ledger (see :class:`fedbench.dp.PrivacyBudget`)."""
+        if self._budget is None:
+            from .dp import PrivacyBudget
+
+            self._budget = PrivacyBudget(self._ledger_path, parties=lambda: self.party_names)
+        return self._budget
+
+    def set_budget(
+        self,
+        epsilon: float = 1.0,
+        delta: float = 1e-6,
+        *,
+        parties: Sequence[str] | None = None,
+        overrides: Mapping[str, tuple[float, float]] | None = None,
+    ) -> PrivacyBudget:
+        """Set each party's privacy budget ``(epsilon, delta)``.
+
+        Parameters
+        ----------
+        epsilon : float, default 1.0
+            Epsilon budget of each party.
+        delta : float, default 1e-6
+            Delta budget of each party.
+        parties : list of str, optional
+            Parties to set (default: all).
+        overrides : dict of party to (epsilon, delta), optional
+            Per-party budgets, e.g. ``{"west": (2.0, 1e-6)}``.
+
+        Returns
+        -------
+        PrivacyBudget
+            ``fed.budget``: ``spent(party)``, ``remaining(party)``, ``ledger``, ``refusals``.
+        """
+        self.budget.set_budget(epsilon, delta, parties=parties, overrides=overrides)
+        return self.budget
+
+    def _plan(self, epsilon: float, delta: float | None, mechanism: str, noise: str, l1: float,
+              l2: float) -> NoisePlan:
+        from .dp.releases import NoisePlan
+
+        return NoisePlan.make(epsilon=epsilon, delta=delta, mechanism=mechanism, noise=noise, l1=l1, l2=l2)
+
+    def _dp_clamped(self, column: str | None, chosen: list[Party], nulls: str, epsilon: float,
+                    delta: float | None, bounds: tuple[float, float] | None, mechanism: str, noise: str,
+                    what: str) -> dict[str, float]:
+        from .dp.mechanisms import check_bounds
+        from .dp.releases import local_clamped_sum, mean_l1_l2
+
+        _stats.check_null_policy(nulls)
+        if column is not None:
+            check_numeric_columns(chosen, [column])
+        if what == "count":
+            lo = hi = centre = 0.0
+            l1 = l2 = 1.0
+        else:
+            lo, hi = check_bounds(*(bounds if bounds is not None else (None, None)), column=column)
+            centre = (lo + hi) / 2 if what == "mean" else 0.0
+            l1, l2 = mean_l1_l2(lo, hi) if what == "mean" else (max(abs(lo), abs(hi)),) * 2
+        plan = self._plan(epsilon, delta, mechanism, noise, l1, l2)
+        local = partial(local_clamped_sum, column=column, lower=lo, upper=hi, centre=centre, nulls=nulls)
+        if what != "mean":  # release only the entry the statistic needs
+            key = "count" if what == "count" else "sum"
+            local = partial(_only, local_fn=local, key=key)
+        v, res = self._aggregate(chosen, local, encoding=self.encoding, plan=plan,
+                                 description=f"dp {what}({column or 'rows'})", protocol="stats")
+        self.history.append(res)
+        return v
 
     # -- statistics -------------------------------------------------------------
     def _moments(self, columns: list[str], chosen: list[Party], nulls: str, ddof: int) -> pl.DataFrame:
@@ -432,25 +574,108 @@ class Federation:
                 raise ConfigurationError("the parties share no numeric column; name the columns to describe")
         return self._moments(_columns_arg(columns), chosen, nulls, ddof)
 
-    def count(self, column: str | None = None, *, parties: Sequence[str] | None = None) -> int:
-        """Number of rows (or non-null cells of ``column``) across parties, securely."""
+    def count(
+        self,
+        column: str | None = None,
+        *,
+        parties: Sequence[str] | None = None,
+        epsilon: float | None = None,
+        delta: float | None = None,
+        mechanism: str = "laplace",
+        noise: str = "distributed",
+    ) -> int:
+        """Number of rows (or non-null cells of ``column``) across parties, securely.
+
+        With ``epsilon`` the count is differentially private (sensitivity 1),
+        rounded and floored at 0 (post-processing).
+        """
         chosen = self._select(parties)
+        if epsilon is not None:
+            v = self._dp_clamped(column, chosen, "skip", epsilon, delta, None, mechanism, noise, "count")
+            return max(0, round(v["count"]))
         if column is None:
             res = self.secure_sum(_row_count, parties=[p.name for p in chosen])
             return round(res.value["rows"])
         return int(self._moments([column], chosen, "skip", 1)["count"][0])
 
-    def sum(self, column: str, *, parties: Sequence[str] | None = None, nulls: str = "skip") -> float:
-        """Sum of a numeric column across parties, securely."""
+    def sum(
+        self,
+        column: str,
+        *,
+        parties: Sequence[str] | None = None,
+        nulls: str = "skip",
+        epsilon: float | None = None,
+        bounds: tuple[float, float] | None = None,
+        delta: float | None = None,
+        mechanism: str = "laplace",
+        noise: str = "distributed",
+    ) -> float:
+        """Sum of a numeric column across parties, securely.
+
+        With ``epsilon`` the sum is differentially private: values are clamped
+        to the declared ``bounds`` (required) and noise calibrated to
+        ``max(|lower|, |upper|)`` is added.
+        """
+        if epsilon is not None:
+            v = self._dp_clamped(column, self._select(parties), nulls, epsilon, delta, bounds, mechanism, noise, "sum")
+            return float(v["sum"])
         return float(self.secure_sum([column], parties=parties, nulls=nulls).value[column])
 
-    def mean(self, column: str, *, parties: Sequence[str] | None = None, nulls: str = "skip") -> float:
-        """Mean of a numeric column across parties, securely."""
+    def mean(
+        self,
+        column: str,
+        *,
+        parties: Sequence[str] | None = None,
+        nulls: str = "skip",
+        epsilon: float | None = None,
+        bounds: tuple[float, float] | None = None,
+        delta: float | None = None,
+        mechanism: str = "laplace",
+        noise: str = "distributed",
+    ) -> float:
+        """Mean of a numeric column across parties, securely.
+
+        Parameters
+        ----------
+        column : str
+            Numeric column.
+        parties : list of str, optional
+            Parties taking part (default: all).
+        nulls : {"skip", "error"}, default "skip"
+            Null policy.
+        epsilon : float, optional
+            Release the mean with epsilon-DP, charged to every touched party.
+        bounds : (float, float), optional
+            Required with ``epsilon``: declared value range; values are clamped.
+        delta : float, optional
+            With ``mechanism="gaussian"``.
+        mechanism : {"laplace", "gaussian"}, default "laplace"
+            Noise distribution.
+        noise : {"distributed", "central"}, default "distributed"
+            Who adds the noise (see :meth:`secure_sum`).
+
+        Returns
+        -------
+        float
+
+        Notes
+        -----
+        The DP mean releases the pair (sum of clamped values minus the bounds'
+        midpoint, count) with one mechanism of L1 sensitivity
+        ``(upper - lower) / 2 + 1`` and divides (post-processing), clamping the
+        result to the bounds.
+        """
         chosen = self._select(parties)
+        if epsilon is not None:
+            from .dp.mechanisms import dp_mean
+
+            v = self._dp_clamped(column, chosen, nulls, epsilon, delta, bounds, mechanism, noise, "mean")
+            assert bounds is not None  # checked by _dp_clamped
+            return dp_mean(v["sum"], v["count"], float(bounds[0]), float(bounds[1]))
         _stats.check_null_policy(nulls)
         check_numeric_columns(chosen, [column])
         v, res = self._aggregate(chosen, partial(_stats.local_column_sums, columns=[column], nulls=nulls),
-                                 encoding=self.encoding, protocol="stats")
+                                 encoding=self.encoding, protocol="stats", description=f"mean({column})")
         self.history.append(res)
         n = v[f"count:{column}"]
         if n < 0.5:
@@ -475,6 +700,10 @@ class Federation:
         *,
         parties: Sequence[str] | None = None,
         nulls: str = "skip",
+        epsilon: float | None = None,
+        delta: float | None = None,
+        mechanism: str = "laplace",
+        noise: str = "distributed",
     ) -> HistogramResult:
         """Fixed-bin histogram of a numeric column, securely.
 
@@ -489,6 +718,10 @@ class Federation:
             because deriving them from the data would reveal its minimum and maximum.
         parties, nulls
             As in :meth:`secure_sum`.
+        epsilon, delta, mechanism, noise : optional
+            Make the histogram differentially private (each record lands in one
+            cell, bins or below/above/null, so the sensitivity is 1); noisy
+            counts are rounded and floored at 0.
 
         Returns
         -------
@@ -510,8 +743,19 @@ class Federation:
         chosen = self._select(parties)
         _stats.check_null_policy(nulls)
         check_numeric_columns(chosen, [column])
+        if epsilon is not None:
+            from .dp.releases import local_dp_histogram
+
+            plan = self._plan(epsilon, delta, mechanism, noise, 1.0, 1.0)
+            v, res = self._aggregate(chosen, partial(local_dp_histogram, column=column, edges=edges, nulls=nulls),
+                                     encoding=self.encoding, protocol="histogram", plan=plan,
+                                     description=f"dp histogram({column})")
+            self.history.append(res)
+            cells = np.maximum(0, np.rint(np.asarray(v["counts"]))).astype(np.int64)
+            return HistogramResult(column=column, edges=edges, counts=cells[:-3], below=int(cells[-3]),
+                                   above=int(cells[-2]), nulls=int(cells[-1]), sum_result=res)
         v, res = self._aggregate(chosen, partial(_stats.local_histogram, column=column, edges=edges, nulls=nulls),
-                                 encoding=self.encoding, protocol="histogram")
+                                 encoding=self.encoding, protocol="histogram", description=f"histogram({column})")
         self.history.append(res)
         return HistogramResult(
             column=column,
@@ -522,6 +766,63 @@ class Federation:
             nulls=round(v["nulls"]),
             sum_result=res,
         )
+
+    def quantile(
+        self,
+        column: str,
+        q: float | Sequence[float] = 0.5,
+        *,
+        epsilon: float,
+        bounds: tuple[float, float] | None = None,
+        bins: int = 64,
+        parties: Sequence[str] | None = None,
+        nulls: str = "skip",
+        delta: float | None = None,
+        mechanism: str = "laplace",
+        noise: str = "distributed",
+    ) -> float | list[float]:
+        """Differentially private quantiles of a numeric column.
+
+        A DP histogram over ``bins`` equal bins of the declared ``bounds`` is
+        securely aggregated with distributed noise (nobody sees exact counts),
+        and the quantiles are read off its monotone CDF (post-processing), so
+        any number of levels costs one ``epsilon``.  Accuracy is limited by the
+        bin width and the noise.
+
+        Parameters
+        ----------
+        column : str
+            Numeric column.
+        q : float or list of float, default 0.5
+            Quantile level(s) in [0, 1].
+        epsilon : float
+            Privacy cost, charged to every touched party.
+        bounds : (float, float)
+            Declared value range (required).
+        bins : int, default 64
+            Histogram resolution.
+        parties, nulls, delta, mechanism, noise
+            As in :meth:`histogram`.
+
+        Returns
+        -------
+        float or list of float
+        """
+        from .dp.mechanisms import check_bounds
+        from .dp.releases import check_quantiles, quantiles_from_noisy_histogram
+
+        qs = check_quantiles(q)
+        lo, hi = check_bounds(*(bounds if bounds is not None else (None, None)), column=column)
+        if not isinstance(bins, int) or bins < 2:
+            raise ConfigurationError(f"bins must be an integer >= 2, got {bins!r}")
+        h = self.histogram(column, bins, (lo, hi), parties=parties, nulls=nulls, epsilon=epsilon, delta=delta,
+                           mechanism=mechanism, noise=noise)
+        # Values outside the bounds count at the edges (they would be clamped).
+        counts = h.counts.astype(np.float64).copy()
+        counts[0] += h.below
+        counts[-1] += h.above
+        out = quantiles_from_noisy_histogram(counts, h.edges, qs)
+        return out[0] if isinstance(q, int | float) else out
 
     def cov(self, columns: Sequence[str], *, parties: Sequence[str] | None = None, nulls: str = "skip",
             ddof: int = 1) -> pl.DataFrame:
@@ -731,6 +1032,28 @@ def _noop(df: pl.DataFrame) -> dict[str, float]:
 
 def _row_count(df: pl.DataFrame) -> dict[str, float]:
     return {"rows": float(df.height)}
+
+
+def _only(df: pl.DataFrame, *, local_fn: LocalFn, key: str) -> dict[str, Any]:
+    return {key: local_fn(df)[key]}
+
+
+def _local_clamped_sums(df: pl.DataFrame, *, bounds: Mapping[str, tuple[float, float]], nulls: str
+                        ) -> dict[str, float]:
+    out = {}
+    for c, (lo, hi) in bounds.items():
+        v, _ = _stats.column_values(df, c, nulls)
+        out[c] = float(np.clip(v, lo, hi).sum())
+    return out
+
+
+def _bounds_for(bounds: tuple[float, float] | Mapping[str, tuple[float, float]] | None,
+                column: str) -> tuple[float | None, float | None]:
+    if bounds is None:
+        return None, None
+    if isinstance(bounds, Mapping):
+        return tuple(bounds.get(column, (None, None)))  # type: ignore[return-value]
+    return bounds[0], bounds[1]
 
 
 def _columns_arg(columns: str | Sequence[str]) -> list[str]:

@@ -39,6 +39,17 @@ def _fmt_value(v: Any) -> str:
     return repr(v)
 
 
+def _fmt_privacy(privacy: dict[str, Any] | None) -> str:
+    if not privacy:
+        return "exact release (not differentially private)"
+    delta = f", delta={privacy['delta']:g}" if privacy.get("delta") else ""
+    where = "by each party before encryption" if privacy["noise"] == "distributed" else "by the key holder"
+    return (
+        f"{privacy['mechanism']} noise, epsilon={privacy['epsilon']:g}{delta}, scale={privacy['scale']:.4g}, "
+        f"{privacy['noise']} (added {where})"
+    )
+
+
 def render_card(title: str, rows: list[tuple[str, str]], body_html: str = "") -> str:
     """Render a small HTML card (title, key/value rows, optional body, threat-model footer)."""
     trs = "".join(
@@ -84,6 +95,9 @@ class SecureSumResult:
         Wall-clock time of the whole run.
     transcript : Transcript
         Every message of the run.
+    privacy : dict or None
+        For a differentially private release: mechanism, epsilon, delta, noise
+        scale and placement (``None`` for an exact release).
     """
 
     value: dict[str, float | np.ndarray]
@@ -99,6 +113,7 @@ class SecureSumResult:
     transcript: Transcript = field(repr=False)
     nulls_skipped: dict[str, int] = field(default_factory=dict)
     backend: str = "inprocess"
+    privacy: dict[str, Any] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -113,6 +128,7 @@ class SecureSumResult:
         if len(self.value) > 8:
             vals += f", … ({len(self.value)} entries)"
         nulls = f"\n  nulls skipped: {self.nulls_skipped}" if any(self.nulls_skipped.values()) else ""
+        nulls += f"\n  privacy: {_fmt_privacy(self.privacy)}"
         return (
             f"SecureSumResult({vals})\n"
             f"  parties: {', '.join(self.parties)}\n"
@@ -134,7 +150,8 @@ class SecureSumResult:
         ]
         if any(self.nulls_skipped.values()):
             rows.append(("nulls skipped", escape(str(self.nulls_skipped))))
-        return render_card("Secure sum", rows)
+        rows.append(("privacy", escape(_fmt_privacy(self.privacy))))
+        return render_card("Secure sum" + (" (differentially private)" if self.privacy else ""), rows)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from .errors import ConfigurationError, NonFiniteValueError, NullValuesError
 
 __all__ = [
     "NULL_POLICIES",
+    "column_values",
     "local_column_sums",
     "local_complete_cases",
     "local_cross_deviations",
@@ -42,7 +43,7 @@ def check_null_policy(nulls: str) -> str:
     return nulls
 
 
-def _values(df: pl.DataFrame, column: str, nulls: str) -> tuple[np.ndarray, int]:
+def column_values(df: pl.DataFrame, column: str, nulls: str) -> tuple[np.ndarray, int]:
     """Non-null values of a column as float64 and the number of nulls (inside a party)."""
     s = df.get_column(column)
     n_null = s.null_count()
@@ -66,7 +67,7 @@ def local_column_sums(df: pl.DataFrame, *, columns: Sequence[str], nulls: str) -
     """Per column: sum of non-null values, their count, and the nulls skipped."""
     out: dict[str, float] = {}
     for c in columns:
-        v, n_null = _values(df, c, nulls)
+        v, n_null = column_values(df, c, nulls)
         out[f"sum:{c}"] = float(v.sum())
         out[f"count:{c}"] = float(v.size)
         out[f"nulls:{c}"] = float(n_null)
@@ -79,7 +80,7 @@ def local_squared_deviations(
     """Per column: sum of squared deviations from a released global mean."""
     out = {}
     for c, mu in zip(columns, means, strict=True):
-        v, _ = _values(df, c, nulls)
+        v, _ = column_values(df, c, nulls)
         out[f"ssd:{c}"] = float(np.sum((v - mu) ** 2))
     return out
 
@@ -88,7 +89,7 @@ def _complete(df: pl.DataFrame, columns: Sequence[str], nulls: str) -> np.ndarra
     sub = df.select(columns)
     if nulls == "error":
         for c in columns:
-            _values(sub, c, "error")
+            column_values(sub, c, "error")
     sub = sub.drop_nulls()
     x = sub.cast(pl.Float64).to_numpy() if sub.height else np.zeros((0, len(columns)))
     if not np.isfinite(x).all():
@@ -115,7 +116,7 @@ def local_cross_deviations(
 
 def local_histogram(df: pl.DataFrame, *, column: str, edges: np.ndarray, nulls: str) -> dict[str, object]:
     """Counts per declared bin, and below/above-range and null counts."""
-    v, n_null = _values(df, column, nulls)
+    v, n_null = column_values(df, column, nulls)
     counts, _ = np.histogram(v, bins=edges)
     return {
         "counts": counts.astype(np.float64),
