@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -49,7 +51,7 @@ def main() -> None:
     ap.add_argument("--parties", type=int, default=10, help="number of parties")
     ap.add_argument("--length", type=int, default=100_000, help="values per party")
     ap.add_argument("--key-bits", type=int, default=2048, help="Paillier modulus size")
-    ap.add_argument("--backend", default="process", choices=["inprocess", "process"], help="execution backend")
+    ap.add_argument("--backend", default="process", choices=["inprocess", "process", "ray"], help="execution backend")
     ap.add_argument("--naive-sample", type=int, default=200, help="phe encryptions timed for the baseline")
     args = ap.parse_args()
 
@@ -58,10 +60,12 @@ def main() -> None:
     data = [rng.integers(-(2**15) + 1, 2**15, args.length) for _ in range(args.parties)]
     names = ["x"]
 
+    folder = Path(tempfile.mkdtemp(prefix="fedbench-bench-"))
     with fb.Federation(args.key_bits, backend=args.backend, allow_insecure_key_size=args.key_bits < 2048) as fed:
         for i in range(len(data)):
-            # One row per party holding the whole vector: the local function returns it as is.
-            fed.add_party(f"p{i:02d}", pl.DataFrame({"id": [i]}).with_columns(pl.lit(i).alias("k")))
+            # One row per party naming its vector; files, so that the Ray backend can load them in actors.
+            pl.DataFrame({"id": [i]}).write_csv(folder / f"p{i:02d}.csv")
+            fed.add_party(f"p{i:02d}", folder / f"p{i:02d}.csv")
         vectors = {f"p{i:02d}": d for i, d in enumerate(data)}
         t0 = time.perf_counter()
         keys = fed.keys
@@ -70,7 +74,7 @@ def main() -> None:
         def local(df: pl.DataFrame) -> dict[str, np.ndarray]:
             return {"x": vectors[f"p{int(df['id'][0]):02d}"].astype(np.float64)}
 
-        if args.backend == "process":  # warm the pool and each worker's fixed-base table once
+        if args.backend != "inprocess":  # warm the pool / actors and each fixed-base table once
             fed.secure_sum(local, max_abs=2**15, frac_bits=0)
         t0 = time.perf_counter()
         res = fed.secure_sum(local, max_abs=2**15, frac_bits=0)

@@ -51,6 +51,12 @@ class Backend(ABC):
     def workers(self) -> int:
         """How many items :meth:`map` processes at once."""
 
+    def make_party(self, name: str, data: Any, *, format: str | None = None, **read_options: Any) -> Party:
+        """Create the party where its data lives (here: load it in this process)."""
+        from .party import Party
+
+        return Party(name, data, format=format, **read_options)
+
     def compute(self, parties: Sequence[Party], fn: Callable[[pl.DataFrame], R]) -> list[R]:
         """Run ``fn(df)`` on each party's rows, inside the party, in order."""
         return [p.compute(fn) for p in parties]
@@ -152,12 +158,14 @@ def get_backend(spec: str | Backend | None) -> Backend:
     if isinstance(spec, Backend):
         return spec
     if spec == "ray":
-        raise ConfigurationError("the Ray backend is not available yet; use 'inprocess' or 'process'")
+        from .ray_backend import RayBackend
+
+        return RayBackend()
     try:
         return BACKENDS[spec]()
     except (KeyError, TypeError):
         raise ConfigurationError(
-            f"unknown backend {spec!r}; choose one of {sorted(BACKENDS)} or pass a Backend instance"
+            f"unknown backend {spec!r}; choose one of {sorted([*BACKENDS, 'ray'])} or pass a Backend instance"
         ) from None
 
 

@@ -16,29 +16,35 @@ __all__ = [
     "ColumnError",
     "ConfigurationError",
     "DataLoadError",
+    "DropoutError",
     "DtypeConflictError",
     "DuplicateKeyError",
     "DuplicatePartyError",
     "EmptyPartyError",
     "EncodingRangeError",
+    "FeatureUnavailableError",
     "FedbenchError",
+    "FederatedLearningWarning",
     "InsecureParameterError",
     "KeyTypeError",
     "LedgerFileError",
     "LocalComputationError",
     "MissingBoundsError",
     "MissingColumnError",
+    "NoFederationError",
     "NonFiniteValueError",
     "NonNumericColumnError",
     "NormalizationError",
     "NullValuesError",
     "PartyError",
+    "PartyUnavailableError",
     "PrivacyError",
     "ProtocolError",
     "SchemaWarning",
     "SlotOverflowError",
     "TooFewPartiesError",
     "UnknownPartyError",
+    "UnsupportedEstimatorError",
 ]
 
 
@@ -91,6 +97,10 @@ class UnknownPartyError(PartyError, KeyError):
 
 class LocalComputationError(PartyError, RuntimeError):
     """Code run inside a party raised an unexpected exception."""
+
+
+class PartyUnavailableError(PartyError, RuntimeError):
+    """A party did not answer: its process or node died, or it timed out."""
 
 
 class ColumnError(PartyError):
@@ -222,3 +232,38 @@ class KeyTypeError(ColumnError, TypeError):
 
 class NormalizationError(ColumnError, ValueError):
     """An identifier normaliser failed, returned a non-string, or was applied to a non-string column."""
+
+
+class NoFederationError(ConfigurationError):
+    """No federation is declared yet (notebook magics, :func:`fedbench.magics.current_federation`)."""
+
+
+class FeatureUnavailableError(FedbenchError, ImportError):
+    """A protocol module (PSI, federated learning, differential privacy) is not part of this install yet."""
+
+
+class UnsupportedEstimatorError(ConfigurationError):
+    """An estimator (or a pipeline step) has no federated training protocol; the message lists those that do."""
+
+
+class DropoutError(TooFewPartiesError):
+    """Too few parties remained in a federated training round after failures and timeouts.
+
+    Parameters
+    ----------
+    message : str
+        Explanation naming the round and the parties that dropped out.
+    round : int or None
+        The training round.
+    failures : list or None
+        One record per party that dropped out (party, kind, reason).
+    """
+
+    def __init__(self, message: str, *, round: int | None = None, failures: list | None = None) -> None:
+        super().__init__(message)
+        self.round = round
+        self.failures = list(failures or [])
+
+
+class FederatedLearningWarning(UserWarning):
+    """Federated training continued past something the analyst should know (a single-class party...)."""

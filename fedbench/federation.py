@@ -53,8 +53,10 @@ class Federation:
     ----------
     key_bits : int, default 2048
         Paillier modulus size.  Fewer than 2048 bits needs ``allow_insecure_key_size``.
-    backend : {"inprocess", "process"} or Backend, default "inprocess"
-        Where party-local work and encryption run; ``"process"`` uses every core.
+    backend : {"inprocess", "process", "ray"} or Backend, default "inprocess"
+        Where party-local work and encryption run; ``"process"`` uses every core;
+        ``"ray"`` makes every party a Ray actor that loads its own data (see
+        :class:`fedbench.ray_backend.RayBackend` for a cluster address).
     allow_insecure_key_size : bool, default False
         Opt in to keys below 2048 bits (for fast tests only).
     fast_encryption : bool, default True
@@ -147,7 +149,7 @@ class Federation:
                 raise DuplicatePartyError(
                     f"two files give the party name {f.stem!r} in {folder}: rename one", party=f.stem
                 )
-            parties[f.stem] = Party(f.stem, f, **dict(read_options or {}))
+            parties[f.stem] = fed.backend.make_party(f.stem, f, **dict(read_options or {}))
         for p in parties.values():
             fed._insert(p)
         return fed
@@ -190,7 +192,7 @@ class Federation:
         validate_party_name(name)
         if name in self._parties:
             raise DuplicatePartyError(f"party {name!r} already exists; choose another name", party=name)
-        party = Party(name, data, format=format, **read_options)
+        party = self.backend.make_party(name, data, format=format, **read_options)
         self._insert(party)
         return party
 

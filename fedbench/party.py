@@ -188,10 +188,11 @@ class Party:
 
     def require_columns(self, columns: list[str]) -> None:
         """Raise :class:`MissingColumnError` naming the first absent column."""
+        have = self.columns
         for c in columns:
-            if c not in self._df.columns:
+            if c not in have:
                 raise MissingColumnError(
-                    f"party {self.name!r} has no column {c!r} (it has: {', '.join(self._df.columns)})",
+                    f"party {self.name!r} has no column {c!r} (it has: {', '.join(have)})",
                     party=self.name,
                     column=c,
                 )

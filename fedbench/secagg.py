@@ -139,8 +139,12 @@ def _decrypt_chunk(item: tuple[int, int, int, list[int]]) -> list[int]:
     return decrypt_many(_private_key(n, p, q), cts)
 
 
+#: Fewer ciphertexts than this per chunk and dispatching to a worker costs more than it saves.
+_MIN_CHUNK = 16
+
+
 def _chunks(seq: list[int], n_chunks: int) -> list[list[int]]:
-    size = max(1, -(-len(seq) // max(1, n_chunks)))
+    size = max(_MIN_CHUNK, -(-len(seq) // max(1, n_chunks)))
     return [seq[i : i + size] for i in range(0, len(seq), size)]
 
 

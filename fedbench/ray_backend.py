@@ -1,0 +1,252 @@
+"""Ray backend: every party is a Ray actor that loads its own data where it lives.
+
+When a federation outgrows one machine, or each institution runs its own node,
+``Federation(backend="ray")`` keeps the same notebook: each party becomes an
+actor created on the node that holds its data, reads its file *there*, and only
+protocol messages (ciphertexts, blinded identifiers, public metadata) come back
+to the driver.  Raw rows never enter Ray's object store: a party declared from
+an in-memory DataFrame is refused, because its rows would have to be shipped.
+
+Placement
+    A node started with ``ray start --resources='{"party:cleveland": 1}'``
+    advertises the resource ``party:cleveland``; the actor of party
+    ``cleveland`` then asks for it and lands on exactly that node, and the
+    party's path is resolved on that node's file system.  Parties without such
+    a resource are placed by Ray (any node; they reserve no CPU).
+
+Failure
+    An actor that dies, or a call that exceeds ``timeout`` seconds, raises
+    :class:`~fedbench.errors.PartyUnavailableError` naming the party; the driver
+    never waits forever.  Federated training treats that as a dropped party.
+
+Key holder
+    :meth:`RayBackend.map` (decryption) runs on the driver's own cores, never on
+    cluster nodes: the private key stays with the key holder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import polars as pl
+
+from .backend import Backend, InProcessBackend, ProcessPoolBackend, _bind_party
+from .errors import ConfigurationError, FedbenchError, PartyUnavailableError
+from .party import Party, validate_party_name
+
+__all__ = ["RayBackend", "RayParty"]
+
+R = TypeVar("R")
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - exercised only without the extra
+        raise ConfigurationError("the Ray backend needs the 'ray' extra: pip install 'fedbench[ray]'") from None
+    return ray
+
+
+class _PartyActor:
+    """Holds one party's rows on the node that stores them (wrapped by ``ray.remote`` lazily)."""
+
+    def __init__(self, name: str, source: str, format: str | None, read_options: dict[str, Any]) -> None:
+        self.party = Party(name, source, format=format, **read_options)
+
+    def describe(self) -> tuple[int, dict[str, pl.DataType], str]:
+        import ray
+
+        return self.party.n_rows, self.party.schema, ray.get_runtime_context().get_node_id()
+
+    def compute(self, fn: Callable[[pl.DataFrame], R]) -> R:
+        return self.party.compute(fn)
+
+    def run(self, fn: Callable[..., R], args: tuple[Any, ...]) -> R:
+        # Encryption inside the actor uses the actor's own process; parallelism comes from many actors.
+        mapper = InProcessBackend().map
+        return self.party.compute(partial(_bind_party, fn, self.party.name, mapper, args))
+
+
+class RayParty(Party):
+    """A party whose rows live in a Ray actor; this object holds only public metadata.
+
+    Attributes
+    ----------
+    actor : ray.actor.ActorHandle
+        The actor holding the rows.
+    node_id : str
+        The Ray node the actor runs on.
+    """
+
+    def __init__(self, name: str, source: str, actor: Any, backend: RayBackend) -> None:
+        # Deliberately no super().__init__: the rows are never loaded in the driver.
+        self.name = name
+        self.source = source
+        self.actor = actor
+        self._backend = backend
+        n_rows, schema, node = backend._get(self, actor.describe.remote())
+        self._n_rows, self._schema, self.node_id = n_rows, schema, node
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows (declared by the actor)."""
+        return self._n_rows
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names."""
+        return list(self._schema)
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        """Column name to polars dtype."""
+        return dict(self._schema)
+
+    def compute(self, fn: Callable[[pl.DataFrame], R]) -> R:
+        """Run ``fn`` inside the actor and return its (small) result."""
+        return self._backend._get(self, self.actor.compute.remote(fn))
+
+    def __repr__(self) -> str:
+        return f"<RayParty {self.name!r}: {self.n_rows} rows x {len(self.columns)} columns on node {self.node_id[:8]}>"
+
+
+class RayBackend(Backend):
+    """Run each party as a Ray actor; decrypt on the driver's cores.
+
+    Parameters
+    ----------
+    address : str, optional
+        Address of an existing cluster (``"auto"``, ``"127.0.0.1:6379"``,
+        ``"ray://host:10001"``).  ``None`` starts a local Ray instance.
+    timeout : float, default 120
+        Seconds any call to a party may take before it counts as unavailable.
+    num_cpus : int, optional
+        CPUs of a *local* instance (default: all).
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, timeout: float = 120.0, num_cpus: int | None = None) -> None:
+        if not timeout > 0:
+            raise ConfigurationError(f"timeout must be positive, got {timeout!r}")
+        self.address = address
+        self.timeout = float(timeout)
+        self.num_cpus = num_cpus
+        self._started = False
+        self._local = ProcessPoolBackend()
+        self._actors: dict[str, Any] = {}
+
+    # -- lifecycle ------------------------------------------------------------------
+    def _init(self) -> Any:
+        ray = _ray()
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+                                      "log_to_driver": False}
+            if self.address is None and self.num_cpus is not None:
+                kwargs["num_cpus"] = self.num_cpus
+            ray.init(address=self.address, **kwargs)
+            self._started = True
+        return ray
+
+    @property
+    def workers(self) -> int:
+        """Cores of the driver used for the key holder's work."""
+        return self._local.workers
+
+    def close(self) -> None:
+        """Kill this backend's actors and stop Ray if this backend started it."""
+        self._local.close()
+        ray = _ray()
+        if ray.is_initialized():
+            for actor in self._actors.values():
+                try:
+                    ray.kill(actor)
+                except Exception:  # already dead is fine
+                    logging.getLogger(__name__).debug("actor already gone", exc_info=True)
+            if self._started:
+                ray.shutdown()
+                self._started = False
+        self._actors.clear()
+
+    # -- parties ----------------------------------------------------------------------
+    def make_party(self, name: str, data: Any, *, format: str | None = None, **read_options: Any) -> Party:
+        """Create the party's actor on the node advertising ``party:<name>`` (if any) and load its file there.
+
+        Raises
+        ------
+        ConfigurationError
+            If ``data`` is an in-memory DataFrame (its rows would travel through the object store).
+        """
+        validate_party_name(name)
+        if not isinstance(data, str | Path):
+            raise ConfigurationError(
+                f"party {name!r}: with the Ray backend declare parties by file path, resolved on the node "
+                "that holds the data; an in-memory DataFrame would ship raw rows through Ray's object store"
+            )
+        ray = self._init()
+        resource = f"party:{name}"
+        options: dict[str, Any] = {"num_cpus": 0, "name": None, "max_restarts": 0}
+        if resource in ray.cluster_resources():
+            # A small fraction pins the actor to that node while letting re-runs (a notebook cell run
+            # twice, two federations) place their own actor for the same party there too.
+            options["resources"] = {resource: 0.001}
+        actor_cls = ray.remote(_PartyActor)
+        actor = actor_cls.options(**options).remote(name, str(data), format, dict(read_options))
+        self._actors[name] = actor
+        try:
+            return RayParty(name, str(data), actor, self)
+        except FedbenchError:
+            ray.kill(actor)
+            del self._actors[name]
+            raise
+
+    def _get(self, party: Party, ref: Any) -> Any:
+        ray = _ray()
+        try:
+            return ray.get(ref, timeout=self.timeout)
+        except ray.exceptions.GetTimeoutError:
+            # Actor tasks cannot be force-cancelled; a queued call is dropped, a running one finishes unseen.
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+            raise PartyUnavailableError(
+                f"party {party.name!r} did not answer within {self.timeout:g} s", party=party.name
+            ) from None
+        except ray.exceptions.RayActorError:
+            raise PartyUnavailableError(
+                f"party {party.name!r} is unavailable: its actor died (node lost or process killed)",
+                party=party.name,
+            ) from None
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause
+            if isinstance(cause, BaseException):
+                raise cause from None  # the party's own, already clear, error
+            raise
+
+    def compute(self, parties: Sequence[Party], fn: Callable[[pl.DataFrame], R]) -> list[R]:
+        """Run ``fn`` in every party's actor concurrently."""
+        return self._gather(parties, lambda p: p.actor.compute.remote(fn), lambda p: p.compute(fn))
+
+    def run_in_parties(self, parties: Sequence[Party], fn: Callable[..., R], *args: Any) -> list[R]:
+        """Run ``fn(name, df, mapper, *args)`` in every party's actor concurrently."""
+        return self._gather(
+            parties,
+            lambda p: p.actor.run.remote(fn, args),
+            lambda p: p.compute(partial(_bind_party, fn, p.name, self.map, args)),
+        )
+
+    def _gather(self, parties: Sequence[Party], remote: Callable[[RayParty], Any],
+                local: Callable[[Party], R]) -> list[R]:
+        refs = {p.name: remote(p) for p in parties if isinstance(p, RayParty)}
+        return [self._get(p, refs[p.name]) if p.name in refs else local(p) for p in parties]
+
+    def map(self, fn: Callable[[Any], R], items: Sequence[Any]) -> list[R]:
+        """The driver's (key holder's) own cores: a local process pool."""
+        return self._local.map(fn, items)
+
+    def __repr__(self) -> str:
+        return f"<RayBackend address={self.address or 'local'} parties={len(self._actors)}>"

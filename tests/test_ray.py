@@ -1,0 +1,141 @@
+"""Ray backend: parties as actors placed by resource, failures, equality with the in-process backend.
+
+One local two-node cluster (both nodes on loopback, started with ``ray start``) serves
+the whole module: node A advertises ``party:north``, node B ``party:south``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+
+import fedbench as fb
+from fedbench.errors import ConfigurationError, PartyUnavailableError
+
+from .conftest import make_fed
+
+ray = pytest.importorskip("ray", reason="the Ray backend is an optional extra ('fedbench[ray]'), in the test extras")
+from fedbench.ray_backend import RayBackend, RayParty  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    exe = shutil.which("ray")
+    assert exe
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    os.environ.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    subprocess.run([exe, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                    "--include-dashboard=false", '--resources={"party:north": 1}', *common],
+                   check=True, env=env, capture_output=True, timeout=180)
+    try:
+        subprocess.run([exe, "start", f"--address={address}", "--node-ip-address=127.0.0.1",
+                        '--resources={"party:south": 1}', *common],
+                       check=True, env=env, capture_output=True, timeout=180)
+        yield address
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        subprocess.run([exe, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, ):
+    d = tmp_path_factory.mktemp("parties")
+    rng = np.random.default_rng(3)
+    for name, n in [("north", 30), ("south", 20), ("east", 25)]:
+        pl.DataFrame({"age": rng.integers(20, 90, n), "chol": rng.normal(240, 40, n)}).write_csv(d / f"{name}.csv")
+    return d
+
+
+@pytest.fixture(scope="module")
+def fed(cluster, files):
+    f = make_fed(backend=RayBackend(address=cluster, timeout=30))
+    for name in ("north", "south", "east"):
+        f.add_party(name, files / f"{name}.csv")
+    yield f
+    f.close()
+
+
+def test_parties_are_placed_on_the_node_advertising_them(fed):
+    nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
+    assert len(nodes) == 2
+    for name in ("north", "south"):
+        party = fed[name]
+        assert isinstance(party, RayParty)
+        assert f"party:{name}" in nodes[party.node_id]
+    assert fed["north"].node_id != fed["south"].node_id
+    assert "RayParty 'north'" in repr(fed["north"])
+
+
+def test_results_equal_the_in_process_backend(fed, files):
+    local = make_fed()
+    for name in ("north", "south", "east"):
+        local.add_party(name, files / f"{name}.csv")
+    local._keys = fed.keys
+    assert fed.secure_sum(["age", "chol"]).value == pytest.approx(local.secure_sum(["age", "chol"]).value)
+    a, b = fed.stats(["age", "chol"]), local.stats(["age", "chol"])
+    np.testing.assert_allclose(a["std"].to_numpy(), b["std"].to_numpy())
+    assert fed.group_counts("age").equals(local.group_counts("age"))
+    vec = fed.secure_sum(lambda df: {"v": np.arange(300.0) + df.height}, max_abs=1e6, frac_bits=0)
+    np.testing.assert_array_equal(vec.value["v"], 3 * np.arange(300.0) + 75)
+
+
+def test_party_errors_come_back_clean(fed):
+    with pytest.raises(fb.LocalComputationError, match="party 'south'.*ZeroDivisionError"):
+        fed.secure_sum(lambda df: {"x": 1 / 0 if df.height == 20 else 1.0})
+    with pytest.raises(fb.MissingColumnError, match="party 'north' has no column 'bp'"):
+        fed.secure_sum(["bp"])
+
+
+def test_dataframes_are_refused_paths_required(fed):
+    with pytest.raises(ConfigurationError, match="declare parties by file path"):
+        fed.add_party("west", pl.DataFrame({"age": [1]}))
+    assert "west" not in fed
+
+
+def test_a_slow_party_times_out(cluster, files):
+    backend = RayBackend(address=cluster, timeout=60)  # actor start-up on a busy machine can be slow
+    f = make_fed(backend=backend)
+    f.add_party("north", files / "north.csv")
+    f.add_party("east", files / "east.csv")
+    backend.timeout = 2.0
+
+    def slow(df):
+        time.sleep(30 if df.height == 25 else 0)
+        return {"n": float(df.height)}
+
+    t0 = time.perf_counter()
+    with pytest.raises(PartyUnavailableError, match="party 'east' did not answer within 2 s") as err:
+        f.secure_sum(slow)
+    assert err.value.party == "east"
+    assert time.perf_counter() - t0 < 25  # the driver did not wait for the sleeping party
+    f.close()
+
+
+def test_a_killed_actor_is_reported_as_unavailable(cluster, files):
+    f = make_fed(backend=RayBackend(address=cluster, timeout=30))
+    for name in ("north", "south", "east"):
+        f.add_party(name, files / f"{name}.csv")
+    ray.kill(f["east"].actor)
+    with pytest.raises(PartyUnavailableError, match="party 'east' is unavailable") as err:
+        f.secure_sum(["age"])
+    assert err.value.party == "east"
+    # The others still work without the lost party.
+    assert f.secure_sum(["age"], parties=["north", "south"]).value["age"] > 0
+    f.close()
