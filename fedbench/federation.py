@@ -416,8 +416,9 @@ class Federation:
                 from .dp.mechanisms import check_bounds
 
                 per = {c: check_bounds(*_bounds_for(bounds, c), column=c) for c in columns}
-                reach = [max(abs(lo), abs(hi)) for lo, hi in per.values()]
-                plan = self._plan(epsilon, delta, mechanism, noise, sum(reach), math.hypot(*reach))
+                # Each column's noise is proportional to how much one record can move it.
+                reach = {c: max(abs(lo), abs(hi), 1e-12) for c, (lo, hi) in per.items()}
+                plan = self._plan(epsilon, delta, mechanism, noise, weights=reach)
                 value, result = self._aggregate(
                     chosen, partial(_local_clamped_sums, bounds=per, nulls=nulls), encoding=encoding, plan=plan,
                     description=f"dp sum({', '.join(columns)})",
@@ -465,29 +466,34 @@ class Federation:
         self.budget.set_budget(epsilon, delta, parties=parties, overrides=overrides)
         return self.budget
 
-    def _plan(self, epsilon: float, delta: float | None, mechanism: str, noise: str, l1: float,
-              l2: float) -> NoisePlan:
+    def _plan(self, epsilon: float, delta: float | None, mechanism: str, noise: str, l1: float = 1.0,
+              l2: float = 1.0, weights: Mapping[str, float] | None = None) -> NoisePlan:
         from .dp.releases import NoisePlan
 
-        return NoisePlan.make(epsilon=epsilon, delta=delta, mechanism=mechanism, noise=noise, l1=l1, l2=l2)
+        return NoisePlan.make(epsilon=epsilon, delta=delta, mechanism=mechanism, noise=noise, l1=l1, l2=l2,
+                              weights=weights)
 
     def _dp_clamped(self, column: str | None, chosen: list[Party], nulls: str, epsilon: float,
                     delta: float | None, bounds: tuple[float, float] | None, mechanism: str, noise: str,
                     what: str) -> dict[str, float]:
         from .dp.mechanisms import check_bounds
-        from .dp.releases import local_clamped_sum, mean_l1_l2
+        from .dp.releases import local_clamped_sum, mean_weights
 
         _stats.check_null_policy(nulls)
         if column is not None:
             check_numeric_columns(chosen, [column])
         if what == "count":
             lo = hi = centre = 0.0
-            l1 = l2 = 1.0
+            plan = self._plan(epsilon, delta, mechanism, noise, 1.0, 1.0)
         else:
             lo, hi = check_bounds(*(bounds if bounds is not None else (None, None)), column=column)
-            centre = (lo + hi) / 2 if what == "mean" else 0.0
-            l1, l2 = mean_l1_l2(lo, hi) if what == "mean" else (max(abs(lo), abs(hi)),) * 2
-        plan = self._plan(epsilon, delta, mechanism, noise, l1, l2)
+            if what == "mean":
+                centre = (lo + hi) / 2
+                plan = self._plan(epsilon, delta, mechanism, noise, weights=mean_weights(lo, hi))
+            else:
+                centre = 0.0
+                reach = max(abs(lo), abs(hi), 1e-12)
+                plan = self._plan(epsilon, delta, mechanism, noise, reach, reach)
         local = partial(local_clamped_sum, column=column, lower=lo, upper=hi, centre=centre, nulls=nulls)
         if what != "mean":  # release only the entry the statistic needs
             key = "count" if what == "count" else "sum"

@@ -32,6 +32,9 @@ def test_dp_mean_charges_every_party_and_is_accurate_at_large_epsilon(hospitals)
         assert fed.budget.remaining(p)[0] == pytest.approx(500.0)
     res = fed.history[-1]
     assert res.privacy["mechanism"] == "laplace" and res.privacy["noise"] == "distributed"
+    # Noise per entry follows each entry's own sensitivity: the count is not drowned by the sum's noise.
+    assert res.privacy["entry_sensitivity"] == {"sum": 60.0, "count": 1.0}
+    assert abs(res.value["count"] - pooled.height) < 50
     assert "laplace noise, epsilon=500" in repr(res)
 
 

@@ -10,9 +10,12 @@ un-noised aggregate.  With ``noise="central"`` the key holder adds the noise
 after decryption instead (it then sees the exact aggregate).
 
 A release's vector is charged as one mechanism: Laplace with the vector's L1
-sensitivity, or Gaussian with its L2 sensitivity.  A mean, for example, is the
-pair (clamped centred sum, count), whose L1 sensitivity under add/remove-one is
-``(upper - lower) / 2 + 1``.
+sensitivity, or Gaussian with its L2 sensitivity.  When its entries have very
+different sensitivities (a mean is the pair (clamped centred sum, count), whose
+entries move by at most ``(upper - lower) / 2`` and 1 when one record is added
+or removed) each entry is divided by its own sensitivity first, so that the
+noise on each entry is proportional to what one record can change in it; for
+Laplace this equals splitting epsilon evenly between the entries.
 
 Floating point: noise is drawn as IEEE doubles from a CSPRNG-seeded generator;
 the textbook mechanisms are not exactly private on floats (Mironov, CCS 2012),
@@ -70,6 +73,11 @@ class NoisePlan:
     scale: float
     noise: str
     sensitivity: float
+    weights: tuple[tuple[str, float], ...] = ()
+
+    def scale_for(self, key: str) -> float:
+        """Noise scale of one entry: the normalised scale times the entry's sensitivity."""
+        return self.scale * dict(self.weights)[key] if self.weights else self.scale
 
     @classmethod
     def make(
@@ -79,10 +87,20 @@ class NoisePlan:
         delta: float | None,
         mechanism: str,
         noise: str,
-        l1: float,
-        l2: float,
+        l1: float = 1.0,
+        l2: float = 1.0,
+        weights: Mapping[str, float] | None = None,
     ) -> NoisePlan:
-        """Calibrate a release; raises :class:`ConfigurationError` on bad parameters."""
+        """Calibrate a release; raises :class:`ConfigurationError` on bad parameters.
+
+        With ``weights`` (entry name to that entry's sensitivity), entries are
+        normalised to sensitivity 1 each, so ``l1``/``l2`` become the number of
+        entries and its square root.
+        """
+        w: tuple[tuple[str, float], ...] = ()
+        if weights:
+            w = tuple((k, check_positive(v, f"sensitivity of {k!r}")) for k, v in weights.items())
+            l1, l2 = float(len(w)), math.sqrt(len(w))
         epsilon = check_epsilon(epsilon)
         if mechanism not in MECHANISMS:
             raise ConfigurationError(f"mechanism must be one of {MECHANISMS}, got {mechanism!r}")
@@ -92,19 +110,19 @@ class NoisePlan:
             if delta not in (None, 0, 0.0):
                 raise ConfigurationError("the Laplace mechanism is pure epsilon-DP: drop delta or use 'gaussian'")
             sens = check_positive(l1, "sensitivity")
-            return cls("laplace", epsilon, 0.0, sens / epsilon, noise, sens)
+            return cls("laplace", epsilon, 0.0, sens / epsilon, noise, sens, w)
         if delta is None:
             raise ConfigurationError("the Gaussian mechanism needs delta=..., e.g. delta=1e-6")
         delta = check_delta(delta)
         sens = check_positive(l2, "sensitivity")
-        return cls("gaussian", epsilon, delta, gaussian_sigma(sens, epsilon, delta), noise, sens)
+        return cls("gaussian", epsilon, delta, gaussian_sigma(sens, epsilon, delta), noise, sens, w)
 
     @property
     def event(self) -> AccountingEvent:
         """The accounting event charged to every touched party."""
         if self.mechanism == "laplace":
             return PureDPEvent(self.epsilon)
-        return GaussianEvent.from_sigma(self.scale, self.sensitivity)
+        return GaussianEvent.from_sigma(self.scale, self.sensitivity)  # in normalised units when weighted
 
     def as_dict(self) -> dict[str, Any]:
         """Plain parameters, for the ledger and result cards."""
@@ -115,6 +133,7 @@ class NoisePlan:
             "scale": self.scale,
             "noise": self.noise,
             "sensitivity": self.sensitivity,
+            **({"entry_sensitivity": dict(self.weights)} if self.weights else {}),
         }
 
     def central_noise(self, value: Mapping[str, float | np.ndarray]) -> dict[str, float | np.ndarray]:
@@ -123,9 +142,9 @@ class NoisePlan:
         for k, v in value.items():
             shape = np.shape(v)
             if self.mechanism == "laplace":
-                noise = laplace_noise(self.scale, shape or None)
+                noise = laplace_noise(self.scale_for(k), shape or None)
             else:
-                noise = gaussian_noise(self.scale, shape or None)
+                noise = gaussian_noise(self.scale_for(k), shape or None)
             out[k] = float(v + noise) if shape == () else np.asarray(v) + noise
         return out
 
@@ -143,9 +162,9 @@ def with_noise_share(
         arr = np.asarray(v, dtype=np.float64)
         size = arr.shape or None
         if plan.mechanism == "laplace":
-            share = laplace_share(plan.scale, n_parties, size)
+            share = laplace_share(plan.scale_for(k), n_parties, size)
         else:
-            share = gaussian_share(plan.scale, n_parties, size)
+            share = gaussian_share(plan.scale_for(k), n_parties, size)
         out[k] = float(arr + share) if arr.shape == () else arr + share
     return out
 
@@ -189,7 +208,6 @@ def check_quantiles(q: float | Sequence[float]) -> list[float]:
     return [float(x) for x in qs]
 
 
-def mean_l1_l2(lower: float, upper: float) -> tuple[float, float]:
-    """L1 and L2 sensitivities of (centred clamped sum, count) under add/remove-one."""
-    half = (upper - lower) / 2.0
-    return half + 1.0, math.hypot(half, 1.0)
+def mean_weights(lower: float, upper: float) -> dict[str, float]:
+    """Per-entry sensitivities of (centred clamped sum, count) under add/remove-one."""
+    return {"sum": max((upper - lower) / 2.0, 1e-12), "count": 1.0}
