@@ -1,0 +1,214 @@
+"""The privacy-budget panel: epsilon spent vs budget per party, the spend curve, the ledger, refusals."""
+
+from __future__ import annotations
+
+import itertools
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+from ._base import Dashboard, html_table
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+    import polars as pl
+
+__all__ = ["BudgetPanel"]
+
+ALL = "(all parties)"
+_LEDGER_COLUMNS = [
+    "seq", "kind", "mechanism", "party", "description", "event", "epsilon_after", "differentially_private",
+]
+
+
+def _colour(frac: float) -> str:
+    return "#2e7d32" if frac < 0.75 else ("#f9a825" if frac < 1.0 else "#c62828")
+
+
+class BudgetPanel(Dashboard):
+    """Per-party privacy budgets of a federation, live.
+
+    Shows epsilon spent against each party's budget, the cumulative epsilon
+    of one party (or all) release after release with the budget line and a
+    projection, the ledger as a table filtered by party, and refused requests.
+
+    Parameters
+    ----------
+    budget : fedbench.dp.PrivacyBudget
+        The budget to show (``fed.budget``).
+    party : str, optional
+        Party selected first (default: all parties).
+    plan : (DPConfig, int), optional
+        A planned DP-FedAvg configuration and number of rounds: the projection
+        is then the accountant's exact epsilon after those rounds, instead of a
+        straight line through the recent releases.
+    figure_backend : {"widget", "static"}, default "widget"
+        See :class:`~fedbench.widgets.Dashboard`.
+
+    Examples
+    --------
+    >>> panel = BudgetPanel(fed.budget)            # doctest: +SKIP
+    >>> panel.party.value = "north"               # curve and ledger of one party
+    >>> panel.refresh()                            # after more releases (the magics do it for you)
+    """
+
+    title = "Privacy budget"
+
+    def __init__(
+        self,
+        budget: Any,
+        *,
+        party: str | None = None,
+        plan: tuple[Any, int] | None = None,
+        figure_backend: str = "widget",
+    ) -> None:
+        import ipywidgets as w
+
+        super().__init__(figure_backend=figure_backend)
+        self.budget = budget
+        self.plan = plan
+        self.party = w.Dropdown(description="party", options=[ALL], value=ALL)
+        self.ledger_table = w.HTML()
+        self.refused = w.HTML()
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        #: The ledger rows currently shown (polars DataFrame).
+        self.ledger_view: pl.DataFrame | None = None
+        self.refresh_button.on_click(self._guard(lambda _: self.refresh()))
+        self.party.observe(self._guard(lambda _: self._draw_party()), names="value")
+        spent = self._figure_holder("spent", self._spent_figure())
+        curve = self._figure_holder("curve", self._curve_figure())
+        self.widget = w.VBox([
+            w.HBox([self.header, self.refresh_button]),
+            w.HBox([spent, curve]),
+            self.party,
+            w.HTML("<b>Ledger</b>"),
+            self.ledger_table,
+            self.refused,
+            self.log,
+        ])
+        self.refresh()
+        if party is not None:
+            self.party.value = party
+
+    # -- data ----------------------------------------------------------------------------
+    def _parties(self) -> list[str]:
+        return list(self.budget.parties)
+
+    def _spend_points(self, party: str) -> tuple[list[int], list[float]]:
+        """Cumulative epsilon of ``party`` after each of its differentially private releases."""
+        xs, ys = [0], [0.0]
+        for entry in self.budget.ledger.entries:
+            if entry.kind == "spend" and party in entry.parties:
+                xs.append(len(xs))
+                ys.append(float(entry.after[party][0]))
+        return xs, ys
+
+    def _projection(self, party: str, xs: list[int], ys: list[float]) -> tuple[list[float], list[float], str]:
+        limit = float(self.budget.limit(party)[0])
+        if self.plan is not None:
+            config, rounds = self.plan
+            steps = sorted({max(1, round(rounds * k / 8)) for k in range(1, 9)})
+            pts = [self.budget.preview([party], config.event(k))[party][0] for k in steps]
+            return [xs[-1]] + [xs[-1] + k for k in steps], [ys[-1], *pts], f"{rounds} planned rounds"
+        if len(xs) < 2:
+            return [], [], ""
+        recent = [b - a for a, b in itertools.pairwise(ys)][-5:]
+        step = sum(recent) / len(recent)
+        if step <= 0:
+            return [], [], ""
+        left = max(0.0, limit - ys[-1])
+        more = int(left / step + 1e-9)
+        n = max(1, min(more + 1, 50))
+        px = [xs[-1] + k for k in range(n + 1)]
+        py = [ys[-1] + k * step for k in range(n + 1)]
+        return px, py, f"≈{more} more releases like the recent ones fit"
+
+    # -- figures -------------------------------------------------------------------------
+    def _spent_figure(self) -> go.Figure:
+        import plotly.graph_objects as go
+
+        parties = self._parties()
+        spent = [self.budget.spent(p)[0] for p in parties]
+        limits = [self.budget.limit(p)[0] for p in parties]
+        fig = go.Figure()
+        fig.add_bar(x=parties, y=spent, name="ε spent",
+                    marker_color=[_colour(s / b) for s, b in zip(spent, limits, strict=True)],
+                    hovertext=[f"spent {s:.4g} of {b:.4g} (remaining {max(0.0, b - s):.4g})"
+                               for s, b in zip(spent, limits, strict=True)])
+        fig.add_scatter(x=parties, y=limits, mode="markers", name="ε budget",
+                        marker={"symbol": "line-ew-open", "size": 36, "line": {"width": 3, "color": "#333"}})
+        fig.update_layout(title="ε spent vs budget", yaxis_title="epsilon", height=300,
+                          margin={"t": 40, "b": 40, "l": 50, "r": 10}, legend={"orientation": "h", "y": -0.2})
+        return fig
+
+    def _curve_figure(self) -> go.Figure:
+        import plotly.graph_objects as go
+
+        fig = go.Figure()
+        selected = self.party.value if hasattr(self, "party") else ALL
+        parties = self._parties() if selected == ALL else [selected]
+        note = ""
+        for p in parties:
+            if p not in self.budget.parties:
+                continue
+            xs, ys = self._spend_points(p)
+            fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=f"{p} ε")
+            if selected != ALL:
+                limit = float(self.budget.limit(p)[0])
+                px, py, note = self._projection(p, xs, ys)
+                if px:
+                    fig.add_scatter(x=px, y=py, mode="lines", name="projection", line={"dash": "dot", "color": "#888"})
+                right = max(xs[-1], px[-1] if px else 0, 1)
+                fig.add_scatter(x=[0, right], y=[limit, limit], mode="lines", name="budget",
+                                line={"dash": "dash", "color": "#c62828"})
+        fig.update_layout(title="ε after each release" + (f" ({note})" if note else ""),
+                          xaxis_title="differentially private release", yaxis_title="epsilon", height=300,
+                          margin={"t": 40, "b": 40, "l": 50, "r": 10}, legend={"orientation": "h", "y": -0.25})
+        return fig
+
+    # -- redraw --------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read budgets, ledger and refusals and redraw."""
+        parties = self._parties()
+        self._set_choices(self.party, [ALL, *parties], ALL)
+        refusals = self.budget.refusals
+        self.header.value = (
+            f"<b>{len(parties)} parties with a budget</b> · {len(self.budget.ledger)} ledger entries · "
+            f"<span style='color:{'#c62828' if refusals else 'inherit'}'>{len(refusals)} refused requests</span>"
+        )
+        self._show("spent", self._spent_figure())
+        self._draw_party()
+        if refusals:
+            rows = [(r.timestamp.strftime("%H:%M:%S"), r.mechanism, r.description, r.party, r.requested[0],
+                     r.remaining[0], r.budget[0]) for r in refusals]
+            self.refused.value = (
+                f"<b style='color:#c62828'>Refused requests ({len(refusals)})</b>: nothing was computed for these"
+                + html_table(["time", "mechanism", "description", "party", "ε requested", "ε remaining",
+                              "ε budget"], rows)
+            )
+        else:
+            self.refused.value = "<i>no refused request</i>"
+
+    def update(self, budget: Any | None = None) -> None:
+        """Show another budget (or re-read this one) and redraw."""
+        if budget is not None:
+            self.budget = budget
+        self.refresh()
+
+    def _draw_party(self) -> None:
+        self._show("curve", self._curve_figure())
+        frame = self.budget.ledger.to_polars()
+        if self.party.value != ALL:
+            frame = frame.filter(frame["party"] == self.party.value)
+        self.ledger_view = frame.select(_LEDGER_COLUMNS)
+        self.ledger_table.value = (
+            html_table(["#", "kind", "mechanism", "party", "description", "event", "ε after", "DP"],
+                       list(self.ledger_view.iter_rows()))
+            if self.ledger_view.height else "<i>the ledger is empty</i>"
+        )
+
+    # -- reprs ---------------------------------------------------------------------------
+    def _text(self) -> str:
+        return f"BudgetPanel\n{self.budget!r}"
+
+    def _html_body(self) -> str:
+        return self.budget._repr_html_() if hasattr(self.budget, "_repr_html_") else escape(repr(self.budget))
