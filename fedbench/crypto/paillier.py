@@ -177,6 +177,12 @@ class FastEncryptor:
             base = acc * base % n2  # base^256 for the next window
         return table
 
+    def prepare(self) -> FastEncryptor:
+        """Build the fixed-base table now (a one-off key set-up cost) rather than on first use."""
+        if self._table is None and self.h_s is not None:
+            self._table = self._build_table()
+        return self
+
     def _randomiser(self) -> gmpy2.mpz:
         if self._table is None:
             self._table = self._build_table()

@@ -83,6 +83,13 @@ def html_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_row
     return f"<table class='fedbench-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
 
+def figure_row() -> Any:
+    """Layout of a row of figures: wrap to the next line rather than clip when the row is too narrow."""
+    import ipywidgets as w
+
+    return w.Layout(flex_flow="row wrap", width="100%")
+
+
 class Dashboard:
     """Base class of the dashboards.
 

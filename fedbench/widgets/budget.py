@@ -6,7 +6,7 @@ import itertools
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from ._base import Dashboard, html_table
+from ._base import Dashboard, figure_row, html_table
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -78,7 +78,7 @@ class BudgetPanel(Dashboard):
         curve = self._figure_holder("curve", self._curve_figure())
         self.widget = w.VBox([
             w.HBox([self.header, self.refresh_button]),
-            w.HBox([spent, curve]),
+            w.HBox([spent, curve], layout=figure_row()),
             self.party,
             w.HTML("<b>Ledger</b>"),
             self.ledger_table,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
-from ._base import Dashboard, html_table
+from ._base import Dashboard, figure_row, html_table
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -102,7 +102,7 @@ class FederationPanel(Dashboard):
         schema = self._figure_holder("schema", schema_figure(federation))
         self.widget = w.VBox([
             w.HBox([self.header, self.refresh_button]),
-            w.HBox([rows, schema]),
+            w.HBox([rows, schema], layout=figure_row()),
             w.HBox([self.party]),
             self.detail,
             self.log,

@@ -38,7 +38,7 @@ from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 from ..transcript import _fmt_bytes
-from ._base import Dashboard, html_table
+from ._base import Dashboard, figure_row, html_table
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -201,7 +201,7 @@ class TrainingDashboard(Dashboard):
             w.HBox([self.progress, self.status]),
             self.metric,
             w.HBox([self._figure_holder("metric", self._metric_figure()),
-                    self._figure_holder("parties", self._parties_figure())]),
+                    self._figure_holder("parties", self._parties_figure())], layout=figure_row()),
             self._figure_holder("cost", self._cost_figure()),
             self.comparison,
             self.log,

@@ -11,7 +11,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from ..transcript import ROLE_NAMES, _fmt_bytes
-from ._base import Dashboard, html_table
+from ._base import Dashboard, figure_row, html_table
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -227,7 +227,11 @@ class CryptoCostPanel(Dashboard):
         bytes_fig = self._figure_holder("bytes", self._bytes_figure())
         time_fig = self._figure_holder("time", self._time_figure())
         self.widget = w.VBox([
-            w.HBox([self.header, self.refresh_button]), self.run, w.HBox([bytes_fig, time_fig]), self.table, self.log,
+            w.HBox([self.header, self.refresh_button]),
+            self.run,
+            w.HBox([bytes_fig, time_fig], layout=figure_row()),
+            self.table,
+            self.log,
         ])
         self.refresh()
         if run is not None:
