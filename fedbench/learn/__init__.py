@@ -1,0 +1,59 @@
+"""Federated scikit-learn: train across parties, compare with local-only and pooled models.
+
+Entry points (also reachable as ``fed.fit(...)`` and ``fed.fit_vertical(...)``):
+
+* :func:`fit`: horizontal federated training of an estimator or pipeline.
+  Exact protocols from securely summed sufficient statistics
+  (``LinearRegression``, ``Ridge``, ``GaussianNB``, ``PCA``, ``KMeans``,
+  ``StandardScaler``, ``SimpleImputer``, encoders), federated Newton/L-BFGS
+  for GLMs (``LogisticRegression``...), which reaches the pooled optimum, and
+  FedAvg/FedProx (optionally DP-FedAvg) for SGD and MLP models.  Returns a
+  :class:`FitRun` with the fitted scikit-learn model, history and comparison.
+* :func:`fit_vertical`: vertical logistic regression after PSI alignment,
+  with Paillier-encrypted residuals (Hardy et al. 2017).
+* :mod:`~fedbench.learn.partition`: simulate federations from one dataset.
+* :class:`FedAvgClassifier`, :class:`FedAvgRegressor`: scikit-learn estimators
+  whose ``fit(X, y, parties=...)`` trains federatedly over row groups.
+"""
+
+from __future__ import annotations
+
+from .api import SUPPORTED, fit
+from .engine import PartyFailure
+from .estimators import FedAvgClassifier, FedAvgRegressor
+from .fedavg import FedAvg, FedProx
+from .glm import FedNewton
+from .partition import (
+    dirichlet_partition,
+    iid_partition,
+    natural_partition,
+    partition,
+    quantity_partition,
+    to_federation,
+)
+from .results import FitRun, StepInfo
+from .strategy import FitInstruction, Strategy
+from .vertical import VerticalRun, fit_vertical
+
+__all__ = [
+    "SUPPORTED",
+    "FedAvg",
+    "FedAvgClassifier",
+    "FedAvgRegressor",
+    "FedNewton",
+    "FedProx",
+    "FitInstruction",
+    "FitRun",
+    "PartyFailure",
+    "StepInfo",
+    "Strategy",
+    "VerticalRun",
+    "dirichlet_partition",
+    "fit",
+    "fit_vertical",
+    "iid_partition",
+    "natural_partition",
+    "partition",
+    "quantity_partition",
+    "to_federation",
+]

@@ -1,0 +1,116 @@
+"""'Is collaboration worth it?': local-only, federated and centralized models side by side.
+
+For the comparison the simulation trains, next to the federated model,
+
+* ``local:<party>``: each party's model on its own training rows only (what
+  it could do alone; trained inside the party);
+* ``centralized``: one model on the *pooled* training rows of every party, the
+  upper bound a real federation can never compute.  Pooling raw rows is only
+  possible because this is a simulation; the row is labelled as such and the
+  pooled rows are discarded right after fitting.
+
+Every model is scored on each party's held-out rows (inside the party, from
+additive statistics) and on the pooled held-out rows (the sum of those
+statistics).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .data import DataSpec, local_rows, local_xy
+from .stages import combine_scores, local_scores
+
+__all__ = ["compare_models", "local_baseline"]
+
+
+def local_baseline(df: pl.DataFrame, *, spec: DataSpec, estimator: Any) -> Any:
+    """Fit a copy of ``estimator`` on this party's training rows only (inside the party)."""
+    from sklearn.base import clone
+    from sklearn.exceptions import ConvergenceWarning
+
+    x, y = local_xy(df, spec, "train")
+    model = clone(estimator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if y is None:
+            model.fit(x)
+        else:
+            model.fit(x, y)
+    return model
+
+
+def _sum(stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in stats:
+        for k, v in s.items():
+            out[k] = out[k] + np.asarray(v) if k in out else np.asarray(v, dtype=float)
+    return out
+
+
+def _why(exc: Exception) -> str:
+    msg = str(exc).split("\n")[0]
+    if "class" in msg and ("one" in msg or "single" in msg or "1 class" in msg):
+        return "cannot train: its training rows hold a single class"
+    return f"cannot train: {type(exc).__name__}: {msg[:160]}"
+
+
+def compare_models(fed: Any, parties: Sequence[str], spec: DataSpec, estimator: Any, federated: Any, metric: str,
+                   classes: Sequence[Any] | None) -> pl.DataFrame:
+    """The comparison table (see the module docstring)."""
+    from sklearn.base import clone
+
+    chosen = fed._select(list(parties))
+    part = "test" if spec.test_size > 0 else "train"
+    rows: list[tuple[str, str, Any, str]] = []
+    for p in chosen:
+        try:
+            model = p.compute(partial(local_baseline, spec=spec, estimator=estimator))
+            rows.append((f"local:{p.name}", f"{p.name}'s rows only", model, ""))
+        except Exception as exc:  # e.g. a single-class party: the row stays, with the reason
+            rows.append((f"local:{p.name}", f"{p.name}'s rows only", None, _why(exc)))
+    rows.append(("federated", "all parties, federated", federated, ""))
+    # Simulation only: the pooled rows exist just long enough to fit the centralized model.
+    pooled = [p.compute(partial(local_rows, spec=spec, part="train")) for p in chosen]
+    xs = pl.concat([x for x, _ in pooled], how="vertical_relaxed")
+    central = clone(estimator)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if spec.target is None:
+                central.fit(xs)
+            else:
+                central.fit(xs, np.concatenate([y for _, y in pooled]))
+        rows.append(("centralized", "pooled rows (simulation only)", central, "simulation only: pools raw rows"))
+    except Exception as exc:
+        rows.append(("centralized", "pooled rows (simulation only)", None, _why(exc)))
+    del pooled, xs
+    cls = None if classes is None else list(classes)
+    out: dict[str, list[Any]] = {"model": [], "trained_on": [], "score": []}
+    for p in chosen:
+        out[p.name] = []
+    out["note"] = []
+    for name, trained_on, model, note in rows:
+        out["model"].append(name)
+        out["trained_on"].append(trained_on)
+        out["note"].append(note)
+        if model is None:
+            out["score"].append(None)
+            for p in chosen:
+                out[p.name].append(None)
+            continue
+        stats = [p.compute(partial(local_scores, spec=spec, model=model, prefix=None, metric=metric, classes=cls,
+                                   part=part)) for p in chosen]
+        for p, s in zip(chosen, stats, strict=True):
+            out[p.name].append(combine_scores(metric, s))
+        out["score"].append(combine_scores(metric, _sum(stats)))
+    schema: dict[str, Any] = {"model": pl.String, "trained_on": pl.String, "score": pl.Float64}
+    schema |= {p.name: pl.Float64 for p in chosen}
+    schema["note"] = pl.String
+    return pl.DataFrame(out, schema=schema)

@@ -1,0 +1,313 @@
+"""The training engine: sums over parties, broadcasts, local steps with dropout, and history.
+
+A :class:`Session` is one training run's connection to a federation.  It sums
+local aggregates over parties, through Paillier secure aggregation by default
+(:meth:`Federation._aggregate`) or in the clear with ``secure=False`` (for
+simulations at scale), records every message in the run's transcript, runs
+local steps inside parties with failure injection and timeouts, and collects
+the per-round history.
+
+Two-phase rounds
+----------------
+A training round first runs the local step inside every selected party (phase
+1), so that a party that fails or exceeds ``party_timeout`` can be left out,
+then securely sums the survivors' results (phase 2).  Between the phases each
+result stays with its party: :class:`_Held` stands for the party's memory and
+hands the result to the secure-sum code exactly like a party hands over a
+local aggregate, so it is encoded and encrypted before anything is sent.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..crypto.packing import Encoding
+from ..errors import (
+    DropoutError,
+    FedbenchError,
+    LocalComputationError,
+    PartyUnavailableError,
+    ProtocolError,
+    TooFewPartiesError,
+)
+from ..secagg import MIN_PARTIES, VectorSpec
+from ..transcript import Transcript
+
+__all__ = ["HISTORY_SCHEMA", "AggInfo", "PartyFailure", "Session", "learn_encoding"]
+
+#: Fractional bits of the encoding used by exact and second-order protocols: sums of squares of
+#: small values need far more than the default 24 bits to equal a float64 computation to 1e-6.
+EXACT_FRAC_BITS = 48
+
+HISTORY_SCHEMA: dict[str, Any] = {
+    "stage": pl.String,
+    "round": pl.Int64,
+    "party": pl.String,
+    "status": pl.String,
+    "loss": pl.Float64,
+    "metric": pl.Float64,
+    "n": pl.Float64,
+    "seconds": pl.Float64,
+    "bytes": pl.Int64,
+    "epsilon": pl.Float64,
+    "note": pl.String,
+}
+
+#: Label of the history rows that describe the whole federation in a round.
+GLOBAL = "<global>"
+
+
+def learn_encoding(base: Encoding, frac_bits: int | None = None, max_abs: float | None = None) -> Encoding:
+    """The fixed-point encoding of exact protocols: the federation's range with at least 48 fractional bits."""
+    return Encoding.for_range(
+        max_abs if max_abs is not None else base.max_abs,
+        frac_bits if frac_bits is not None else max(base.frac_bits, EXACT_FRAC_BITS),
+    )
+
+
+@dataclass
+class PartyFailure:
+    """A party that dropped out of a round.
+
+    Attributes
+    ----------
+    round : int
+        Training round (1-based) within ``stage``.
+    party : str
+        The party.
+    kind : {"injected", "error", "timeout"}
+        Why: the failure hook said so, its local step raised, or it took longer than ``party_timeout``.
+    reason : str
+        Human-readable detail.
+    stage : str
+        Pipeline step being trained.
+    """
+
+    round: int
+    party: str
+    kind: str
+    reason: str
+    stage: str = ""
+
+
+@dataclass
+class AggInfo:
+    """Cost of one sum over parties."""
+
+    nbytes: int = 0
+    seconds: float = 0.0
+    messages: int = 0
+    ciphertexts: int = 0
+
+
+class _Held:
+    """A party's memory between the two phases of a round: holds its own local result.
+
+    It offers the one method secure aggregation calls on a party, ``compute``,
+    and applies the function to the held result, so the result is encoded and
+    encrypted inside the party exactly like any local aggregate.
+    """
+
+    def __init__(self, name: str, value: Mapping[str, Any]) -> None:
+        self.name = name
+        self._value = value
+
+    def compute(self, fn: Callable[[Any], Any]) -> Any:
+        return fn(self._value)
+
+    def __repr__(self) -> str:  # never print the held values
+        return f"<held local result of party {self.name!r}>"
+
+
+def _take(value: Any) -> Any:
+    """The 'local function' of phase 2: the party's result is already computed."""
+    return value
+
+
+@dataclass
+class Session:
+    """One training run's connection to the federation.
+
+    Parameters
+    ----------
+    fed : Federation
+        The federation.
+    parties : list of Party
+        Parties taking part.
+    secure : bool
+        Sum through Paillier secure aggregation (``True``) or in the clear.
+    failure : callable, optional
+        ``failure(party_name, round) -> bool | str``: a truthy result makes the
+        party drop out of that round (a string is reported as the reason); an
+        exception raised by the hook counts as the party's failure.
+
+    Notes
+    -----
+    A party drops out of a round when the failure hook says so, when its local
+    step crashes (:class:`~fedbench.errors.LocalComputationError`, an
+    unavailable node) or when it exceeds ``party_timeout``.  Errors about the
+    data itself (missing values, wrong types, out-of-range values) are raised,
+    not treated as dropouts.
+    party_timeout : float, optional
+        Seconds a party's local step may take; slower parties are dropped from the round.
+    """
+
+    fed: Any
+    parties: list[Any]
+    secure: bool = True
+    failure: Callable[[str, int], Any] | None = None
+    party_timeout: float | None = None
+    transcript: Transcript = field(default_factory=Transcript)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[PartyFailure] = field(default_factory=list)
+    secure_sums: int = 0
+
+    def __post_init__(self) -> None:
+        self.transcript = Transcript(keep_payloads=bool(getattr(self.fed, "audit", False)))
+        self._by_name = {p.name: p for p in self.parties}
+
+    # -- sums --------------------------------------------------------------------
+    @property
+    def min_parties(self) -> int:
+        """Fewest parties a sum may have (two when secure: one party's 'aggregate' is its own data)."""
+        return MIN_PARTIES if self.secure else 1
+
+    def sum_local(self, parties: Sequence[Any], fn: Callable[[pl.DataFrame], Mapping[str, Any]], *,
+                  encoding: Encoding, protocol: str) -> tuple[dict[str, Any], AggInfo]:
+        """Run ``fn`` inside every party and sum the results (securely unless ``secure=False``)."""
+        if self.secure:
+            return self._secure(list(parties), fn, encoding, protocol)
+        locals_ = self.fed.backend.compute(list(parties), fn)
+        return self._plain({p.name: v for p, v in zip(parties, locals_, strict=True)}, protocol)
+
+    def sum_held(self, held: Mapping[str, Mapping[str, Any]], *, encoding: Encoding,
+                 protocol: str) -> tuple[dict[str, Any], AggInfo]:
+        """Sum results the parties already computed and hold (phase 2 of a round)."""
+        if self.secure:
+            proxies = [_Held(name, value) for name, value in held.items()]
+            return self._secure(proxies, _take, encoding, protocol)
+        return self._plain(dict(held), protocol)
+
+    def _secure(self, parties: list[Any], fn: Callable[[Any], Any], encoding: Encoding,
+                protocol: str) -> tuple[dict[str, Any], AggInfo]:
+        if len(parties) < MIN_PARTIES:
+            raise TooFewPartiesError(
+                f"a secure sum needs at least {MIN_PARTIES} parties, got {len(parties)} "
+                f"({', '.join(p.name for p in parties) or 'none'}); pass secure=False to simulate without "
+                "encryption, or keep more parties in the round"
+            )
+        value, res = self.fed._aggregate(parties, fn, encoding=encoding, protocol=protocol)
+        self.transcript.extend(res.transcript)
+        self.secure_sums += 1
+        return value, AggInfo(res.nbytes, res.elapsed, len(res.transcript), res.ciphertexts)
+
+    def _plain(self, locals_: dict[str, Mapping[str, Any]], protocol: str) -> tuple[dict[str, Any], AggInfo]:
+        # Same flow as the secure sum but unencrypted: for simulations where only the numbers matter.
+        t0 = time.perf_counter()
+        if not locals_:
+            raise TooFewPartiesError("no party left to sum over")
+        names = list(locals_)
+        spec = VectorSpec.of(locals_[names[0]], names[0])
+        channel = self.fed._channel(protocol)
+        total = np.zeros(spec.size)
+        for name in names:
+            other = VectorSpec.of(locals_[name], name)
+            if other != spec:
+                raise ProtocolError(
+                    f"party {name!r} returned entries {other.names} {other.shapes} but party {names[0]!r} "
+                    f"returned {spec.names} {spec.shapes}"
+                )
+            vec = spec.flatten(locals_[name])
+            channel.send(name, "aggregator", "local-aggregate", vec.astype("<f8").tobytes(), encrypted=False)
+            total += vec
+        channel.send("aggregator", "analyst", "aggregate", total.astype("<f8").tobytes(), encrypted=False)
+        self.transcript.extend(channel.run)
+        return spec.unflatten(total), AggInfo(channel.run.nbytes, time.perf_counter() - t0, len(channel.run), 0)
+
+    # -- messages from the coordinator ------------------------------------------------------
+    def broadcast(self, names: Sequence[str], kind: str, obj: Any, *, protocol: str = "fit") -> int:
+        """Send public parameters (a model, fitted statistics) to parties; returns the bytes sent."""
+        if isinstance(obj, np.ndarray):
+            payload = np.ascontiguousarray(obj, dtype="<f8").tobytes()
+        elif isinstance(obj, bytes):
+            payload = obj
+        else:
+            payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        channel = self.fed._channel(protocol)
+        for name in names:
+            channel.send("coordinator", name, kind, payload, encrypted=False)
+        self.transcript.extend(channel.run)
+        return channel.run.nbytes
+
+    # -- local steps -------------------------------------------------------------------------
+    def run_local(self, names: Sequence[str], fn: Callable[[pl.DataFrame], Any], *, round: int,
+                  stage: str) -> tuple[dict[str, Any], list[PartyFailure], dict[str, float]]:
+        """Phase 1 of a round: run ``fn`` inside each party; failures and timeouts drop the party.
+
+        Returns the results of the parties that succeeded (they stay with them
+        until the secure sum), the failures, and each party's local seconds.
+        """
+        results: dict[str, Any] = {}
+        failures: list[PartyFailure] = []
+        seconds: dict[str, float] = {}
+        for name in names:
+            party = self._by_name[name]
+            t0 = time.perf_counter()
+            try:
+                verdict = self.failure(name, round) if self.failure is not None else None
+            except Exception as exc:  # the hook simulates a crash by raising
+                verdict = f"{type(exc).__name__}: {exc}"
+            if verdict:
+                reason = verdict if isinstance(verdict, str) else "failure injected by the failure hook"
+                failures.append(PartyFailure(round, name, "injected", reason, stage))
+                seconds[name] = time.perf_counter() - t0
+                continue
+            try:
+                out = party.compute(fn)
+            except FedbenchError as exc:
+                if not isinstance(exc, LocalComputationError | PartyUnavailableError):
+                    raise  # bad input (nulls, wrong types...) is an error to fix, never masked as a dropout
+                failures.append(PartyFailure(round, name, "error", str(exc), stage))
+                seconds[name] = time.perf_counter() - t0
+                continue
+            except Exception as exc:  # a crash of the party's local step is a dropout, reported below
+                failures.append(PartyFailure(round, name, "error", f"{type(exc).__name__}: {exc}", stage))
+                seconds[name] = time.perf_counter() - t0
+                continue
+            dt = time.perf_counter() - t0
+            seconds[name] = dt
+            if self.party_timeout is not None and dt > self.party_timeout:
+                failures.append(PartyFailure(round, name, "timeout",
+                                             f"local step took {dt:.3f} s > party_timeout={self.party_timeout} s",
+                                             stage))
+                continue
+            results[name] = out
+        self.failures.extend(failures)
+        return results, failures, seconds
+
+    def require(self, survivors: int, needed: int, *, round: int, stage: str, failures: list[PartyFailure]) -> None:
+        """Raise :class:`DropoutError` if fewer than ``needed`` parties survived a round."""
+        if survivors < needed:
+            detail = "; ".join(f"{f.party} ({f.kind}: {f.reason})" for f in failures) or "none failed"
+            raise DropoutError(
+                f"{stage}: round {round} kept {survivors} parties, fewer than the minimum of {needed} "
+                f"(dropped: {detail}); lower min_parties, raise party_timeout or fix the failing parties",
+                round=round,
+                failures=failures,
+            )
+
+    # -- history ----------------------------------------------------------------------------
+    def record(self, **row: Any) -> None:
+        """Append one history row (missing fields are null)."""
+        self.rows.append({k: row.get(k) for k in HISTORY_SCHEMA})
+
+    def history(self) -> pl.DataFrame:
+        """The history as a polars DataFrame."""
+        return pl.DataFrame(self.rows, schema=HISTORY_SCHEMA)
