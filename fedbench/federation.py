@@ -273,7 +273,7 @@ class Federation:
 
     def _aggregate(self, parties: list[Party], local_fn: LocalFn, *, encoding: Encoding,
                    protocol: str = "secure_sum", plan: NoisePlan | None = None,
-                   description: str = "") -> tuple[dict[str, Any], SecureSumResult]:
+                   description: str = "", record_exact: bool = True) -> tuple[dict[str, Any], SecureSumResult]:
         if len(parties) < MIN_PARTIES:
             # Checked here too so that no key is generated for a refused request.
             from .errors import TooFewPartiesError
@@ -318,7 +318,7 @@ class Federation:
         if plan is not None and plan.noise == "central":
             value = plan.central_noise(value)  # the key holder adds the noise after decrypting
             result.value = value
-        elif plan is None and self._budget is not None and self._budget.parties:
+        elif plan is None and record_exact and self._budget is not None and self._budget.parties:
             # Budgets are in force: exact releases are logged too, flagged as not differentially private.
             self._budget.record_exact(names, mechanism=protocol, description=description or protocol)
         return value, result

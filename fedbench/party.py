@@ -9,7 +9,9 @@ anything leaves.  The repr shows the shape and the schema, never a value.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,7 +31,15 @@ from .transcript import ROLE_NAMES
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FORMATS", "Party", "column_kind", "load_frame", "validate_party_name"]
+__all__ = [
+    "FORMATS",
+    "Party",
+    "column_kind",
+    "load_frame",
+    "recall_in_party",
+    "remember_in_party",
+    "validate_party_name",
+]
 
 T = TypeVar("T")
 
@@ -130,6 +140,44 @@ def column_kind(dtype: pl.DataType) -> str:
     if dtype.is_temporal():
         return "temporal"
     return "other"
+
+
+# Party-side memory: results a party computed and keeps until a later protocol step asks for them
+# (e.g. a training round's local update, held until the secure sum).  It lives in the process that
+# holds the party's rows (the Ray actor on a cluster), keyed by the identity of the party's frame.
+_MEMORY: dict[int, tuple[weakref.ref[pl.DataFrame], dict[str, Any]]] = {}
+
+
+def remember_in_party(df: pl.DataFrame, *, key: str, fn: Callable[[pl.DataFrame], Any]) -> None:
+    """Run ``fn(df)`` inside the party and keep its result there under ``key`` (returns nothing)."""
+    value = fn(df)
+    ident = id(df)
+    ref, store = _MEMORY.get(ident, (None, None))
+    if ref is None or ref() is not df or store is None:
+        store = {}
+        _MEMORY[ident] = (weakref.ref(df, partial(_forget, ident)), store)
+    store[key] = value
+
+
+def _forget(ident: int, _ref: object) -> None:
+    _MEMORY.pop(ident, None)
+
+
+def recall_in_party(df: pl.DataFrame, *, key: str, field: str | None = None, keep: bool = False) -> Any:
+    """Return (and by default forget) what :func:`remember_in_party` kept under ``key``.
+
+    Raises
+    ------
+    ProtocolError
+        If the party holds nothing under ``key``.
+    """
+    from .errors import ProtocolError
+
+    ref, store = _MEMORY.get(id(df), (None, None))
+    if ref is None or ref() is not df or store is None or key not in store:
+        raise ProtocolError(f"the party holds no result under {key!r}")
+    value = store[key] if keep else store.pop(key)
+    return value if field is None else value[field]
 
 
 class Party:

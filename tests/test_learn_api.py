@@ -208,3 +208,28 @@ def test_per_round_callback_feeds_the_training_dashboard(hospitals):
     assert set(records[0]) >= {"round", "seconds", "nbytes", "loss", "accuracy", "parties"}
     assert set(records[-1]["parties"]) == set(run.parties)
     assert len(dash.records) == 4
+
+
+def test_round_results_stay_with_their_parties_until_the_secure_sum():
+    """Phase 1 of a round hands the driver a token, never the update to be summed."""
+    import numpy as np
+    import polars as pl
+
+    from fedbench.learn.engine import Session, Stashed
+
+    from .conftest import make_fed
+
+    fed = make_fed()
+    for i in range(3):
+        fed.add_party(f"p{i}", pl.DataFrame({"x": [float(i)] * 4}))
+    session = Session(fed, list(fed), secure=True)
+
+    def step(df):
+        return {"sum": {"update": np.full(3, df["x"][0])}, "party": {"n": df.height}}
+
+    results, failures, _ = session.run_local(fed.party_names, step, round=1, stage="t")
+    assert not failures
+    assert all(isinstance(r["sum"], Stashed) for r in results.values())
+    assert all(r["party"] == {"n": 4} for r in results.values())
+    total, _ = session.sum_held({n: r["sum"] for n, r in results.items()}, encoding=fed.encoding, protocol="fit")
+    np.testing.assert_allclose(total["update"], np.full(3, 3.0))

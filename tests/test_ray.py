@@ -139,3 +139,14 @@ def test_a_killed_actor_is_reported_as_unavailable(cluster, files):
     # The others still work without the lost party.
     assert f.secure_sum(["age"], parties=["north", "south"]).value["age"] > 0
     f.close()
+
+
+def test_federated_training_runs_unchanged_on_ray(fed, files):
+    from sklearn.linear_model import LinearRegression
+
+    local = make_fed()
+    for name in ("north", "south", "east"):
+        local.add_party(name, files / f"{name}.csv")
+    a = fed.fit(LinearRegression(), target="chol", features=["age"], test_size=0.2, seed=1).model
+    b = local.fit(LinearRegression(), target="chol", features=["age"], test_size=0.2, seed=1).model
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-9)

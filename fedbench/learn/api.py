@@ -480,7 +480,8 @@ def fit(
                     kind == "classifier", tuple(numeric))
     for p in chosen:  # each party validates its own rows; errors name the party and column
         p.compute(partial(check_local, spec=spec, allow_nulls=_allows_nulls(est)))
-    session = Session(fed, chosen, secure=secure, failure=failure, party_timeout=party_timeout)
+    session = Session(fed, chosen, secure=secure, failure=failure, party_timeout=party_timeout,
+                      covered=frozenset({"fit"}) if dp is not None else frozenset())
     class_list: list[Any] | None = None
     single: dict[str, Any] = {}
     if kind == "classifier":

@@ -11,18 +11,23 @@ Two-phase rounds
 ----------------
 A training round first runs the local step inside every selected party (phase
 1), so that a party that fails or exceeds ``party_timeout`` can be left out,
-then securely sums the survivors' results (phase 2).  Between the phases each
-result stays with its party: :class:`_Held` stands for the party's memory and
-hands the result to the secure-sum code exactly like a party hands over a
-local aggregate, so it is encoded and encrypted before anything is sent.
+then securely sums the survivors' results (phase 2).  Between the phases the
+part of each result that is to be summed stays *with its party*, in the
+party's own memory (:func:`fedbench.party.remember_in_party`; inside the Ray
+actor on a cluster); phase 1 hands back only a token and the party's declared
+per-party metrics.  Phase 2's local function recalls it, so it is encoded and
+encrypted inside the party before anything is sent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,6 +42,7 @@ from ..errors import (
     ProtocolError,
     TooFewPartiesError,
 )
+from ..party import recall_in_party, remember_in_party
 from ..secagg import MIN_PARTIES, VectorSpec
 from ..transcript import Transcript
 
@@ -107,28 +113,26 @@ class AggInfo:
     ciphertexts: int = 0
 
 
-class _Held:
-    """A party's memory between the two phases of a round: holds its own local result.
+@dataclass(frozen=True)
+class Stashed:
+    """Token for a result a party keeps in its own memory until the secure sum."""
 
-    It offers the one method secure aggregation calls on a party, ``compute``,
-    and applies the function to the held result, so the result is encoded and
-    encrypted inside the party exactly like any local aggregate.
-    """
+    key: str
 
-    def __init__(self, name: str, value: Mapping[str, Any]) -> None:
-        self.name = name
-        self._value = value
-
-    def compute(self, fn: Callable[[Any], Any]) -> Any:
-        return fn(self._value)
-
-    def __repr__(self) -> str:  # never print the held values
-        return f"<held local result of party {self.name!r}>"
+    def __repr__(self) -> str:  # never a value: the result is not here
+        return f"<kept by the party under {self.key!r}>"
 
 
-def _take(value: Any) -> Any:
-    """The 'local function' of phase 2: the party's result is already computed."""
-    return value
+_STASH_IDS = itertools.count()
+
+
+def _step_and_keep(df: pl.DataFrame, *, fn: Callable[[pl.DataFrame], Any], key: str) -> dict[str, Any]:
+    """Phase 1 inside a party: run the local step, keep its ``sum`` part here, return the rest."""
+    out = fn(df)
+    if not isinstance(out, Mapping) or "sum" not in out:
+        return out  # nothing to keep back
+    remember_in_party(df, key=key, fn=lambda _df: out["sum"])
+    return {k: v for k, v in out.items() if k != "sum"}
 
 
 @dataclass
@@ -168,6 +172,8 @@ class Session:
     rows: list[dict[str, Any]] = field(default_factory=list)
     failures: list[PartyFailure] = field(default_factory=list)
     secure_sums: int = 0
+    #: Protocols whose releases a DP charge made up front already covers (not logged as exact releases).
+    covered: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.transcript = Transcript(keep_payloads=bool(getattr(self.fed, "audit", False)))
@@ -187,12 +193,25 @@ class Session:
         locals_ = self.fed.backend.compute(list(parties), fn)
         return self._plain({p.name: v for p, v in zip(parties, locals_, strict=True)}, protocol)
 
-    def sum_held(self, held: Mapping[str, Mapping[str, Any]], *, encoding: Encoding,
+    def sum_held(self, held: Mapping[str, Any], *, encoding: Encoding,
                  protocol: str) -> tuple[dict[str, Any], AggInfo]:
-        """Sum results the parties already computed and hold (phase 2 of a round)."""
+        """Sum results the parties already computed and keep (phase 2 of a round).
+
+        ``held`` maps party names to :class:`Stashed` tokens (or, for results
+        that were not kept back, to the values themselves).
+        """
+        parties = [self._by_name[n] for n in held]
+        tokens = {v.key for v in held.values() if isinstance(v, Stashed)}
+        if held and len(tokens) == 1 and all(isinstance(v, Stashed) for v in held.values()):
+            fn = partial(recall_in_party, key=next(iter(tokens)))
+            if self.secure:
+                return self._secure(parties, fn, encoding, protocol)
+            locals_ = self.fed.backend.compute(parties, fn)  # plaintext simulation (secure=False)
+            return self._plain({p.name: v for p, v in zip(parties, locals_, strict=True)}, protocol)
+        if any(isinstance(v, Stashed) for v in held.values()):
+            raise ProtocolError("a sum mixes results kept by parties under different rounds")
         if self.secure:
-            proxies = [_Held(name, value) for name, value in held.items()]
-            return self._secure(proxies, _take, encoding, protocol)
+            raise ProtocolError("secure sums take results kept by the parties, not values held by the driver")
         return self._plain(dict(held), protocol)
 
     def _secure(self, parties: list[Any], fn: Callable[[Any], Any], encoding: Encoding,
@@ -203,7 +222,8 @@ class Session:
                 f"({', '.join(p.name for p in parties) or 'none'}); pass secure=False to simulate without "
                 "encryption, or keep more parties in the round"
             )
-        value, res = self.fed._aggregate(parties, fn, encoding=encoding, protocol=protocol)
+        value, res = self.fed._aggregate(parties, fn, encoding=encoding, protocol=protocol,
+                                         record_exact=protocol not in self.covered)
         self.transcript.extend(res.transcript)
         self.secure_sums += 1
         return value, AggInfo(res.nbytes, res.elapsed, len(res.transcript), res.ciphertexts)
@@ -257,6 +277,8 @@ class Session:
         results: dict[str, Any] = {}
         failures: list[PartyFailure] = []
         seconds: dict[str, float] = {}
+        key = f"round-{round}-{stage}-{next(_STASH_IDS)}"
+        keep = partial(_step_and_keep, fn=fn, key=key)
         for name in names:
             party = self._by_name[name]
             t0 = time.perf_counter()
@@ -270,7 +292,7 @@ class Session:
                 seconds[name] = time.perf_counter() - t0
                 continue
             try:
-                out = party.compute(fn)
+                out = party.compute(keep)
             except FedbenchError as exc:
                 if not isinstance(exc, LocalComputationError | PartyUnavailableError):
                     raise  # bad input (nulls, wrong types...) is an error to fix, never masked as a dropout
@@ -287,7 +309,11 @@ class Session:
                 failures.append(PartyFailure(round, name, "timeout",
                                              f"local step took {dt:.3f} s > party_timeout={self.party_timeout} s",
                                              stage))
+                with contextlib.suppress(FedbenchError):  # the late result is discarded where it is kept
+                    party.compute(partial(recall_in_party, key=key))
                 continue
+            if isinstance(out, Mapping):
+                out = {**out, "sum": Stashed(key)}
             results[name] = out
         self.failures.extend(failures)
         return results, failures, seconds

@@ -456,11 +456,23 @@ class Fedbench(Magics, FedbenchConfig):
             dash = TrainingDashboard(rounds=cmd.args.rounds, figure_backend=self.figure_backend,
                                      title=f"Federated training of {cmd.args.target}")
         hook = next((h for h in _HOOKS if h in params), None)
+        shown = False
         if dash is not None and hook is not None:
-            kwargs[hook] = dash  # live: one call per round
-            self._show(dash)
+            live = dash
+
+            def on_round(*args: Any, **kw: Any) -> Any:
+                # Shown on the first round, so that a refused or failing fit prints only its error line.
+                nonlocal shown
+                if not shown:
+                    self._show(live)
+                    shown = True
+                return live(*args, **kw)
+
+            kwargs[hook] = on_round
         run = fed.fit(estimator, **kwargs)
         if dash is not None:
+            if not shown:
+                self._show(dash)
             self._fill_dashboard(dash, run, replay=hook is None)
         self.user_ns["_federate_dashboard"] = dash
         return self._finish(run, cmd.args.out)
