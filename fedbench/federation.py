@@ -196,6 +196,46 @@ class Federation:
         self._insert(party)
         return party
 
+    def add_parties(
+        self,
+        sources: Mapping[str, str | Path | pl.DataFrame | pd.DataFrame],
+        *,
+        replace: bool = False,
+        **read_options: Any,
+    ) -> list[Party]:
+        """Add several parties at once, all or none.
+
+        Parameters
+        ----------
+        sources : mapping of name to path or DataFrame
+            One entry per party.
+        replace : bool, default False
+            Replace parties that already exist instead of refusing them.
+        **read_options
+            Passed to the polars reader for every file.
+
+        Returns
+        -------
+        list of Party
+
+        Raises
+        ------
+        DuplicatePartyError, DataLoadError, EmptyPartyError, ConfigurationError
+            Nothing is added if any party fails.
+        """
+        for name in sources:
+            validate_party_name(name)
+            if name in self._parties and not replace:
+                raise DuplicatePartyError(
+                    f"party {name!r} already exists; choose another name or pass replace=True", party=name
+                )
+        made = [self.backend.make_party(name, src, **read_options) for name, src in sources.items()]
+        for party in made:
+            if party.name in self._parties:
+                self.remove_party(party.name)
+            self._insert(party)
+        return made
+
     def _insert(self, party: Party) -> None:
         self._parties[party.name] = party
         report = self.schema
@@ -972,6 +1012,10 @@ class Federation:
         chosen = self._select(parties)
         options.setdefault("workers", self.backend.workers)
         result = _intersect(chosen, on, mode=mode, receiver=receiver, channel=self._channel("psi"), **options)
+        if self._budget is not None and self._budget.parties:
+            # PSI sizes (and in reveal/align modes, memberships) are exact releases: logged, never DP.
+            keys = on if isinstance(on, str) else ", ".join(on)
+            self._budget.record_exact([p.name for p in chosen], mechanism="psi", description=f"psi {mode} on {keys}")
         self.history.append(result)
         return result
 

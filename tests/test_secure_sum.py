@@ -328,3 +328,17 @@ def test_process_backend_gives_same_result(hospitals):
 def test_unknown_backend():
     with pytest.raises(ConfigurationError, match="unknown backend"):
         make_fed(backend="gpu")
+
+
+def test_add_parties_is_all_or_nothing(tmp_path, hospitals):
+    fed = make_fed()
+    hospitals["north"].write_csv(tmp_path / "north.csv")
+    with pytest.raises(DataLoadError, match="party 'b'"):
+        fed.add_parties({"a": tmp_path / "north.csv", "b": tmp_path / "missing.csv"})
+    assert len(fed) == 0
+    fed.add_parties({"a": tmp_path / "north.csv", "b": hospitals["south"]})
+    assert fed.party_names == ["a", "b"]
+    with pytest.raises(DuplicatePartyError, match="replace=True"):
+        fed.add_parties({"b": hospitals["east"]})
+    fed.add_parties({"b": hospitals["east"]}, replace=True)
+    assert fed["b"].n_rows == hospitals["east"].height
