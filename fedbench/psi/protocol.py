@@ -1,0 +1,502 @@
+"""The PSI message flows: routing blinded sets between parties, comparing, reporting.
+
+All parties of a run live in this process, but they only exchange *bytes* through
+the run's :class:`~fedbench.transcript.Channel`; each party's secret scalar,
+permutation and identifiers stay in that party's :class:`_Actor`.  See the
+package documentation (:mod:`fedbench.psi`) for the protocols and their leakage.
+
+Flights
+-------
+Every party's set travels as a *flight*: its owner hashes and blinds it (and
+shuffles it), then each party on the flight's route receives it, applies its own
+scalar and (unless the owner must map results back to its rows) shuffles it, and
+the last one delivers it to the flight's destination, truncated to 16-byte tags
+when the destination only compares.  All flights advance one hop at a time and
+all blinding work of one hop runs as one parallel batch.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ..errors import ConfigurationError, DuplicatePartyError, TooFewPartiesError, UnknownPartyError
+from ..party import Party
+from ..transcript import Channel
+from ._kernels import ELEMENT_BYTES, session_hash_key
+from ._parallel import BlindJob, Executor, HashJob, available_cores
+from .encoding import LocalSet, key_context, prepare_parties
+from .normalize import NormalizeSpec, compile_spec
+from .result import PSIResult
+
+__all__ = ["MODES", "SALT_BYTES", "TAG_BYTES", "intersect"]
+
+#: Protocol modes.
+MODES = ("reveal", "cardinality", "align")
+
+#: Bytes of a doubly blinded element kept for comparison.  Matching 2^20 x 2^20
+#: elements gives a false match with probability ~2^40 / 2^128 = 2^-88.
+TAG_BYTES = 16
+
+#: Bytes of the public per-run session salt.
+SALT_BYTES = 32
+
+_NULL_POLICIES = ("drop", "error")
+_DUPLICATE_POLICIES = ("first", "error")
+_MODEL = (
+    "Model: honest-but-curious, non-colluding parties; ECDH-PSI over X25519 "
+    "(DDH in the prime-order subgroups of Curve25519 and its twist, keyed BLAKE2b hash "
+    "modelled as a random oracle), fresh secret scalars and session salt per run."
+)
+
+
+@dataclass
+class _Actor:
+    """One party's protocol state; nothing here leaves the party."""
+
+    local: LocalSet
+    scalar: bytes  # secret X25519 scalar for this run
+    perm: np.ndarray  # the owner's shuffle: sent position k holds distinct identifier perm[k]
+    hkey: bytes = b""
+
+
+@dataclass
+class _Flight:
+    owner: str
+    holder: str
+    values: bytes
+    route: list[str]
+    dest: str
+    shuffle: bool
+    truncate: bool
+    seconds: float = 0.0
+
+
+@dataclass
+class _Outcome:
+    size: int
+    ids: pl.DataFrame | None = None
+    positions: dict[str, np.ndarray] | None = None
+    overlap: pl.DataFrame | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+def _permutation(n: int) -> np.ndarray:
+    """Uniform random permutation from the OS CSPRNG (numpy's generators are not one).
+
+    Sorting 64-bit random keys gives a uniform permutation unless two keys tie, which
+    happens with probability < n^2 / 2^65; the stable sort keeps even that case valid.
+    """
+    keys = np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
+    return np.argsort(keys, kind="stable")
+
+
+def _shuffle(values: bytes, width: int = ELEMENT_BYTES) -> bytes:
+    arr = np.frombuffer(values, dtype=np.uint8).reshape(-1, width)
+    return arr[_permutation(arr.shape[0])].tobytes()
+
+
+def _truncate(values: bytes) -> bytes:
+    arr = np.frombuffer(values, dtype=np.uint8).reshape(-1, ELEMENT_BYTES)
+    return arr[:, :TAG_BYTES].tobytes()
+
+
+def _frame(buf: bytes, width: int, *, index: bool = True) -> pl.DataFrame:
+    # An element is compared as width/8 machine words: polars joins on integer
+    # columns without creating one Python object per element.
+    arr = np.frombuffer(buf, dtype="<u8").reshape(-1, width // 8)
+    df = pl.DataFrame({f"w{c}": np.ascontiguousarray(arr[:, c]) for c in range(width // 8)})
+    return df.with_row_index("i") if index else df
+
+
+def _words(width: int) -> list[str]:
+    return [f"w{c}" for c in range(width // 8)]
+
+
+def _member_indices(a: bytes, b: bytes, width: int) -> np.ndarray:
+    """Indices of the elements of ``a`` that occur in ``b``."""
+    hit = _frame(a, width).join(_frame(b, width, index=False), on=_words(width), how="semi")
+    return hit.get_column("i").to_numpy().astype(np.int64)
+
+
+def _count_common(a: bytes, b: bytes, width: int) -> int:
+    return _frame(a, width, index=False).join(_frame(b, width, index=False), on=_words(width), how="semi").height
+
+
+def _match_pairs(a: bytes, b: bytes, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``(i, j)`` with ``a[i] == b[j]``, ordered by the matched value."""
+    w = _words(width)
+    m = _frame(a, width).join(_frame(b, width).rename({"i": "j"}), on=w, how="inner").sort(w)
+    return m.get_column("i").to_numpy().astype(np.int64), m.get_column("j").to_numpy().astype(np.int64)
+
+
+def _common_values(bufs: Sequence[bytes], width: int) -> bytes:
+    """Elements present in every buffer, sorted (an order that depends on the values only)."""
+    w = _words(width)
+    df = _frame(bufs[0], width, index=False)
+    for b in bufs[1:]:
+        df = df.join(_frame(b, width, index=False), on=w, how="semi")
+    df = df.sort(w)
+    return np.ascontiguousarray(df.select(w).to_numpy().astype("<u8")).tobytes()
+
+
+def _u64s(values: Sequence[int]) -> bytes:
+    return np.asarray(values, dtype=">u8").tobytes()
+
+
+# --------------------------------------------------------------------------- engine
+class _Run:
+    def __init__(self, actors: dict[str, _Actor], channel: Channel, executor: Executor) -> None:
+        self.actors = actors
+        self.channel = channel
+        self.executor = executor
+
+    def send(
+        self, sender: str, receiver: str, kind: str, payload: bytes, *, encrypted: bool, seconds: float = 0.0
+    ) -> bytes:
+        return self.channel.send(sender, receiver, kind, payload, encrypted=encrypted, seconds=seconds)
+
+    def open_session(self, coordinator: str, context: bytes) -> None:
+        """The coordinator draws the public session salt and sends it to everyone."""
+        salt = secrets.token_bytes(SALT_BYTES)
+        for name, actor in self.actors.items():
+            got = salt if name == coordinator else self.send(coordinator, name, "session-salt", salt, encrypted=False)
+            actor.hkey = session_hash_key(got, context)
+
+    def first_blinding(self) -> dict[str, tuple[bytes, float]]:
+        """Every party hashes its shuffled identifiers to the group and blinds them."""
+        names = list(self.actors)
+        jobs = []
+        for n in names:
+            a = self.actors[n]
+            enc = a.local.encodings
+            jobs.append(HashJob(a.scalar, a.hkey, [enc[i] for i in a.perm]))
+        return dict(zip(names, self.executor.run(jobs), strict=True))
+
+    def fly(self, flights: list[_Flight]) -> None:
+        """Advance every flight hop by hop until each reaches its destination."""
+        while active := [f for f in flights if f.route]:
+            for f in active:
+                nxt = f.route[0]
+                f.values = self.send(f.holder, nxt, "blinded-set", f.values, encrypted=True, seconds=f.seconds)
+                f.holder = nxt
+            outs = self.executor.run([BlindJob(self.actors[f.holder].scalar, f.values) for f in active])
+            for f, (values, cpu) in zip(active, outs, strict=True):
+                t = time.perf_counter()
+                if f.shuffle:
+                    values = _shuffle(values)
+                f.values, f.seconds = values, cpu + time.perf_counter() - t
+                f.route.pop(0)
+        for f in flights:
+            payload = _truncate(f.values) if f.truncate else f.values
+            if f.holder != f.dest:
+                kind = "blinded-tags" if f.truncate else "blinded-set"
+                payload = self.send(f.holder, f.dest, kind, payload, encrypted=True, seconds=f.seconds)
+                f.holder = f.dest
+            f.values = payload
+
+
+def _reveal(run: _Run, order: list[str], receiver: str, parties: dict[str, Party], on: Sequence[str]) -> _Outcome:
+    others = [p for p in order if p != receiver]
+    combiner = others[0]
+    first = run.first_blinding()
+    flights = [
+        # The receiver's own set comes back in the order it sent (no shuffles), so it
+        # can map tags to its rows; it never meets another party's fully blinded set.
+        _Flight(receiver, receiver, first[receiver][0], list(others), receiver, False, True, first[receiver][1])
+    ]
+    actor = run.actors[receiver]
+    if len(others) == 1:
+        # Two parties: the other's set (shuffled by its owner) goes straight to the
+        # receiver, which blinds it in the same parallel batch as its own set's return.
+        flights.append(
+            _Flight(combiner, combiner, first[combiner][0], [receiver], receiver, False, True, first[combiner][1])
+        )
+        run.fly(flights)
+        hits = _member_indices(flights[0].values, flights[1].values, TAG_BYTES)
+    else:
+        for k, p in enumerate(others):
+            # Other sets are blinded by every non-receiver (cyclically), never by the
+            # receiver, and meet at the combiner.
+            route = others[k + 1 :] + others[:k]
+            flights.append(_Flight(p, p, first[p][0], route, combiner, True, False, first[p][1]))
+        run.fly(flights)
+        t = time.perf_counter()
+        common = _common_values([f.values for f in flights[1:]], ELEMENT_BYTES)
+        common = run.send(
+            combiner, receiver, "common-blinded-set", common, encrypted=True, seconds=time.perf_counter() - t
+        )
+        # The receiver applies its scalar to the common set and compares with its own tags.
+        ((full, _),) = run.executor.run([BlindJob(actor.scalar, common)])
+        hits = _member_indices(flights[0].values, _truncate(full), TAG_BYTES)
+    distinct = np.sort(actor.perm[hits])
+    size = int(distinct.size)
+    for p in others:
+        run.send(receiver, p, "intersection-size", _u64s([size]), encrypted=False)
+    rows = actor.local.first_rows[distinct]
+    ids = parties[receiver].compute(lambda df: df.select(pl.col(list(on)).gather(rows)))
+    return _Outcome(size, ids=ids, positions={receiver: rows})
+
+
+def _cardinality(run: _Run, order: list[str], comparer: str) -> _Outcome:
+    first = run.first_blinding()
+    flights = []
+    for k, p in enumerate(order):
+        route = order[k + 1 :] + order[:k]
+        flights.append(_Flight(p, p, first[p][0], route, comparer, True, True, first[p][1]))
+    run.fly(flights)
+    t = time.perf_counter()
+    tags = {f.owner: f.values for f in flights}
+    n = len(order)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    for i, a in enumerate(order):
+        matrix[i, i] = len(tags[a]) // TAG_BYTES
+        for j in range(i + 1, n):
+            matrix[i, j] = matrix[j, i] = _count_common(tags[a], tags[order[j]], TAG_BYTES)
+    size = int(matrix[0, 1]) if n == 2 else len(_common_values([tags[p] for p in order], TAG_BYTES)) // TAG_BYTES
+    payload = _u64s([size, *matrix.ravel().tolist()])
+    seconds = time.perf_counter() - t
+    for p in order:
+        if p != comparer:
+            run.send(comparer, p, "overlap", payload, encrypted=False, seconds=seconds)
+    overlap = pl.DataFrame({"party": order, **{p: matrix[:, k] for k, p in enumerate(order)}})
+    return _Outcome(size, overlap=overlap)
+
+
+def _align(run: _Run, order: list[str]) -> _Outcome:
+    a, b = order
+    first = run.first_blinding()
+    # Neither flight is shuffled after its owner's shuffle: ``a`` maps its tags to its
+    # rows, and positions into ``b``'s sent order are what ``b`` maps to its rows.
+    fa = _Flight(a, a, first[a][0], [b], a, False, True, first[a][1])
+    fb = _Flight(b, b, first[b][0], [a], a, False, True, first[b][1])
+    run.fly([fa, fb])
+    t = time.perf_counter()
+    i, j = _match_pairs(fa.values, fb.values, TAG_BYTES)  # ordered by tag: a common pseudo-random order
+    got = run.send(
+        a, b, "matched-positions", j.astype("<u4").tobytes(), encrypted=False, seconds=time.perf_counter() - t
+    )
+    jb = np.frombuffer(got, dtype="<u4").astype(np.int64)
+    pa = run.actors[a].local.first_rows[run.actors[a].perm[i]]
+    pb = run.actors[b].local.first_rows[run.actors[b].perm[jb]]
+    return _Outcome(int(i.size), positions={a: pa, b: pb})
+
+
+# --------------------------------------------------------------------------- leakage
+def _leakage(mode: str, order: list[str], receiver: str | None) -> str:
+    names = ", ".join(order)
+    sizes = f"Every party learned the number of distinct identifiers of each of {names} (from message sizes)."
+    local = "Counts of missing and duplicate identifiers appear in this result only; no party sent them."
+    if mode == "reveal":
+        assert receiver is not None
+        others = [p for p in order if p != receiver]
+        text = (
+            f"{receiver} (receiver) learned which of its own identifiers every other party holds, and "
+            f"nothing about the others' remaining identifiers; {', '.join(others)} learned only the "
+            f"intersection size, announced by {receiver}. "
+        )
+        if len(others) > 1:
+            text += (
+                f"With more than two parties, {receiver} also learned the size of the common "
+                f"intersection of {', '.join(others)}, and {others[0]} (combiner) learned the sizes of "
+                f"all intersections among {', '.join(others)} (their Venn counts), not involving {receiver}. "
+            )
+    elif mode == "cardinality":
+        assert receiver is not None
+        text = (
+            "Every party learned the intersection size and the pairwise overlap sizes, and no "
+            "identifier of another party nor which identifiers are shared. "
+        )
+        if len(order) > 2:
+            text += (
+                f"{receiver} (comparer) held every party's doubly blinded set, so it could also count "
+                "every sub-intersection (the full Venn diagram counts). "
+            )
+    else:
+        a, b = order
+        text = (
+            f"{a} and {b} each learned which of their own rows are shared and how they pair up "
+            f"(positions in one common, pseudo-random order), thus the shared identifiers, which both "
+            f"already held; neither learned any identifier of the other outside the intersection. "
+            f"{b} learned its matched rows from {a}'s position message. "
+        )
+    return f"{text}{sizes} {local} {_MODEL}"
+
+
+# --------------------------------------------------------------------------- entry point
+def intersect(
+    parties: Sequence[Party],
+    on: str | Sequence[str],
+    *,
+    mode: str = "cardinality",
+    receiver: str | None = None,
+    normalize: NormalizeSpec = None,
+    nulls: str = "drop",
+    channel: Channel,
+    workers: int | None = None,
+    duplicates: str | None = None,
+    cast: str | None = None,
+    **options: object,
+) -> PSIResult:
+    """Private set intersection of the parties' identifiers (ECDH-PSI over X25519).
+
+    Parameters
+    ----------
+    parties : sequence of Party
+        Two or more parties (exactly two for ``align``).
+    on : str or sequence of str
+        Key column(s), present in every party; several columns form a composite key.
+    mode : {"cardinality", "reveal", "align"}, default "cardinality"
+        ``"cardinality"``: every party learns the intersection size and, the pairwise
+        overlap matrix.  ``"reveal"``: ``receiver`` learns which of its identifiers are
+        shared; the others learn the size.  ``"align"``: both of two parties learn
+        their matched rows, in one common order (for vertical analyses).
+    receiver : str, optional
+        Required for ``reveal``.  For ``cardinality``, the party that compares the
+        blinded sets (default: the first party).  Not allowed for ``align``.
+    normalize : spec, optional
+        Canonicalisation of string identifiers before hashing: a step name
+        (``"strip"``, ``"casefold"``, ``"nfkc"``, ``"standard"``, ``"email"``,
+        ``"phone"``...), a callable ``str -> str | None``, a list of steps, or a
+        ``{column: spec}`` mapping.  See :mod:`fedbench.psi.normalize`.
+    nulls : {"drop", "error"}, default "drop"
+        Rows with a null (or, after normalisation, empty) key component: dropped
+        and counted, or :class:`~fedbench.errors.NullValuesError`.
+    channel : Channel
+        The run's channel; every message goes through it.
+    workers : int, optional
+        Worker processes for hashing and blinding.  Default: every available core
+        for large sets, in-process for small ones; 1 never starts a process.
+    duplicates : {"first", "error"}, optional
+        Rows repeating an identifier: keep the first (default for ``reveal`` and
+        ``cardinality``) or raise :class:`~fedbench.errors.DuplicateKeyError`
+        (default for ``align``).
+    cast : {"string"}, optional
+        Compare the key columns' text, so that e.g. integer ids in one party match
+        string ids in another; otherwise differing kinds raise
+        :class:`~fedbench.errors.DtypeConflictError`.
+    **options
+        Reserved; any unknown option raises :class:`~fedbench.errors.ConfigurationError`.
+
+    Returns
+    -------
+    PSIResult
+        Size, mode-specific outputs, leakage statement, transcript and costs.
+
+    Raises
+    ------
+    TooFewPartiesError
+        Fewer than two parties.
+    ConfigurationError
+        Unknown mode or option, missing receiver in reveal mode, receiver in align mode,
+        align with more than two parties, bad normalisation spec.
+    UnknownPartyError
+        ``receiver`` is not one of ``parties``.
+    MissingColumnError, DtypeConflictError, KeyTypeError, NullValuesError
+        Bad key columns or values; each names the party and the column.
+    DuplicateKeyError, EmptyPartyError, NormalizationError
+        Likewise.  Every error above is raised before any message is sent: the
+        channel stays empty.
+    ProtocolError
+        A group element was rejected or a worker process died.
+    """
+    t0 = time.perf_counter()
+    if options:
+        raise ConfigurationError(
+            f"unknown PSI option(s) {sorted(options)}; options are mode, receiver, normalize, nulls, "
+            "workers, duplicates and cast"
+        )
+    plist = list(parties)
+    for p in plist:
+        if not isinstance(p, Party):
+            raise ConfigurationError(f"parties must be Party objects, got {type(p).__name__}")
+    if len(plist) < 2:
+        raise TooFewPartiesError(
+            f"private set intersection needs at least two parties, got {len(plist)}"
+            + (f" ({plist[0].name!r})" if plist else "")
+        )
+    order = [p.name for p in plist]
+    seen: set[str] = set()
+    for n in order:
+        if n in seen:
+            raise DuplicatePartyError(f"party {n!r} is listed twice", party=n)
+        seen.add(n)
+    if mode not in MODES:
+        raise ConfigurationError(f"unknown PSI mode {mode!r}; use one of {', '.join(MODES)}")
+    cols = [on] if isinstance(on, str) else list(on)
+    if not cols or not all(isinstance(c, str) for c in cols):
+        raise ConfigurationError("on must name one key column or a non-empty list of key columns")
+    if len(set(cols)) != len(cols):
+        raise ConfigurationError(f"on lists a column twice: {cols}")
+    if nulls not in _NULL_POLICIES:
+        raise ConfigurationError(f"nulls must be one of {_NULL_POLICIES}, got {nulls!r}")
+    if duplicates is None:
+        duplicates = "error" if mode == "align" else "first"
+    if duplicates not in _DUPLICATE_POLICIES:
+        raise ConfigurationError(f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}")
+    if cast not in (None, "string"):
+        raise ConfigurationError(f"cast must be None or 'string', got {cast!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigurationError(f"workers must be a positive integer, got {workers!r}")
+    if receiver is not None and receiver not in order:
+        raise UnknownPartyError(
+            f"receiver {receiver!r} is not a party of this intersection ({', '.join(order)})", party=receiver
+        )
+    if mode == "reveal" and receiver is None:
+        raise ConfigurationError("reveal mode needs receiver=<party name>: the party that learns the shared ids")
+    if mode == "align":
+        if receiver is not None:
+            raise ConfigurationError("align mode has no receiver: both parties learn their matched rows")
+        if len(order) != 2:
+            raise ConfigurationError(f"align mode lines up exactly two parties, got {len(order)}")
+    normalizers, strict = compile_spec(normalize, cols)
+
+    sets, kinds = prepare_parties(
+        plist,
+        cols,
+        normalizers=normalizers,
+        strict_normalize=strict,
+        cast=cast,
+        nulls=nulls,
+        duplicates=duplicates,
+        mode=mode,
+    )
+    # ---- every input is valid: from here on, messages are sent -------------------
+    actors = {s.name: _Actor(local=s, scalar=secrets.token_bytes(32), perm=_permutation(s.size)) for s in sets}
+    executor = Executor(workers or available_cores(), force=workers is not None)
+    run = _Run(actors, channel, executor)
+    lead = receiver if receiver is not None else order[0]
+    run.open_session(lead, key_context(kinds))
+    byname = {p.name: p for p in plist}
+    if mode == "reveal":
+        assert receiver is not None
+        out = _reveal(run, order, receiver, byname, cols)
+    elif mode == "cardinality":
+        out = _cardinality(run, order, lead)
+    else:
+        out = _align(run, order)
+    for a in actors.values():  # drop the run's secrets as soon as the run ends
+        a.scalar = b""
+    return PSIResult(
+        mode=mode,
+        parties=tuple(order),
+        on=tuple(cols),
+        size=out.size,
+        receiver=lead if mode != "align" else None,
+        leakage=_leakage(mode, order, lead),
+        transcript=channel.run,
+        elapsed=time.perf_counter() - t0,
+        nbytes=channel.run.nbytes,
+        set_sizes={s.name: s.size for s in sets},
+        missing={s.name: s.n_missing for s in sets},
+        duplicates={s.name: s.n_duplicates for s in sets},
+        ids=out.ids,
+        positions=out.positions,
+        overlap=out.overlap,
+    )
