@@ -72,7 +72,7 @@ def jupyterlab(root: Path, log: Path) -> Iterator[str]:
 def run_all_cells(page, timeout_s: float = 240) -> None:
     """Run every cell of the open notebook and wait until all have executed."""
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook", timeout=120_000)
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook", timeout=120_000)
     # Wait for the kernel to be ready before running.
     page.wait_for_function(
         "() => { const w = window.jupyterapp.shell.currentWidget;"

@@ -40,7 +40,7 @@ def browser():
 def _open(browser, lab, notebook: str):
     # Tall enough that a whole dashboard fits for element screenshots.
     page = browser.new_page(viewport={"width": 1400, "height": 2600})
-    page.goto(f"{lab}/lab/tree/notebooks/{notebook}")
+    page.goto(f"{lab}/lab/tree/notebooks/{notebook}?reset")  # a fresh workspace: only this notebook
     run_all_cells(page)
     news = page.locator(".Toastify__toast button", has_text="No")  # "get Jupyter news?" pop-up
     if news.count():
@@ -74,4 +74,24 @@ def test_quickstart_dashboards_render_and_respond(lab, browser):
     viewer = page.locator(".widget-vbox", has=page.locator(".widget-dropdown")).last
     viewer.scroll_into_view_if_needed()
     viewer.screenshot(path=str(OUT / "01_quickstart_transcript.png"))
+    page.close()
+
+
+def test_federated_learning_dashboard_renders_and_responds(lab, browser):
+    page = _open(browser, lab, "04_federated_sklearn.ipynb")
+    _assert_rendered(page)
+    dash = page.locator(".widget-vbox", has=page.locator("text=FedAvg of an SGD classifier")).first
+    dash.scroll_into_view_if_needed()
+    page.wait_for_selector("text=round 15/15", timeout=60_000)  # the live dashboard saw every round
+    dash.screenshot(path=str(OUT / "04_training_dashboard.png"))
+    # Switch the plotted metric: the curve figure follows the control.
+    select = dash.locator(".widget-dropdown select").first
+    options = select.locator("option").all_inner_texts()
+    other = next(o for o in options if o != select.input_value())
+    select.select_option(other)
+    page.wait_for_function(
+        "([el, want]) => el.querySelector('.js-plotly-plot .gtitle')?.textContent.startsWith(want + ' per round')",
+        arg=[dash.element_handle(), other], timeout=30_000,
+    )
+    dash.screenshot(path=str(OUT / "04_training_dashboard_metric.png"))
     page.close()
