@@ -17,13 +17,12 @@ import polars as pl
 from . import stats as _stats
 from .backend import Backend, get_backend
 from .crypto.packing import Encoding
-from .crypto.paillier import DEFAULT_KEY_BITS, MIN_SECURE_KEY_BITS, PaillierKeys, generate_keys
+from .crypto.paillier import DEFAULT_KEY_BITS, PaillierKeys, check_key_bits, generate_keys
 from .errors import (
     ConfigurationError,
     DataLoadError,
     DuplicatePartyError,
     EmptyPartyError,
-    InsecureParameterError,
     ProtocolError,
     SchemaWarning,
     UnknownPartyError,
@@ -91,14 +90,7 @@ class Federation:
         audit: bool = False,
         ledger_path: str | Path | None = None,
     ) -> None:
-        if not isinstance(key_bits, int) or key_bits < 256 or key_bits % 2:
-            raise InsecureParameterError(f"key_bits must be an even integer >= 256, got {key_bits!r}")
-        if key_bits < MIN_SECURE_KEY_BITS and not allow_insecure_key_size:
-            raise InsecureParameterError(
-                f"{key_bits}-bit Paillier keys are not secure; use key_bits>={MIN_SECURE_KEY_BITS} "
-                "or pass allow_insecure_key_size=True (tests only)"
-            )
-        self.key_bits = key_bits
+        self.key_bits = check_key_bits(key_bits, allow_insecure_key_size=allow_insecure_key_size)
         self.allow_insecure_key_size = allow_insecure_key_size
         self.fast_encryption = bool(fast_encryption)
         self.encoding = Encoding.for_range(max_abs, frac_bits)

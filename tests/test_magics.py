@@ -385,7 +385,6 @@ def _fake_learn(monkeypatch, *, with_fit: bool = True, hook: bool = True) -> typ
 
 
 def test_fit_with_a_per_round_hook_updates_the_dashboard_live(ip, monkeypatch):
-    pytest.importorskip("sklearn")
     learn = _fake_learn(monkeypatch)
     declare(ip)
     run_ = ok(ip, "%federate fit --target diagnosis --model logistic --rounds 4 --parties north,south --out model")
@@ -418,9 +417,6 @@ def test_fit_without_hook_replays_the_history(ip, monkeypatch, capsys):
 
 @pytest.mark.filterwarnings("ignore:federated newton did not converge")
 def test_fit_with_fedbench_learn(ip, capsys):
-    learn = pytest.importorskip("fedbench.learn")
-    if not hasattr(learn, "fit"):
-        pytest.skip("fedbench.learn has no fit() yet")
     declare(ip)
     run_ = ok(ip, "%federate fit --target diagnosis --model logistic --rounds 4")
     assert run_.model is not None and ip.user_ns["_federate"] is run_

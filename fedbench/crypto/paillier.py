@@ -52,6 +52,7 @@ __all__ = [
     "FastEncryptor",
     "PaillierKeys",
     "add_ciphertext_vectors",
+    "check_key_bits",
     "decrypt_many",
     "generate_keys",
 ]
@@ -96,6 +97,24 @@ class PaillierKeys:
         return f"<PaillierKeys {self.key_bits}-bit, n={hex(self.n)[:18]}…>"
 
 
+def check_key_bits(key_bits: object, *, allow_insecure_key_size: bool = False) -> int:
+    """Validate a Paillier modulus size; below 2048 bits only with the explicit opt-in.
+
+    Raises
+    ------
+    InsecureParameterError
+        If ``key_bits`` is not an even integer >= 256, or is below 2048 without the opt-in.
+    """
+    if not isinstance(key_bits, int) or isinstance(key_bits, bool) or key_bits < 256 or key_bits % 2:
+        raise InsecureParameterError(f"key_bits must be an even integer >= 256, got {key_bits!r}")
+    if key_bits < MIN_SECURE_KEY_BITS and not allow_insecure_key_size:
+        raise InsecureParameterError(
+            f"{key_bits}-bit Paillier keys are not secure; use key_bits>={MIN_SECURE_KEY_BITS} "
+            "or pass allow_insecure_key_size=True (tests only)"
+        )
+    return key_bits
+
+
 def generate_keys(key_bits: int = DEFAULT_KEY_BITS, *, allow_insecure_key_size: bool = False) -> PaillierKeys:
     """Generate a Paillier key pair with phe and the DJN value ``h_s``.
 
@@ -115,13 +134,7 @@ def generate_keys(key_bits: int = DEFAULT_KEY_BITS, *, allow_insecure_key_size: 
     InsecureParameterError
         If ``key_bits < 2048`` without the opt-in, or below 256 bits at all.
     """
-    if not isinstance(key_bits, int) or key_bits < 256 or key_bits % 2:
-        raise InsecureParameterError(f"key_bits must be an even integer >= 256, got {key_bits!r}")
-    if key_bits < MIN_SECURE_KEY_BITS and not allow_insecure_key_size:
-        raise InsecureParameterError(
-            f"{key_bits}-bit Paillier keys are not secure; use key_bits>={MIN_SECURE_KEY_BITS} "
-            "or pass allow_insecure_key_size=True for tests"
-        )
+    check_key_bits(key_bits, allow_insecure_key_size=allow_insecure_key_size)
     public_key, private_key = paillier.generate_paillier_keypair(n_length=key_bits)
     n = int(public_key.n)
     n2 = n * n
