@@ -19,7 +19,6 @@ def _section(title: str) -> None:
 
 def demo(data: Path | None, key_bits: int, backend: str, insecure: bool, verify: bool) -> int:
     """Run the four-hospital scenario and print what each step computed and cost."""
-    import numpy as np
     import polars as pl
 
     import fedbench as fb
@@ -115,7 +114,6 @@ def demo(data: Path | None, key_bits: int, backend: str, insecure: bool, verify:
             print(clean)
             print(f"leakage: {clean.leakage}")
     print(f"\ndone in {time.perf_counter() - t_start:.1f} s")
-    del np
     return 0
 
 

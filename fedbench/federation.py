@@ -25,6 +25,7 @@ from .errors import (
     EmptyPartyError,
     ProtocolError,
     SchemaWarning,
+    TooFewPartiesError,
     UnknownPartyError,
 )
 from .party import FORMATS, Party, validate_party_name
@@ -308,8 +309,6 @@ class Federation:
                    description: str = "", record_exact: bool = True) -> tuple[dict[str, Any], SecureSumResult]:
         if len(parties) < MIN_PARTIES:
             # Checked here too so that no key is generated for a refused request.
-            from .errors import TooFewPartiesError
-
             raise TooFewPartiesError(
                 f"a secure computation needs at least {MIN_PARTIES} parties, got "
                 f"{len(parties)} ({', '.join(p.name for p in parties) or 'none'}): over one party the "

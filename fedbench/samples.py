@@ -391,7 +391,10 @@ def normalize_identifier(text: str) -> str:
     >>> normalize_identifier("  JOSE\u0301   van\u00a0Dijk ")
     'josé van dijk'
     """
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    # The same step PSI applies with normalize="standard": the samples are checked against what users call.
+    from .psi.normalize import STEPS
+
+    return STEPS["standard"](text)
 
 
 def _ascii(text: str) -> str:
