@@ -1,11 +1,16 @@
 """Execution backends: where party-local work and heavy crypto run.
 
-The interface is deliberately narrow, two calls, so that protocols never care
-where they run:
+The interface is deliberately narrow so that protocols never care where they
+run:
 
 * :meth:`Backend.run_in_parties` runs a function inside each party, where its
   rows live, and returns what the function returns: for secure aggregation that
   is the party's *ciphertexts*, so nothing else ever leaves the party;
+* :meth:`Backend.compute_each` runs one function per party (each party's own
+  protocol step, e.g. blinding the set it just received) and
+  :meth:`Backend.settle` does the same but reports each party's outcome, error
+  and latency instead of raising (training rounds drop failed parties);
+  on a cluster the calls of one step run concurrently;
 * :meth:`Backend.map` runs a picklable, stateless function over a list of
   items (encryption or decryption chunks) on every core available.
 
@@ -21,9 +26,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,10 +41,32 @@ if TYPE_CHECKING:
 
     from .party import Party
 
-__all__ = ["BACKENDS", "Backend", "InProcessBackend", "ProcessPoolBackend", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "InProcessBackend", "ProcessPoolBackend", "Settled", "get_backend"]
 
 A = TypeVar("A")
 R = TypeVar("R")
+
+
+@dataclass
+class Settled:
+    """What one party's call came to (see :meth:`Backend.settle`).
+
+    Attributes
+    ----------
+    value : object
+        The call's result (``None`` if it failed).
+    error : Exception, optional
+        The exception the call raised, or :class:`~fedbench.errors.PartyUnavailableError`.
+    seconds : float
+        Wall time from submitting the call until its answer (or until it was given up).
+    timed_out : bool
+        The backend stopped waiting for the party after ``timeout`` seconds.
+    """
+
+    value: Any = None
+    error: Exception | None = None
+    seconds: float = 0.0
+    timed_out: bool = False
 
 
 class Backend(ABC):
@@ -68,6 +97,43 @@ class Backend(ABC):
         (this backend's :meth:`map` here; an actor's own cores on a cluster).
         """
         return [p.compute(partial(_bind_party, fn, p.name, self.map, args)) for p in parties]
+
+    def compute_each(self, calls: Sequence[tuple[Party, Callable[[pl.DataFrame], Any]]]) -> list[Any]:
+        """Run each ``fn(df)`` inside its party (one protocol step of every party); raise the first error.
+
+        Here the calls run one after the other and stop at the first error.
+        """
+        return [p.compute(fn) for p, fn in calls]
+
+    def settle(self, calls: Sequence[tuple[Party, Callable[[pl.DataFrame], Any]]], *,
+               timeout: float | None = None) -> list[Settled]:
+        """Run each ``fn(df)`` inside its party and report every outcome instead of raising.
+
+        Parameters
+        ----------
+        calls : sequence of (Party, callable)
+            One call per party.
+        timeout : float, optional
+            Seconds after which a backend that can stop waiting (Ray) gives a
+            party up (``timed_out=True``); here calls cannot be interrupted, so
+            ``seconds`` tells the caller how long each one took.
+        """
+        out: list[Settled] = []
+        for p, fn in calls:
+            t0 = time.perf_counter()
+            try:
+                out.append(Settled(value=p.compute(fn), seconds=time.perf_counter() - t0))
+            except Exception as exc:  # reported, not raised: the caller decides (e.g. a dropout)
+                out.append(Settled(error=exc, seconds=time.perf_counter() - t0))
+        return out
+
+    def post(self, party: Party, fn: Callable[[pl.DataFrame], Any]) -> None:
+        """Run ``fn(df)`` inside the party without waiting where possible, ignoring its result and errors.
+
+        Used for clean-up (forgetting a late result a party still keeps).
+        """
+        with contextlib.suppress(Exception):
+            party.compute(fn)
 
     @abstractmethod
     def map(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from .backend import Backend, InProcessBackend, ProcessPoolBackend, _bind_party
+from .backend import Backend, InProcessBackend, ProcessPoolBackend, Settled, _bind_party
 from .errors import ConfigurationError, FedbenchError, PartyUnavailableError
 from .party import Party, validate_party_name
 
@@ -50,6 +51,15 @@ def _ray() -> Any:
     except ImportError:  # pragma: no cover - exercised only without the extra
         raise ConfigurationError("the Ray backend needs the 'ray' extra: pip install 'fedbench[ray]'") from None
     return ray
+
+
+def _quietly(fn: Callable[[pl.DataFrame], Any]) -> Callable[[pl.DataFrame], None]:
+    return partial(_run_quietly, fn)
+
+
+def _run_quietly(fn: Callable[[pl.DataFrame], Any], df: pl.DataFrame) -> None:
+    with contextlib.suppress(Exception):  # clean-up: nobody waits for the answer
+        fn(df)
 
 
 class _PartyActor:
@@ -229,20 +239,73 @@ class RayBackend(Backend):
 
     def compute(self, parties: Sequence[Party], fn: Callable[[pl.DataFrame], R]) -> list[R]:
         """Run ``fn`` in every party's actor concurrently."""
-        return self._gather(parties, lambda p: p.actor.compute.remote(fn), lambda p: p.compute(fn))
+        return self.compute_each([(p, fn) for p in parties])
 
     def run_in_parties(self, parties: Sequence[Party], fn: Callable[..., R], *args: Any) -> list[R]:
         """Run ``fn(name, df, mapper, *args)`` in every party's actor concurrently."""
-        return self._gather(
-            parties,
-            lambda p: p.actor.run.remote(fn, args),
-            lambda p: p.compute(partial(_bind_party, fn, p.name, self.map, args)),
-        )
+        refs = {p.name: p.actor.run.remote(fn, args) for p in parties if isinstance(p, RayParty)}
+        return [self._get(p, refs[p.name]) if p.name in refs
+                else p.compute(partial(_bind_party, fn, p.name, self.map, args)) for p in parties]
 
-    def _gather(self, parties: Sequence[Party], remote: Callable[[RayParty], Any],
-                local: Callable[[Party], R]) -> list[R]:
-        refs = {p.name: remote(p) for p in parties if isinstance(p, RayParty)}
-        return [self._get(p, refs[p.name]) if p.name in refs else local(p) for p in parties]
+    def compute_each(self, calls: Sequence[tuple[Party, Callable[[pl.DataFrame], Any]]]) -> list[Any]:
+        """Submit every call to its party's actor at once, then collect the answers in order.
+
+        The first error (in call order) is raised once every answer is in or
+        given up, so no call is left running unseen behind the error.
+        """
+        settled = self.settle(calls)
+        for s in settled:
+            if s.error is not None:
+                raise s.error
+        return [s.value for s in settled]
+
+    def settle(self, calls: Sequence[tuple[Party, Callable[[pl.DataFrame], Any]]], *,
+               timeout: float | None = None) -> list[Settled]:
+        """Run the calls concurrently; each answer is timed from submission, late parties are given up.
+
+        A party still silent after ``timeout`` (at most the backend's own
+        timeout) gets ``timed_out=True`` and a
+        :class:`~fedbench.errors.PartyUnavailableError`; the driver stops waiting for it.
+        """
+        ray = _ray()
+        limit = self.timeout if timeout is None else min(float(timeout), self.timeout)
+        out = [Settled() for _ in calls]
+        t0 = time.perf_counter()
+        pending: dict[Any, int] = {}
+        for i, (p, fn) in enumerate(calls):
+            if isinstance(p, RayParty):
+                pending[p.actor.compute.remote(fn)] = i
+        for i, (p, fn) in enumerate(calls):  # a party living in the driver (none by default) runs here
+            if not isinstance(p, RayParty):
+                out[i] = super().settle([(p, fn)])[0]
+        while pending:
+            left = limit - (time.perf_counter() - t0)
+            if left <= 0:
+                break
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=left)
+            now = time.perf_counter() - t0
+            for ref in done:
+                i = pending.pop(ref)
+                out[i].seconds = now
+                try:
+                    out[i].value = self._get(calls[i][0], ref)
+                except Exception as exc:  # reported per party; compute_each re-raises
+                    out[i].error = exc
+        for ref, i in pending.items():
+            with contextlib.suppress(Exception):  # a queued call is dropped; a running one finishes unseen
+                ray.cancel(ref)
+            name = calls[i][0].name
+            out[i] = Settled(error=PartyUnavailableError(f"party {name!r} did not answer within {limit:g} s",
+                                                         party=name), seconds=limit, timed_out=True)
+        return out
+
+    def post(self, party: Party, fn: Callable[[pl.DataFrame], Any]) -> None:
+        """Queue ``fn`` in the party's actor (after any call still running there) and do not wait."""
+        if isinstance(party, RayParty):
+            with contextlib.suppress(Exception):
+                party.actor.compute.remote(_quietly(fn))
+        else:
+            super().post(party, fn)
 
     def map(self, fn: Callable[[Any], R], items: Sequence[Any]) -> list[R]:
         """The driver's (key holder's) own cores: a local process pool."""

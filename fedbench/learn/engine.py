@@ -135,6 +135,11 @@ def _step_and_keep(df: pl.DataFrame, *, fn: Callable[[pl.DataFrame], Any], key: 
     return {k: v for k, v in out.items() if k != "sum"}
 
 
+def _forget_quietly(df: pl.DataFrame, *, key: str) -> None:
+    with contextlib.suppress(FedbenchError):  # nothing kept (the step failed) is fine
+        recall_in_party(df, key=key)
+
+
 @dataclass
 class Session:
     """One training run's connection to the federation.
@@ -279,8 +284,10 @@ class Session:
         seconds: dict[str, float] = {}
         key = f"round-{round}-{stage}-{next(_STASH_IDS)}"
         keep = partial(_step_and_keep, fn=fn, key=key)
+        forget = partial(_forget_quietly, key=key)
+        calls = []
+        hook_seconds: dict[str, float] = {}  # a slow hook stands for a slow party: it counts towards its time
         for name in names:
-            party = self._by_name[name]
             t0 = time.perf_counter()
             try:
                 verdict = self.failure(name, round) if self.failure is not None else None
@@ -291,27 +298,35 @@ class Session:
                 failures.append(PartyFailure(round, name, "injected", reason, stage))
                 seconds[name] = time.perf_counter() - t0
                 continue
-            try:
-                out = party.compute(keep)
-            except FedbenchError as exc:
-                if not isinstance(exc, LocalComputationError | PartyUnavailableError):
-                    raise  # bad input (nulls, wrong types...) is an error to fix, never masked as a dropout
-                failures.append(PartyFailure(round, name, "error", str(exc), stage))
-                seconds[name] = time.perf_counter() - t0
+            hook_seconds[name] = time.perf_counter() - t0
+            calls.append((self._by_name[name], keep))
+        # Every selected party's step is submitted at once (concurrent on a cluster), then each outcome is judged.
+        backend = self.fed.backend
+        settled = backend.settle(calls, timeout=self.party_timeout)
+        for (party, _), s in zip(calls, settled, strict=True):
+            name = party.name
+            s.seconds += hook_seconds[name]
+            seconds[name] = s.seconds
+            exc = s.error
+            if exc is not None and not s.timed_out:
+                if isinstance(exc, FedbenchError) and not isinstance(exc, LocalComputationError |
+                                                                     PartyUnavailableError):
+                    # Bad input (nulls, wrong types...) is an error to fix, never masked as a dropout;
+                    # the other parties' kept results are discarded first.
+                    for (other, _), o in zip(calls, settled, strict=True):
+                        if o.error is None:
+                            backend.post(other, forget)
+                    raise exc
+                detail = str(exc) if isinstance(exc, FedbenchError) else f"{type(exc).__name__}: {exc}"
+                failures.append(PartyFailure(round, name, "error", detail, stage))
                 continue
-            except Exception as exc:  # a crash of the party's local step is a dropout, reported below
-                failures.append(PartyFailure(round, name, "error", f"{type(exc).__name__}: {exc}", stage))
-                seconds[name] = time.perf_counter() - t0
+            if s.timed_out or (self.party_timeout is not None and s.seconds > self.party_timeout):
+                why = (f"no answer within {s.seconds:g} s" if s.timed_out
+                       else f"local step took {s.seconds:.3f} s > party_timeout={self.party_timeout} s")
+                failures.append(PartyFailure(round, name, "timeout", why, stage))
+                backend.post(party, forget)  # the late result is discarded where it is kept
                 continue
-            dt = time.perf_counter() - t0
-            seconds[name] = dt
-            if self.party_timeout is not None and dt > self.party_timeout:
-                failures.append(PartyFailure(round, name, "timeout",
-                                             f"local step took {dt:.3f} s > party_timeout={self.party_timeout} s",
-                                             stage))
-                with contextlib.suppress(FedbenchError):  # the late result is discarded where it is kept
-                    party.compute(partial(recall_in_party, key=key))
-                continue
+            out = s.value
             if isinstance(out, Mapping):
                 out = {**out, "sum": Stashed(key)}
             results[name] = out
