@@ -1002,7 +1002,8 @@ class Federation:
 
         chosen = self._select(parties)
         options.setdefault("workers", self.backend.workers)
-        result = _intersect(chosen, on, mode=mode, receiver=receiver, channel=self._channel("psi"), **options)
+        result = _intersect(chosen, on, mode=mode, receiver=receiver, channel=self._channel("psi"),
+                            backend=self.backend, **options)
         if self._budget is not None and self._budget.parties:
             # PSI sizes (and in reveal/align modes, memberships) are exact releases: logged, never DP.
             keys = on if isinstance(on, str) else ", ".join(on)

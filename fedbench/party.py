@@ -200,6 +200,10 @@ class Party:
     result or a message.  Use :meth:`compute` to run code inside the party.
     """
 
+    #: Whether the rows live in another process or node (a Ray actor): protocols then keep
+    #: each party's secrets there instead of in this process.
+    remote: bool = False
+
     def __init__(
         self,
         name: str,

@@ -93,6 +93,8 @@ class RayParty(Party):
         The Ray node the actor runs on.
     """
 
+    remote = True
+
     def __init__(self, name: str, source: str, actor: Any, backend: RayBackend) -> None:
         # Deliberately no super().__init__: the rows are never loaded in the driver.
         self.name = name

@@ -58,9 +58,21 @@ def cluster():
 def files(tmp_path_factory, ):
     d = tmp_path_factory.mktemp("parties")
     rng = np.random.default_rng(3)
-    for name, n in [("north", 30), ("south", 20), ("east", 25)]:
-        pl.DataFrame({"age": rng.integers(20, 90, n), "chol": rng.normal(240, 40, n)}).write_csv(d / f"{name}.csv")
+    for name, n, start in [("north", 30, 0), ("south", 20, 10), ("east", 25, 18)]:
+        pl.DataFrame({"id": [f"pt-{i:04d}" for i in range(start, start + n)], "age": rng.integers(20, 90, n),
+                      "chol": rng.normal(240, 40, n)}).write_csv(d / f"{name}.csv")
     return d
+
+
+def _ids(files) -> dict[str, list[str]]:
+    return {n: pl.read_csv(files / f"{n}.csv")["id"].to_list() for n in ("north", "south", "east")}
+
+
+def _local(files) -> fb.Federation:
+    f = make_fed()
+    for name in ("north", "south", "east"):
+        f.add_party(name, files / f"{name}.csv")
+    return f
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +96,7 @@ def test_parties_are_placed_on_the_node_advertising_them(fed):
 
 
 def test_results_equal_the_in_process_backend(fed, files):
-    local = make_fed()
-    for name in ("north", "south", "east"):
-        local.add_party(name, files / f"{name}.csv")
+    local = _local(files)
     local._keys = fed.keys
     assert fed.secure_sum(["age", "chol"]).value == pytest.approx(local.secure_sum(["age", "chol"]).value)
     a, b = fed.stats(["age", "chol"]), local.stats(["age", "chol"])
@@ -144,9 +154,97 @@ def test_a_killed_actor_is_reported_as_unavailable(cluster, files):
 def test_federated_training_runs_unchanged_on_ray(fed, files):
     from sklearn.linear_model import LinearRegression
 
-    local = make_fed()
-    for name in ("north", "south", "east"):
-        local.add_party(name, files / f"{name}.csv")
+    local = _local(files)
     a = fed.fit(LinearRegression(), target="chol", features=["age"], test_size=0.2, seed=1).model
     b = local.fit(LinearRegression(), target="chol", features=["age"], test_size=0.2, seed=1).model
     np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-9)
+
+
+def test_steps_of_different_parties_run_concurrently(fed):
+    def span(df):
+        t0 = time.time()
+        time.sleep(1.0)
+        return t0, time.time()
+
+    spans = fed.backend.compute_each([(fed[n], span) for n in ("north", "south", "east")])
+    assert max(a for a, _ in spans) < min(b for _, b in spans)  # every call was running at one moment
+
+
+def test_settle_gives_up_on_a_late_party_without_losing_it(fed):
+    out = fed.backend.settle([(fed["north"], lambda df: time.sleep(20)), (fed["south"], lambda df: df.height)],
+                             timeout=2.0)
+    assert out[1].value == 20 and out[1].error is None
+    assert out[0].timed_out and isinstance(out[0].error, PartyUnavailableError)
+    assert out[0].seconds == pytest.approx(2.0)
+
+
+def _record(monkeypatch, backend) -> list:
+    seen = []
+    real = backend.settle
+
+    def settle(calls, **kw):
+        out = real(calls, **kw)
+        seen.extend(s.value for s in out)
+        return out
+
+    monkeypatch.setattr(backend, "settle", settle)
+    return seen
+
+
+def test_psi_runs_in_the_actors_and_no_identifier_reaches_the_driver(fed, files, monkeypatch):
+    import pickle
+
+    ids = _ids(files)
+    seen = _record(monkeypatch, fed.backend)
+    r = fed.intersect("id", mode="cardinality")
+    assert r.size == len(set(ids["north"]) & set(ids["south"]) & set(ids["east"]))
+    expected = _local(files).intersect("id", mode="cardinality")
+    assert r.overlap.equals(expected.overlap)
+    assert seen, "PSI steps went through the backend"
+    blob = b"".join(pickle.dumps(v) for v in seen)
+    assert not [i for v in ids.values() for i in v if i.encode() in blob]
+    assert "pt-" not in repr(r)
+
+    rv = fed.intersect("id", mode="reveal", receiver="south", parties=["north", "south"])
+    assert sorted(rv.ids["id"].to_list()) == sorted(set(ids["north"]) & set(ids["south"]))
+    al = fed.intersect("id", mode="align", parties=["north", "east"])
+    assert [ids["north"][i] for i in al.positions["north"]] == [ids["east"][j] for j in al.positions["east"]]
+
+
+def test_vertical_logistic_regression_equals_the_in_process_run(cluster):
+    from sklearn.linear_model import LogisticRegression
+
+    opts = dict(label_party="hospital", target="outcome", on="patient_id", rounds=4, tol=0.0, seed=0)
+    ray_fed = make_fed(backend=RayBackend(address=cluster, timeout=60))
+    local = make_fed()
+    for f in (ray_fed, local):
+        for name in ("hospital", "insurer"):
+            f.add_party(name, f"data_samples/vertical/{name}.csv")
+    local._keys = ray_fed.keys
+    a = ray_fed.fit_vertical(LogisticRegression(), **opts)
+    b = local.fit_vertical(LogisticRegression(), **opts)
+    for p in ("hospital", "insurer"):
+        np.testing.assert_allclose(a.coef_by_party[p], b.coef_by_party[p], rtol=1e-6, atol=1e-9)
+    with pytest.raises(ConfigurationError, match="rows never leave them"):
+        a.compare()
+    ray_fed.close()
+
+
+def test_centralized_baseline_is_not_pooled_from_remote_parties(fed):
+    from sklearn.linear_model import LinearRegression
+
+    run = fed.fit(LinearRegression(), target="chol", features=["age"], test_size=0.2, seed=1)
+    table = run.compare()
+    central = table.filter(pl.col("model") == "centralized")
+    assert central["score"][0] is None and "never leave them" in central["note"][0]
+    assert table.filter(pl.col("model") == "federated")["score"][0] is not None
+
+
+def test_dp_releases_charge_the_ledger_on_ray(fed, files):
+    fed.set_budget(epsilon=1000.0, delta=1e-6)
+    m = fed.mean("age", epsilon=500.0, bounds=(0, 120))
+    pooled = pl.concat([pl.read_csv(files / f"{n}.csv") for n in ("north", "south", "east")])
+    assert m == pytest.approx(pooled["age"].mean(), abs=1.0)
+    for n in ("north", "south", "east"):
+        assert fed.budget.spent(n)[0] == pytest.approx(500.0)
+    assert fed.history[-1].privacy["noise"] == "distributed"  # each actor added its noise share before encrypting

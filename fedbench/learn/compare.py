@@ -7,7 +7,8 @@ For the comparison the simulation trains, next to the federated model,
 * ``centralized``: one model on the *pooled* training rows of every party, the
   upper bound a real federation can never compute.  Pooling raw rows is only
   possible because this is a simulation; the row is labelled as such and the
-  pooled rows are discarded right after fitting.
+  pooled rows are discarded right after fitting.  With parties on other nodes
+  (the Ray backend) rows never leave them, so this row is left empty, with a note.
 
 Every model is scored on each party's held-out rows (inside the party, from
 additive statistics) and on the pooled held-out rows (the sum of those
@@ -61,21 +62,9 @@ def _why(exc: Exception) -> str:
     return f"cannot train: {type(exc).__name__}: {msg[:160]}"
 
 
-def compare_models(fed: Any, parties: Sequence[str], spec: DataSpec, estimator: Any, federated: Any, metric: str,
-                   classes: Sequence[Any] | None) -> pl.DataFrame:
-    """The comparison table (see the module docstring)."""
+def _centralized(chosen: Sequence[Any], spec: DataSpec, estimator: Any) -> tuple[str, str, Any, str]:
     from sklearn.base import clone
 
-    chosen = fed._select(list(parties))
-    part = "test" if spec.test_size > 0 else "train"
-    rows: list[tuple[str, str, Any, str]] = []
-    for p in chosen:
-        try:
-            model = p.compute(partial(local_baseline, spec=spec, estimator=estimator))
-            rows.append((f"local:{p.name}", f"{p.name}'s rows only", model, ""))
-        except Exception as exc:  # e.g. a single-class party: the row stays, with the reason
-            rows.append((f"local:{p.name}", f"{p.name}'s rows only", None, _why(exc)))
-    rows.append(("federated", "all parties, federated", federated, ""))
     # Simulation only: the pooled rows exist just long enough to fit the centralized model.
     pooled = [p.compute(partial(local_rows, spec=spec, part="train")) for p in chosen]
     xs = pl.concat([x for x, _ in pooled], how="vertical_relaxed")
@@ -87,10 +76,29 @@ def compare_models(fed: Any, parties: Sequence[str], spec: DataSpec, estimator: 
                 central.fit(xs)
             else:
                 central.fit(xs, np.concatenate([y for _, y in pooled]))
-        rows.append(("centralized", "pooled rows (simulation only)", central, "simulation only: pools raw rows"))
     except Exception as exc:
-        rows.append(("centralized", "pooled rows (simulation only)", None, _why(exc)))
-    del pooled, xs
+        return ("centralized", "pooled rows (simulation only)", None, _why(exc))
+    return ("centralized", "pooled rows (simulation only)", central, "simulation only: pools raw rows")
+
+
+def compare_models(fed: Any, parties: Sequence[str], spec: DataSpec, estimator: Any, federated: Any, metric: str,
+                   classes: Sequence[Any] | None) -> pl.DataFrame:
+    """The comparison table (see the module docstring)."""
+    chosen = fed._select(list(parties))
+    part = "test" if spec.test_size > 0 else "train"
+    rows: list[tuple[str, str, Any, str]] = []
+    for p in chosen:
+        try:
+            model = p.compute(partial(local_baseline, spec=spec, estimator=estimator))
+            rows.append((f"local:{p.name}", f"{p.name}'s rows only", model, ""))
+        except Exception as exc:  # e.g. a single-class party: the row stays, with the reason
+            rows.append((f"local:{p.name}", f"{p.name}'s rows only", None, _why(exc)))
+    rows.append(("federated", "all parties, federated", federated, ""))
+    if any(p.remote for p in chosen):
+        rows.append(("centralized", "pooled rows (simulation only)", None,
+                     "not computed: the parties are on other nodes and their raw rows never leave them"))
+    else:
+        rows.append(_centralized(chosen, spec, estimator))
     cls = None if classes is None else list(classes)
     out: dict[str, list[Any]] = {"model": [], "trained_on": [], "score": []}
     for p in chosen:

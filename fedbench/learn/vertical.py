@@ -364,6 +364,11 @@ class VerticalRun:
         fed = self._fed
         if fed is None:
             raise ConfigurationError("the comparison needs the federation; this run was unpickled without it")
+        if fed[self.guest].remote or fed[self.host].remote:
+            raise ConfigurationError(
+                "the vertical comparison joins both parties' raw columns (simulation only); with parties on "
+                "other nodes (the Ray backend) rows never leave them: compare on a local federation instead"
+            )
         # The PSI order is fresh per run; the baselines use the guest's row order so that solvers that stop
         # early (row-order dependent) give the same baselines for the same seed.
         order = np.argsort(self.psi.positions[self.guest], kind="stable")

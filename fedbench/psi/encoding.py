@@ -42,7 +42,7 @@ duplicates
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +59,7 @@ from ..errors import (
 from ..party import Party
 from .normalize import Normalizer
 
-__all__ = ["LocalSet", "key_context", "key_kind", "prepare_parties"]
+__all__ = ["LocalSet", "key_context", "key_kind", "set_builders"]
 
 _NUMERIC = "number"
 
@@ -219,7 +219,7 @@ def _normalise(party: str, col: str, s: pl.Series, label: str, fn: Normalizer) -
     return pl.Series(col, out, dtype=pl.String)
 
 
-def _prepare_one(
+def _builder(
     party: Party,
     on: Sequence[str],
     kinds: Sequence[str],
@@ -229,7 +229,7 @@ def _prepare_one(
     nulls: str,
     duplicates: str,
     mode: str,
-) -> LocalSet:
+) -> Callable[[pl.DataFrame], LocalSet]:
     for col, kind in zip(on, kinds, strict=True):
         if col in normalizers and strict_normalize and kind != "string":
             raise NormalizationError(
@@ -304,10 +304,10 @@ def _prepare_one(
             n_duplicates=n_dup,
         )
 
-    return party.compute(build)
+    return build
 
 
-def prepare_parties(
+def set_builders(
     parties: Sequence[Party],
     on: Sequence[str],
     *,
@@ -317,16 +317,20 @@ def prepare_parties(
     nulls: str,
     duplicates: str,
     mode: str,
-) -> tuple[list[LocalSet], list[str]]:
-    """Validate and encode every party's identifiers (no message is sent).
+) -> tuple[dict[str, Callable[[pl.DataFrame], LocalSet]], list[str]]:
+    """Check the key columns against every party's public schema and return each party's set builder.
+
+    A builder runs inside its party (:meth:`Party.compute`, or the party's own
+    node) and validates and encodes the identifiers there; no message is sent.
 
     Returns
     -------
-    (list of LocalSet, list of str)
-        Each party's prepared set and the kinds of the key columns.
+    (dict of party name to callable, list of str)
+        Each party's builder and the kinds of the key columns.
     """
     for p in parties:
         p.require_columns(list(on))
     kinds = resolve_kinds(parties, on, cast)
-    sets = [_prepare_one(p, on, kinds, normalizers, strict_normalize, cast, nulls, duplicates, mode) for p in parties]
-    return sets, kinds
+    builds = {p.name: _builder(p, on, kinds, normalizers, strict_normalize, cast, nulls, duplicates, mode)
+              for p in parties}
+    return builds, kinds

@@ -1,27 +1,31 @@
 """The PSI message flows: routing blinded sets between parties, comparing, reporting.
 
-All parties of a run live in this process, but they only exchange *bytes* through
-the run's :class:`~fedbench.transcript.Channel`; each party's secret scalar,
-permutation and identifiers stay in that party's :class:`_Actor`.  See the
-package documentation (:mod:`fedbench.psi`) for the protocols and their leakage.
+Parties only exchange *bytes* through the run's
+:class:`~fedbench.transcript.Channel`; each party's secret scalar, permutation
+and identifiers stay with the party (:mod:`fedbench.psi._parties`: in this
+process for the simulation, in the party's own actor on a Ray cluster).  The
+driver routes messages and runs the comparisons of the parties that receive
+blinded tags.  See the package documentation (:mod:`fedbench.psi`) for the
+protocols and their leakage.
 
 Flights
 -------
 Every party's set travels as a *flight*: its owner hashes and blinds it (and
 shuffles it), then each party on the flight's route receives it, applies its own
 scalar and (unless the owner must map results back to its rows) shuffles it, and
-the last one delivers it to the flight's destination, truncated to 16-byte tags
-when the destination only compares.  All flights advance one hop at a time and
-all blinding work of one hop runs as one parallel batch.
+the last one truncates it to 16-byte tags when the destination only compares,
+and delivers it.  All flights advance one hop at a time and all blinding work
+of one hop runs as one parallel batch (one concurrent call per party on Ray).
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -30,8 +34,9 @@ from ..errors import ConfigurationError, DuplicatePartyError, TooFewPartiesError
 from ..party import Party
 from ..transcript import Channel
 from ._kernels import ELEMENT_BYTES, session_hash_key
-from ._parallel import BlindJob, Executor, HashJob, available_cores
-from .encoding import LocalSet, key_context, prepare_parties
+from ._parallel import Executor, available_cores
+from ._parties import TAG_BYTES, InProcessParties, PSIParties, RemoteParties, SetInfo
+from .encoding import key_context, set_builders
 from .normalize import NormalizeSpec, compile_spec
 from .result import PSIResult
 
@@ -39,10 +44,6 @@ __all__ = ["MODES", "SALT_BYTES", "TAG_BYTES", "intersect"]
 
 #: Protocol modes.
 MODES = ("reveal", "cardinality", "align")
-
-#: Bytes of a doubly blinded element kept for comparison.  Matching 2^20 x 2^20
-#: elements gives a false match with probability ~2^40 / 2^128 = 2^-88.
-TAG_BYTES = 16
 
 #: Bytes of the public per-run session salt.
 SALT_BYTES = 32
@@ -57,16 +58,6 @@ _MODEL = (
 
 
 @dataclass
-class _Actor:
-    """One party's protocol state; nothing here leaves the party."""
-
-    local: LocalSet
-    scalar: bytes  # secret X25519 scalar for this run
-    perm: np.ndarray  # the owner's shuffle: sent position k holds distinct identifier perm[k]
-    hkey: bytes = b""
-
-
-@dataclass
 class _Flight:
     owner: str
     holder: str
@@ -76,6 +67,10 @@ class _Flight:
     shuffle: bool
     truncate: bool
     seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        # The last party on the route truncates: every flight has one.
+        assert self.route, "a flight needs at least one hop"
 
 
 @dataclass
@@ -87,26 +82,6 @@ class _Outcome:
 
 
 # --------------------------------------------------------------------------- helpers
-def _permutation(n: int) -> np.ndarray:
-    """Uniform random permutation from the OS CSPRNG (numpy's generators are not one).
-
-    Sorting 64-bit random keys gives a uniform permutation unless two keys tie, which
-    happens with probability < n^2 / 2^65; the stable sort keeps even that case valid.
-    """
-    keys = np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
-    return np.argsort(keys, kind="stable")
-
-
-def _shuffle(values: bytes, width: int = ELEMENT_BYTES) -> bytes:
-    arr = np.frombuffer(values, dtype=np.uint8).reshape(-1, width)
-    return arr[_permutation(arr.shape[0])].tobytes()
-
-
-def _truncate(values: bytes) -> bytes:
-    arr = np.frombuffer(values, dtype=np.uint8).reshape(-1, ELEMENT_BYTES)
-    return arr[:, :TAG_BYTES].tobytes()
-
-
 def _frame(buf: bytes, width: int, *, index: bool = True) -> pl.DataFrame:
     # An element is compared as width/8 machine words: polars joins on integer
     # columns without creating one Python object per element.
@@ -152,10 +127,11 @@ def _u64s(values: Sequence[int]) -> bytes:
 
 # --------------------------------------------------------------------------- engine
 class _Run:
-    def __init__(self, actors: dict[str, _Actor], channel: Channel, executor: Executor) -> None:
-        self.actors = actors
+    def __init__(self, parties: PSIParties, names: list[str], channel: Channel) -> None:
+        self.parties = parties
+        self.names = names
         self.channel = channel
-        self.executor = executor
+        self.hkeys: dict[str, bytes] = {}
 
     def send(
         self, sender: str, receiver: str, kind: str, payload: bytes, *, encrypted: bool, seconds: float = 0.0
@@ -165,19 +141,13 @@ class _Run:
     def open_session(self, coordinator: str, context: bytes) -> None:
         """The coordinator draws the public session salt and sends it to everyone."""
         salt = secrets.token_bytes(SALT_BYTES)
-        for name, actor in self.actors.items():
+        for name in self.names:
             got = salt if name == coordinator else self.send(coordinator, name, "session-salt", salt, encrypted=False)
-            actor.hkey = session_hash_key(got, context)
+            self.hkeys[name] = session_hash_key(got, context)
 
     def first_blinding(self) -> dict[str, tuple[bytes, float]]:
         """Every party hashes its shuffled identifiers to the group and blinds them."""
-        names = list(self.actors)
-        jobs = []
-        for n in names:
-            a = self.actors[n]
-            enc = a.local.encodings
-            jobs.append(HashJob(a.scalar, a.hkey, [enc[i] for i in a.perm]))
-        return dict(zip(names, self.executor.run(jobs), strict=True))
+        return self.parties.first(self.hkeys)
 
     def fly(self, flights: list[_Flight]) -> None:
         """Advance every flight hop by hop until each reaches its destination."""
@@ -186,20 +156,15 @@ class _Run:
                 nxt = f.route[0]
                 f.values = self.send(f.holder, nxt, "blinded-set", f.values, encrypted=True, seconds=f.seconds)
                 f.holder = nxt
-            outs = self.executor.run([BlindJob(self.actors[f.holder].scalar, f.values) for f in active])
-            for f, (values, cpu) in zip(active, outs, strict=True):
-                t = time.perf_counter()
-                if f.shuffle:
-                    values = _shuffle(values)
-                f.values, f.seconds = values, cpu + time.perf_counter() - t
+            steps = [(f.holder, f.values, f.shuffle, f.truncate and len(f.route) == 1) for f in active]
+            for f, (values, seconds) in zip(active, self.parties.blind(steps), strict=True):
+                f.values, f.seconds = values, seconds
                 f.route.pop(0)
         for f in flights:
-            payload = _truncate(f.values) if f.truncate else f.values
             if f.holder != f.dest:
                 kind = "blinded-tags" if f.truncate else "blinded-set"
-                payload = self.send(f.holder, f.dest, kind, payload, encrypted=True, seconds=f.seconds)
+                f.values = self.send(f.holder, f.dest, kind, f.values, encrypted=True, seconds=f.seconds)
                 f.holder = f.dest
-            f.values = payload
 
 
 def _reveal(run: _Run, order: list[str], receiver: str, parties: dict[str, Party], on: Sequence[str]) -> _Outcome:
@@ -211,7 +176,6 @@ def _reveal(run: _Run, order: list[str], receiver: str, parties: dict[str, Party
         # can map tags to its rows; it never meets another party's fully blinded set.
         _Flight(receiver, receiver, first[receiver][0], list(others), receiver, False, True, first[receiver][1])
     ]
-    actor = run.actors[receiver]
     if len(others) == 1:
         # Two parties: the other's set (shuffled by its owner) goes straight to the
         # receiver, which blinds it in the same parallel batch as its own set's return.
@@ -233,15 +197,19 @@ def _reveal(run: _Run, order: list[str], receiver: str, parties: dict[str, Party
             combiner, receiver, "common-blinded-set", common, encrypted=True, seconds=time.perf_counter() - t
         )
         # The receiver applies its scalar to the common set and compares with its own tags.
-        ((full, _),) = run.executor.run([BlindJob(actor.scalar, common)])
-        hits = _member_indices(flights[0].values, _truncate(full), TAG_BYTES)
-    distinct = np.sort(actor.perm[hits])
-    size = int(distinct.size)
+        ((full, _),) = run.parties.blind([(receiver, common, False, True)])
+        hits = _member_indices(flights[0].values, full, TAG_BYTES)
+    size = int(hits.size)
     for p in others:
         run.send(receiver, p, "intersection-size", _u64s([size]), encrypted=False)
-    rows = actor.local.first_rows[distinct]
-    ids = parties[receiver].compute(lambda df: df.select(pl.col(list(on)).gather(rows)))
+    rows = run.parties.rows(receiver, hits, sort=True)
+    ids = parties[receiver].compute(partial(_gather_ids, on=list(on), rows=rows))
     return _Outcome(size, ids=ids, positions={receiver: rows})
+
+
+def _gather_ids(df: pl.DataFrame, *, on: list[str], rows: np.ndarray) -> pl.DataFrame:
+    """Inside the receiver: its own matched identifiers (the receiver's output)."""
+    return df.select(pl.col(on).gather(rows))
 
 
 def _cardinality(run: _Run, order: list[str], comparer: str) -> _Outcome:
@@ -283,8 +251,8 @@ def _align(run: _Run, order: list[str]) -> _Outcome:
         a, b, "matched-positions", j.astype("<u4").tobytes(), encrypted=False, seconds=time.perf_counter() - t
     )
     jb = np.frombuffer(got, dtype="<u4").astype(np.int64)
-    pa = run.actors[a].local.first_rows[run.actors[a].perm[i]]
-    pb = run.actors[b].local.first_rows[run.actors[b].perm[jb]]
+    pa = run.parties.rows(a, i, sort=False)
+    pb = run.parties.rows(b, jb, sort=False)
     return _Outcome(int(i.size), positions={a: pa, b: pb})
 
 
@@ -330,6 +298,19 @@ def _leakage(mode: str, order: list[str], receiver: str | None) -> str:
 
 
 # --------------------------------------------------------------------------- entry point
+def _party_side(parties: list[Party], workers: int | None, backend: Any) -> PSIParties:
+    """Secrets kept here with one worker pool for all, or in each remote party (Ray actors)."""
+    if not any(p.remote for p in parties):
+        return InProcessParties(parties, Executor(workers or available_cores(), force=workers is not None))
+    if backend is None:
+        from ..backend import InProcessBackend
+
+        backend = InProcessBackend()  # one party after the other, still each in its own place
+    # ``workers`` counts the driver's cores; a remote party uses its own node's.
+    return RemoteParties(parties, backend.compute_each, backend.post)
+
+
+
 def intersect(
     parties: Sequence[Party],
     on: str | Sequence[str],
@@ -342,6 +323,7 @@ def intersect(
     workers: int | None = None,
     duplicates: str | None = None,
     cast: str | None = None,
+    backend: Any = None,
     **options: object,
 ) -> PSIResult:
     """Private set intersection of the parties' identifiers (ECDH-PSI over X25519).
@@ -381,6 +363,9 @@ def intersect(
         Compare the key columns' text, so that e.g. integer ids in one party match
         string ids in another; otherwise differing kinds raise
         :class:`~fedbench.errors.DtypeConflictError`.
+    backend : Backend, optional
+        The federation's backend; with parties on other nodes (Ray) each
+        protocol step calls every party concurrently through it.
     **options
         Reserved; any unknown option raises :class:`~fedbench.errors.ConfigurationError`.
 
@@ -410,7 +395,7 @@ def intersect(
     if options:
         raise ConfigurationError(
             f"unknown PSI option(s) {sorted(options)}; options are mode, receiver, normalize, nulls, "
-            "workers, duplicates and cast"
+            "workers, duplicates, cast and backend"
         )
     plist = list(parties)
     for p in plist:
@@ -457,7 +442,7 @@ def intersect(
             raise ConfigurationError(f"align mode lines up exactly two parties, got {len(order)}")
     normalizers, strict = compile_spec(normalize, cols)
 
-    sets, kinds = prepare_parties(
+    builds, kinds = set_builders(
         plist,
         cols,
         normalizers=normalizers,
@@ -467,22 +452,26 @@ def intersect(
         duplicates=duplicates,
         mode=mode,
     )
-    # ---- every input is valid: from here on, messages are sent -------------------
-    actors = {s.name: _Actor(local=s, scalar=secrets.token_bytes(32), perm=_permutation(s.size)) for s in sets}
-    executor = Executor(workers or available_cores(), force=workers is not None)
-    run = _Run(actors, channel, executor)
-    lead = receiver if receiver is not None else order[0]
-    run.open_session(lead, key_context(kinds))
-    byname = {p.name: p for p in plist}
-    if mode == "reveal":
-        assert receiver is not None
-        out = _reveal(run, order, receiver, byname, cols)
-    elif mode == "cardinality":
-        out = _cardinality(run, order, lead)
-    else:
-        out = _align(run, order)
-    for a in actors.values():  # drop the run's secrets as soon as the run ends
-        a.scalar = b""
+    side = _party_side(plist, workers, backend)
+    try:
+        # Each party validates and encodes its identifiers where its rows live; any
+        # bad input raises here, before a message is sent.
+        infos = side.open(builds)
+        # ---- every input is valid: from here on, messages are sent ---------------
+        run = _Run(side, order, channel)
+        lead = receiver if receiver is not None else order[0]
+        run.open_session(lead, key_context(kinds))
+        byname = {p.name: p for p in plist}
+        if mode == "reveal":
+            assert receiver is not None
+            out = _reveal(run, order, receiver, byname, cols)
+        elif mode == "cardinality":
+            out = _cardinality(run, order, lead)
+        else:
+            out = _align(run, order)
+    finally:
+        side.close()  # drop the run's secrets as soon as the run ends
+    sets: list[SetInfo] = [infos[n] for n in order]
     return PSIResult(
         mode=mode,
         parties=tuple(order),
