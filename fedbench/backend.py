@@ -86,6 +86,9 @@ class Backend(ABC):
 
         return Party(name, data, format=format, **read_options)
 
+    def release_party(self, party: Party) -> None:  # noqa: B027 - optional hook
+        """Free what the backend holds for a party that left the federation (here: nothing)."""
+
     def compute(self, parties: Sequence[Party], fn: Callable[[pl.DataFrame], R]) -> list[R]:
         """Run ``fn(df)`` on each party's rows, inside the party, in order."""
         return [p.compute(fn) for p in parties]

@@ -222,7 +222,14 @@ class Federation:
                 raise DuplicatePartyError(
                     f"party {name!r} already exists; choose another name or pass replace=True", party=name
                 )
-        made = [self.backend.make_party(name, src, **read_options) for name, src in sources.items()]
+        made: list[Party] = []
+        try:
+            for name, src in sources.items():
+                made.append(self.backend.make_party(name, src, **read_options))
+        except BaseException:
+            for party in made:  # all or nothing: free the parties already created (their actors on Ray)
+                self.backend.release_party(party)
+            raise
         for party in made:
             if party.name in self._parties:
                 self.remove_party(party.name)
@@ -244,9 +251,10 @@ class Federation:
 
     def remove_party(self, name: str) -> None:
         """Remove a party."""
-        self._get(name)
+        party = self._get(name)
         del self._parties[name]
         self._key_holders.discard(name)
+        self.backend.release_party(party)
 
     # -- inspection -----------------------------------------------------------
     @property

@@ -27,6 +27,7 @@ Key holder
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -62,24 +63,41 @@ def _run_quietly(fn: Callable[[pl.DataFrame], Any], df: pl.DataFrame) -> None:
         fn(df)
 
 
+_KEYS = itertools.count()
+
+
 class _PartyActor:
-    """Holds one party's rows on the node that stores them (wrapped by ``ray.remote`` lazily)."""
+    """Holds a party's rows on the node that stores them (wrapped by ``ray.remote`` lazily).
 
-    def __init__(self, name: str, source: str, format: str | None, read_options: dict[str, Any]) -> None:
-        self.party = Party(name, source, format=format, **read_options)
+    One actor holds one party, unless the backend was asked to share actors
+    (``max_actors``): then it holds several parties' rows, each still only
+    reachable by its own name.
+    """
 
-    def describe(self) -> tuple[int, dict[str, pl.DataType], str]:
+    def __init__(self) -> None:
+        # Keyed by a handle unique to each declaration: a party re-declared under its old name
+        # (replace=True) may land on the same shared actor before the old one is dropped.
+        self.parties: dict[str, Party] = {}
+
+    def load(self, key: str, name: str, source: str, format: str | None,
+             read_options: dict[str, Any]) -> tuple[int, dict[str, pl.DataType], str]:
         import ray
 
-        return self.party.n_rows, self.party.schema, ray.get_runtime_context().get_node_id()
+        party = Party(name, source, format=format, **read_options)
+        self.parties[key] = party
+        return party.n_rows, party.schema, ray.get_runtime_context().get_node_id()
 
-    def compute(self, fn: Callable[[pl.DataFrame], R]) -> R:
-        return self.party.compute(fn)
+    def drop(self, key: str) -> None:
+        self.parties.pop(key, None)
 
-    def run(self, fn: Callable[..., R], args: tuple[Any, ...]) -> R:
+    def compute(self, key: str, fn: Callable[[pl.DataFrame], R]) -> R:
+        return self.parties[key].compute(fn)
+
+    def run(self, key: str, fn: Callable[..., R], args: tuple[Any, ...]) -> R:
         # Encryption inside the actor uses the actor's own process; parallelism comes from many actors.
+        party = self.parties[key]
         mapper = InProcessBackend().map
-        return self.party.compute(partial(_bind_party, fn, self.party.name, mapper, args))
+        return party.compute(partial(_bind_party, fn, party.name, mapper, args))
 
 
 class RayParty(Party):
@@ -95,14 +113,20 @@ class RayParty(Party):
 
     remote = True
 
-    def __init__(self, name: str, source: str, actor: Any, backend: RayBackend) -> None:
+    def __init__(self, name: str, source: str, actor: Any, backend: RayBackend, key: str, shared: bool,
+                 described: tuple[int, dict[str, pl.DataType], str]) -> None:
         # Deliberately no super().__init__: the rows are never loaded in the driver.
         self.name = name
         self.source = source
         self.actor = actor
+        self.key = key
+        self.shared = shared
         self._backend = backend
-        n_rows, schema, node = backend._get(self, actor.describe.remote())
-        self._n_rows, self._schema, self.node_id = n_rows, schema, node
+        self._n_rows, self._schema, self.node_id = described
+
+    def submit(self, fn: Callable[[pl.DataFrame], Any]) -> Any:
+        """Queue ``fn`` in the actor; returns the Ray object reference of its result."""
+        return self.actor.compute.remote(self.key, fn)
 
     @property
     def n_rows(self) -> int:
@@ -121,7 +145,7 @@ class RayParty(Party):
 
     def compute(self, fn: Callable[[pl.DataFrame], R]) -> R:
         """Run ``fn`` inside the actor and return its (small) result."""
-        return self._backend._get(self, self.actor.compute.remote(fn))
+        return self._backend._get(self.name, self.submit(fn))
 
     def __repr__(self) -> str:
         return f"<RayParty {self.name!r}: {self.n_rows} rows x {len(self.columns)} columns on node {self.node_id[:8]}>"
@@ -139,19 +163,34 @@ class RayBackend(Backend):
         Seconds any call to a party may take before it counts as unavailable.
     num_cpus : int, optional
         CPUs of a *local* instance (default: all).
+    max_actors : int, optional
+        Let parties that no node advertises share at most this many actors
+        (assigned in turn), as Flower's simulation engine runs many virtual
+        clients on a small pool of actors.  Each actor process costs ~200 MB,
+        so simulating 100 parties on one machine needs sharing; calls to
+        parties sharing an actor run one after the other.  Parties placed by a
+        ``party:<name>`` resource always get their own actor.  Default: one
+        actor per party.
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, timeout: float = 120.0, num_cpus: int | None = None) -> None:
+    def __init__(self, address: str | None = None, *, timeout: float = 120.0, num_cpus: int | None = None,
+                 max_actors: int | None = None) -> None:
         if not timeout > 0:
             raise ConfigurationError(f"timeout must be positive, got {timeout!r}")
+        if max_actors is not None and (isinstance(max_actors, bool) or not isinstance(max_actors, int)
+                                       or max_actors < 1):
+            raise ConfigurationError(f"max_actors must be a positive integer or None, got {max_actors!r}")
         self.address = address
         self.timeout = float(timeout)
         self.num_cpus = num_cpus
+        self.max_actors = max_actors
         self._started = False
         self._local = ProcessPoolBackend()
-        self._actors: dict[str, Any] = {}
+        self._actors: dict[str, Any] = {}  # party key -> its actor (shared actors appear several times)
+        self._pool: list[Any] = []  # the shared actors, when max_actors is set
+        self._turn = 0
 
     # -- lifecycle ------------------------------------------------------------------
     def _init(self) -> Any:
@@ -175,7 +214,8 @@ class RayBackend(Backend):
         self._local.close()
         ray = _ray()
         if ray.is_initialized():
-            for actor in self._actors.values():
+            unique = {id(a): a for a in [*self._actors.values(), *self._pool]}
+            for actor in unique.values():
                 try:
                     ray.kill(actor)
                 except Exception:  # already dead is fine
@@ -184,6 +224,7 @@ class RayBackend(Backend):
                 ray.shutdown()
                 self._started = False
         self._actors.clear()
+        self._pool.clear()
 
     # -- parties ----------------------------------------------------------------------
     def make_party(self, name: str, data: Any, *, format: str | None = None, **read_options: Any) -> Party:
@@ -203,21 +244,42 @@ class RayBackend(Backend):
         ray = self._init()
         resource = f"party:{name}"
         options: dict[str, Any] = {"num_cpus": 0, "name": None, "max_restarts": 0}
+        actor_cls = ray.remote(_PartyActor)
+        shared = False
         if resource in ray.cluster_resources():
             # A small fraction pins the actor to that node while letting re-runs (a notebook cell run
             # twice, two federations) place their own actor for the same party there too.
             options["resources"] = {resource: 0.001}
-        actor_cls = ray.remote(_PartyActor)
-        actor = actor_cls.options(**options).remote(name, str(data), format, dict(read_options))
-        self._actors[name] = actor
+            actor = actor_cls.options(**options).remote()
+        elif self.max_actors is not None:
+            shared = True
+            if len(self._pool) < self.max_actors:
+                self._pool.append(actor_cls.options(**options).remote())
+            actor = self._pool[self._turn % len(self._pool)]
+            self._turn += 1
+        else:
+            actor = actor_cls.options(**options).remote()
+        key = f"{name}#{next(_KEYS)}"
         try:
-            return RayParty(name, str(data), actor, self)
+            described = self._get(name, actor.load.remote(key, name, str(data), format, dict(read_options)))
         except FedbenchError:
-            ray.kill(actor)
-            del self._actors[name]
+            if not shared:
+                ray.kill(actor)
             raise
+        self._actors[key] = actor
+        return RayParty(name, str(data), actor, self, key, shared, described)
 
-    def _get(self, party: Party, ref: Any) -> Any:
+    def release_party(self, party: Party) -> None:
+        """Free a party's rows: kill its own actor, or drop it from the shared one."""
+        if not isinstance(party, RayParty) or self._actors.pop(party.key, None) is None:
+            return
+        with contextlib.suppress(Exception):  # an actor already gone has nothing left to free
+            if party.shared:
+                party.actor.drop.remote(party.key)
+            else:
+                _ray().kill(party.actor)
+
+    def _get(self, name: str, ref: Any) -> Any:
         ray = _ray()
         try:
             return ray.get(ref, timeout=self.timeout)
@@ -226,12 +288,12 @@ class RayBackend(Backend):
             with contextlib.suppress(Exception):
                 ray.cancel(ref)
             raise PartyUnavailableError(
-                f"party {party.name!r} did not answer within {self.timeout:g} s", party=party.name
+                f"party {name!r} did not answer within {self.timeout:g} s", party=name
             ) from None
         except ray.exceptions.RayActorError:
             raise PartyUnavailableError(
-                f"party {party.name!r} is unavailable: its actor died (node lost or process killed)",
-                party=party.name,
+                f"party {name!r} is unavailable: its actor died (node lost or process killed)",
+                party=name,
             ) from None
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause
@@ -245,8 +307,8 @@ class RayBackend(Backend):
 
     def run_in_parties(self, parties: Sequence[Party], fn: Callable[..., R], *args: Any) -> list[R]:
         """Run ``fn(name, df, mapper, *args)`` in every party's actor concurrently."""
-        refs = {p.name: p.actor.run.remote(fn, args) for p in parties if isinstance(p, RayParty)}
-        return [self._get(p, refs[p.name]) if p.name in refs
+        refs = {p.name: p.actor.run.remote(p.key, fn, args) for p in parties if isinstance(p, RayParty)}
+        return [self._get(p.name, refs[p.name]) if p.name in refs
                 else p.compute(partial(_bind_party, fn, p.name, self.map, args)) for p in parties]
 
     def compute_each(self, calls: Sequence[tuple[Party, Callable[[pl.DataFrame], Any]]]) -> list[Any]:
@@ -276,7 +338,7 @@ class RayBackend(Backend):
         pending: dict[Any, int] = {}
         for i, (p, fn) in enumerate(calls):
             if isinstance(p, RayParty):
-                pending[p.actor.compute.remote(fn)] = i
+                pending[p.submit(fn)] = i
         for i, (p, fn) in enumerate(calls):  # a party living in the driver (none by default) runs here
             if not isinstance(p, RayParty):
                 out[i] = super().settle([(p, fn)])[0]
@@ -290,7 +352,7 @@ class RayBackend(Backend):
                 i = pending.pop(ref)
                 out[i].seconds = now
                 try:
-                    out[i].value = self._get(calls[i][0], ref)
+                    out[i].value = self._get(calls[i][0].name, ref)
                 except Exception as exc:  # reported per party; compute_each re-raises
                     out[i].error = exc
         for ref, i in pending.items():
@@ -305,7 +367,7 @@ class RayBackend(Backend):
         """Queue ``fn`` in the party's actor (after any call still running there) and do not wait."""
         if isinstance(party, RayParty):
             with contextlib.suppress(Exception):
-                party.actor.compute.remote(_quietly(fn))
+                party.submit(_quietly(fn))
         else:
             super().post(party, fn)
 

@@ -248,3 +248,23 @@ def test_dp_releases_charge_the_ledger_on_ray(fed, files):
     for n in ("north", "south", "east"):
         assert fed.budget.spent(n)[0] == pytest.approx(500.0)
     assert fed.history[-1].privacy["noise"] == "distributed"  # each actor added its noise share before encrypting
+
+
+def test_parties_can_share_a_small_pool_of_actors(cluster, files):
+    backend = RayBackend(address=cluster, timeout=60, max_actors=2)
+    f = make_fed(backend=backend)
+    for name in ("east", "west", "centre"):  # no node advertises these: they share the pool
+        f.add_party(name, files / "east.csv")
+    f.add_party("north", files / "north.csv")  # placed by its resource: its own actor
+    assert len({id(f[n].actor) for n in ("east", "west", "centre")}) == 2
+    assert f["east"].actor is f["centre"].actor and f["north"].actor not in (f["east"].actor, f["west"].actor)
+    ages = {n: pl.read_csv(files / f"{n}.csv")["age"].sum() for n in ("east", "north")}
+    assert f.secure_sum(["age"]).value["age"] == pytest.approx(3 * ages["east"] + ages["north"])
+    # Re-declaring a party on the shared actor, then removing another, leaves the rest intact.
+    f.add_parties({"east": files / "south.csv"}, replace=True)
+    assert f["east"].n_rows == 20
+    f.remove_party("centre")
+    assert f.count() == 20 + 25 + 30
+    with pytest.raises(ConfigurationError, match="max_actors must be a positive integer"):
+        RayBackend(max_actors=0)
+    f.close()
