@@ -105,6 +105,19 @@ def test_config_traits(ip, caplog):
     run(ip, "%config Fedbench.key_bits = 1001")  # %config logs the one-line validation error
     assert "Fedbench.key_bits must be an even integer >= 256, got 1001" in caplog.text
     assert magics.key_bits == 512
+    run(ip, "%config Fedbench.ray_timeout = 0")
+    run(ip, "%config Fedbench.ray_max_actors = -1")
+    assert "Fedbench.ray_timeout must be positive, got 0" in caplog.text
+    assert "Fedbench.ray_max_actors must be 0 (one actor per party) or more, got -1" in caplog.text
+    assert (magics.ray_timeout, magics.ray_max_actors) == (120.0, 0)
+    # Choosing Ray builds the backend from the ray_* settings; Ray itself starts with the first party.
+    ok(ip, "%config Fedbench.backend = 'ray'")
+    ok(ip, "%config Fedbench.ray_address = 'head-node:6379'")
+    ok(ip, "%config Fedbench.ray_max_actors = 3")
+    backend = magics.federation_options()["backend"]
+    assert (type(backend).__name__, backend.address, backend.max_actors) == ("RayBackend", "head-node:6379", 3)
+    for line in ("backend = 'inprocess'", "ray_address = ''", "ray_max_actors = 0"):
+        ok(ip, f"%config Fedbench.{line}")
     ok(ip, "%config Fedbench")  # lists the settings with their help
 
 

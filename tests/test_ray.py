@@ -268,3 +268,33 @@ def test_parties_can_share_a_small_pool_of_actors(cluster, files):
     with pytest.raises(ConfigurationError, match="max_actors must be a positive integer"):
         RayBackend(max_actors=0)
     f.close()
+
+
+def test_the_magics_switch_to_ray_with_config(cluster, files):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from fedbench.notebook.registry import REGISTRY
+
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext fedbench")
+    settings = {"key_bits": 512, "allow_insecure_key_size": True, "backend": "'ray'", "ray_address": f"'{cluster}'",
+                "ray_max_actors": 1, "ray_timeout": 60, "federation_name": "'rayfed'", "progress": False}
+    for k, v in settings.items():
+        assert ip.run_cell(f"%config Fedbench.{k} = {v}").success
+    try:
+        res = ip.run_cell(f"%%federate\nnorth: {files / 'north.csv'}\neast: {files / 'east.csv'}\n")
+        assert res.success, res.error_in_exec
+        fed = ip.user_ns["rayfed"]
+        assert isinstance(fed.backend, RayBackend) and fed.backend.max_actors == 1
+        assert all(isinstance(p, RayParty) for p in fed)
+        res = ip.run_cell("%federate stats age --out s")
+        assert res.success, res.error_in_exec
+        ages = pl.concat([pl.read_csv(files / f"{n}.csv") for n in ("north", "east")])["age"]
+        assert ip.user_ns["s"]["mean"][0] == pytest.approx(ages.mean())
+    finally:
+        for name, fed in zip(REGISTRY.names, REGISTRY.clear(), strict=True):
+            ip.user_ns.pop(name, None)
+            fed.close()
+        for k, v in (("backend", "'inprocess'"), ("ray_address", "''"), ("ray_max_actors", 0),
+                     ("federation_name", "'fed'"), ("progress", True)):
+            ip.run_cell(f"%config Fedbench.{k} = {v}")

@@ -20,7 +20,7 @@ import functools
 import importlib
 import inspect
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -272,7 +272,7 @@ class Fedbench(Magics, FedbenchConfig):
 
     def _form_parties(self, cmd: FederateCommand) -> Any:
         from ..federation import Federation
-        from ..party import FORMATS, Party
+        from ..party import FORMATS
 
         entries: list[tuple[str, Any]] = []
         if cmd.args.dir is not None:
@@ -304,7 +304,8 @@ class Fedbench(Magics, FedbenchConfig):
         sources = REGISTRY.sources(fed)  # re-running a parties cell must be harmless
         # Phase 1: read and check every party; nothing changes if one fails.
         loaded: list[tuple[str, Any, bool]] = []
-        with self._progress(len(entries), "loading") as bar:
+        # The backend creates each party where its data lives (a Ray actor on its node, or here).
+        with self._progress(len(entries), "loading") as bar, self._released_on_error(fed, loaded):
             for name, source in entries:
                 key = _source_key(source)
                 if name in fed:
@@ -318,7 +319,7 @@ class Fedbench(Magics, FedbenchConfig):
                             f"party {name!r} already exists (from {fed[name].source}); add --replace to re-read it, "
                             "or use another name"
                         )
-                loaded.append((name, Party(name, source), name in fed))
+                loaded.append((name, fed.backend.make_party(name, source), name in fed))
                 bar.advance(note=name)
         # Phase 2: insert.  Federation._insert is what add_party does after reading; using it avoids reading
         # every file twice.  Fallback: add_party (reads again).
@@ -526,6 +527,17 @@ class Fedbench(Magics, FedbenchConfig):
         from IPython.display import display
 
         display(obj)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _released_on_error(fed: Federation, loaded: list[tuple[str, Any, bool]]) -> Iterator[None]:
+        """If a party fails to load, free those already created (their actors on Ray): nothing changes."""
+        try:
+            yield
+        except BaseException:
+            for _name, party, _exists in loaded:
+                fed.backend.release_party(party)
+            raise
 
     def _federation_panel(self, fed: Federation, backend: str | None = None) -> Any:
         from ..widgets.federation import FederationPanel
