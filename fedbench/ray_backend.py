@@ -12,7 +12,14 @@ Placement
     advertises the resource ``party:cleveland``; the actor of party
     ``cleveland`` then asks for it and lands on exactly that node, and the
     party's path is resolved on that node's file system.  Parties without such
-    a resource are placed by Ray (any node; they reserve no CPU).
+    a resource are placed by Ray (any node; they reserve no CPU), each in its
+    own actor or, with ``max_actors``, sharing a small pool of actors (for
+    simulating many parties on one machine).
+
+Concurrency
+    Every protocol step submits its calls to all parties before waiting for
+    any (:meth:`RayBackend.compute_each`, :meth:`RayBackend.settle`), so the
+    parties' local work, encryption and PSI blinding overlap.
 
 Failure
     An actor that dies, or a call that exceeds ``timeout`` seconds, raises
@@ -70,8 +77,8 @@ class _PartyActor:
     """Holds a party's rows on the node that stores them (wrapped by ``ray.remote`` lazily).
 
     One actor holds one party, unless the backend was asked to share actors
-    (``max_actors``): then it holds several parties' rows, each still only
-    reachable by its own name.
+    (``max_actors``): then it holds several parties' rows, each reachable only
+    through the key of its own declaration, with its own party-side memory.
     """
 
     def __init__(self) -> None:
@@ -166,7 +173,7 @@ class RayBackend(Backend):
     max_actors : int, optional
         Let parties that no node advertises share at most this many actors
         (assigned in turn), as Flower's simulation engine runs many virtual
-        clients on a small pool of actors.  Each actor process costs ~200 MB,
+        clients on a small pool of actors.  Each actor process costs ~190 MB,
         so simulating 100 parties on one machine needs sharing; calls to
         parties sharing an actor run one after the other.  Parties placed by a
         ``party:<name>`` resource always get their own actor.  Default: one
