@@ -298,3 +298,25 @@ def test_the_magics_switch_to_ray_with_config(cluster, files):
         for k, v in (("backend", "'inprocess'"), ("ray_address", "''"), ("ray_max_actors", 0),
                      ("federation_name", "'fed'"), ("progress", True)):
             ip.run_cell(f"%config Fedbench.{k} = {v}")
+
+
+def test_an_actor_dying_mid_training_is_a_dropped_party(cluster, files):
+    from sklearn.linear_model import SGDRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    f = make_fed(backend=RayBackend(address=cluster, timeout=30))
+    for name in ("north", "south", "east"):
+        f.add_party(name, files / f"{name}.csv")
+
+    def kill_east_in_round_2(party: str, rnd: int) -> bool:
+        if rnd == 2 and party == "north":
+            ray.kill(f["east"].actor)  # the node holding east goes away between two rounds' calls
+        return False
+
+    run = f.fit(make_pipeline(StandardScaler(), SGDRegressor(random_state=0)), target="chol", features=["age"], strategy="fedavg", rounds=3,
+                min_parties=2, failure=kill_east_in_round_2, evaluate_every=0, party_metrics=False)
+    assert {(x.party, x.round, x.kind) for x in run.failures} == {("east", 2, "error"), ("east", 3, "error")}
+    assert all("party 'east' is unavailable" in x.reason for x in run.failures)
+    assert np.isfinite(run.model[-1].coef_).all()
+    f.close()
