@@ -314,7 +314,7 @@ class Session:
                     # Bad input (nulls, wrong types...) is an error to fix, never masked as a dropout;
                     # the other parties' kept results are discarded first.
                     for (other, _), o in zip(calls, settled, strict=True):
-                        if o.error is None:
+                        if o.error is None or o.timed_out:  # a late party keeps its result once it finishes
                             backend.post(other, forget)
                     raise exc
                 detail = str(exc) if isinstance(exc, FedbenchError) else f"{type(exc).__name__}: {exc}"
