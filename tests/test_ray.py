@@ -314,8 +314,9 @@ def test_an_actor_dying_mid_training_is_a_dropped_party(cluster, files):
             ray.kill(f["east"].actor)  # the node holding east goes away between two rounds' calls
         return False
 
-    run = f.fit(make_pipeline(StandardScaler(), SGDRegressor(random_state=0)), target="chol", features=["age"], strategy="fedavg", rounds=3,
-                min_parties=2, failure=kill_east_in_round_2, evaluate_every=0, party_metrics=False)
+    run = f.fit(make_pipeline(StandardScaler(), SGDRegressor(random_state=0)), target="chol", features=["age"],
+                strategy="fedavg", rounds=3, min_parties=2, failure=kill_east_in_round_2, evaluate_every=0,
+                party_metrics=False)
     assert {(x.party, x.round, x.kind) for x in run.failures} == {("east", 2, "error"), ("east", 3, "error")}
     assert all("party 'east' is unavailable" in x.reason for x in run.failures)
     assert np.isfinite(run.model[-1].coef_).all()
