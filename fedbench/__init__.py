@@ -28,17 +28,34 @@ _LAZY = {
     "InProcessBackend": "fedbench.backend",
     "ProcessPoolBackend": "fedbench.backend",
     "Backend": "fedbench.backend",
+    "DPConfig": "fedbench.dp.config",
+    "PrivacyBudget": "fedbench.dp.budget",
+    "FitRun": "fedbench.learn.results",
+    "PSIResult": "fedbench.psi.result",
 }
 
-__all__ = [*_LAZY, *_error_names, "__version__"]
+#: Public subpackages reachable as attributes (``fb.dp.DPConfig``) without importing them first.
+_SUBMODULES = ("crypto", "dp", "learn", "psi", "samples", "widgets")
+
+__all__ = [*_LAZY, *_SUBMODULES, *_error_names, "__version__"]
 
 if TYPE_CHECKING:
+    from . import crypto as crypto
+    from . import dp as dp
+    from . import learn as learn
+    from . import psi as psi
+    from . import samples as samples
+    from . import widgets as widgets
     from .backend import Backend as Backend
     from .backend import InProcessBackend as InProcessBackend
     from .backend import ProcessPoolBackend as ProcessPoolBackend
     from .crypto.packing import Encoding as Encoding
+    from .dp.budget import PrivacyBudget as PrivacyBudget
+    from .dp.config import DPConfig as DPConfig
     from .federation import Federation as Federation
+    from .learn.results import FitRun as FitRun
     from .party import Party as Party
+    from .psi.result import PSIResult as PSIResult
     from .results import THREAT_MODEL as THREAT_MODEL
     from .results import HistogramResult as HistogramResult
     from .results import SecureSumResult as SecureSumResult
@@ -62,6 +79,11 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        # importing the submodule binds it as an attribute of this package
+        value: Any = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fedbench' has no attribute {name!r}")
