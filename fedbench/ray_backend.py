@@ -29,6 +29,16 @@ Failure
 Key holder
     :meth:`RayBackend.map` (decryption) runs on the driver's own cores, never on
     cluster nodes: the private key stays with the key holder.
+
+Trust
+    A Ray cluster is **one trust domain**: any member of the cluster (the
+    driver, and every node that joined it) can submit code that runs on every
+    other node, read any actor's memory and any file the Ray worker can read.
+    Placing each party on its own node keeps rows off the wire and off other
+    nodes' disks in normal operation, but it is not isolation against a
+    curious or malicious cluster member.  Between organisations that do not
+    trust each other, run one cluster per organisation and connect them only
+    through the protocols' messages, which this backend does not yet do.
 """
 
 from __future__ import annotations
