@@ -224,10 +224,12 @@ def v_guest_residual(df: pl.DataFrame, *, token: int, party: str, n: int, h_s: i
     t = st["t"]
     n2 = gmpy2.mpz(n) ** 2
     nn = gmpy2.mpz(n)
+    enc = _encryptor(n, h_s)
     out = []
     for c, add in zip(u_host, (np.rint((u - 2 * t) * scale)).astype(np.int64).tolist(), strict=True):
-        # [[a]] * (1 + k n) = [[a + k]]
-        out.append(int(gmpy2.mpz(c) * ((1 + _encode(int(add), n) * nn) % n2) % n2))
+        # [[a]] * (1 + k n) = [[a + k]].  Re-randomised because these go back to the host, who sent [[a]]:
+        # without fresh randomness it divides by its own ciphertext and reads k (the labels, at w = 0).
+        out.append(enc.rerandomize(int(gmpy2.mpz(c) * ((1 + _encode(int(add), n) * nn) % n2) % n2)))
     # 8 L = 8 m log 2 + sum u_g^2 - 4 sum t u_g + sum (2 u_g - 4 t) u_h + sum u_h^2, at scale^2.
     cts = [gmpy2.mpz(c) for c in u_host]
     inv = [gmpy2.invert(c, n2) for c in cts]
@@ -235,7 +237,8 @@ def v_guest_residual(df: pl.DataFrame, *, token: int, party: str, n: int, h_s: i
     known = 8 * len(t) * math.log(2) + float(u @ u) - 4 * float(t @ u)
     loss = cross * gmpy2.mpz(usq_host) % n2
     loss = loss * ((1 + _encode(round(known * scale * scale), n) * nn) % n2) % n2
-    return out, int(loss)
+    # Built from the host's ciphertexts and powers of them: fresh randomness before it leaves the guest.
+    return out, enc.rerandomize(int(loss))
 
 
 def v_masked_gradient(df: pl.DataFrame, *, token: int, party: str, n: int, h_s: int | None, xscale: int,
@@ -252,6 +255,8 @@ def v_masked_gradient(df: pl.DataFrame, *, token: int, party: str, n: int, h_s: 
     pads = [secrets.randbelow(n) for _ in cols]
     st["pads"] = pads
     enc = _encryptor(n, h_s)
+    # Each pad is encrypted freshly here, so each outgoing product carries fresh randomness: it is already
+    # re-randomised (and its plaintext is uniformly random to the key holder).
     enc_pads = enc.encrypt_many(pads)
     return [int(_weighted_product(cts, inv, col, n2) * gmpy2.mpz(p) % n2) for col, p in zip(cols, enc_pads,
                                                                                              strict=True)]
