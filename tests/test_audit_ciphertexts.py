@@ -11,6 +11,8 @@ import gmpy2
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 import fedbench as fb
@@ -119,3 +121,16 @@ def test_rerandomize_keeps_plaintext_changes_ciphertext(fast):
     assert decrypt_many(keys.private_key, enc.rerandomize_many([shifted, shifted])) == [42, 42]
     with pytest.raises(ValueError):
         enc.rerandomize(n2)
+
+
+@given(m=st.integers(0, 2**256), k=st.integers(-(2**64), 2**64), fast=st.booleans())
+def test_transform_then_rerandomize_matches_plaintext(m, k, fast):
+    """Property: ``rerandomize([[m]] * (1 + k n))`` decrypts to ``m + k mod n`` and hides ``k`` from the sender."""
+    keys = _KEYS
+    n = keys.n
+    n2 = n * n
+    enc = FastEncryptor(n, keys.h_s if fast else None)
+    c = enc.encrypt(m % n)
+    back = enc.rerandomize(c * (1 + (k % n) * n) % n2)
+    assert decrypt_many(keys.private_key, [back]) == [(m + k) % n]
+    assert int(gmpy2.mpz(back) * gmpy2.invert(c, n2) % n2) % n != 1
