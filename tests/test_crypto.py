@@ -33,6 +33,38 @@ def test_default_key_is_2048_bits():
     assert "2048-bit" in repr(k) and str(k.private_key.p) not in repr(k)
 
 
+def _djn_h_of(k) -> int:
+    """Recover ``h`` from ``h_s = h^n mod n^2`` with the private key (n-th powering is a bijection mod n)."""
+    p, q, n = k.private_key.p, k.private_key.q, k.n
+    return pow(k.h_s % n, pow(n, -1, (p - 1) * (q - 1)), n)
+
+
+def test_keys_are_admissible_for_djn():
+    """Audit item 11: p = q = 3 (mod 4), gcd(p-1, q-1) = 2, equal lengths, exact n; h = -x^2 is a non-square in J_n."""
+    import math
+
+    import gmpy2
+
+    for bits in [256] * 16 + [512] * 4:
+        k = generate_keys(bits, allow_insecure_key_size=True)
+        p, q, n = k.private_key.p, k.private_key.q, k.n
+        assert p * q == n and p != q and n.bit_length() == bits
+        assert p.bit_length() == q.bit_length() == bits // 2
+        assert p % 4 == 3 and q % 4 == 3, "DJN's variant needs a modulus of two primes = 3 (mod 4)"
+        assert math.gcd(p - 1, q - 1) == 2
+        h = _djn_h_of(k)
+        assert pow(h, n, n * n) == k.h_s
+        assert gmpy2.jacobi(h, n) == 1 and gmpy2.legendre(h, p) == -1 and gmpy2.legendre(h, q) == -1
+        # -h is a square: h = -x^2 for some x.
+        assert gmpy2.legendre(n - h, p) == 1 and gmpy2.legendre(n - h, q) == 1
+        # No small prime l of |J_n| = 2 p' q' is missing from the order of h.
+        lam = (p - 1) * (q - 1) // 2
+        assert pow(h, lam, n) == 1 and pow(h, lam // 2, n) != 1
+        assert all(pow(h, lam // ell, n) != 1 for ell in (3, 5, 7, 11, 13) if lam % ell == 0)
+        enc = FastEncryptor(n, k.h_s)
+        assert decrypt_many(k.private_key, [enc.encrypt(7), enc.rerandomize(enc.encrypt(n - 1))]) == [7, n - 1]
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_encryption_decrypts_with_phe_private_key(keys, fast):
     enc = FastEncryptor(keys.n, keys.h_s if fast else None)

@@ -99,7 +99,8 @@ def test_labels_and_scores_only_cross_encrypted(fed, vrun):
     assert {m.kind for m in from_guest} == {"split-mask", "curvature-bound", "encrypted-residuals", "padded-gradient"}
     assert all(m.encrypted for m in from_guest if m.kind not in ("split-mask", "curvature-bound"))
     to_host = {m.kind for m in t.filter(receiver=vrun.host)}
-    assert to_host == {"split-mask", "public-key", "encrypted-residuals", "padded-gradient-plain", "loss"}
+    assert to_host == {"split-mask", "public-key", "step-size", "encrypted-residuals", "padded-gradient-plain",
+                       "loss"}
     mask = t.filter(kind="split-mask")[0]
     assert mask.nbytes == (vrun.n_aligned + 7) // 8  # one bit per aligned row, derived from identifiers only
     from_host = t.filter(sender=vrun.host)

@@ -20,32 +20,55 @@ full-batch Nesterov-accelerated gradient descent with step ``1/L``, where
 standardised columns' Gram matrix (a PSD block matrix's largest eigenvalue is
 at most the sum of its diagonal blocks').
 
+Set-up: the guest sends the host the held-out mask (derived from shared
+identifiers only); each party sends the coordinator its curvature bound and
+receives the step size ``1 / (C/4 (lam_guest + lam_host) + 1/m)`` (or the
+given ``learning_rate``, which reveals nothing); the key
+holder sends both its public key (``n`` and, with fast encryption, ``h_s``).
+
 One iteration (all values in fixed point, ``[[.]]`` = encrypted under the key holder's key)::
 
     host  -> guest   [[u_h]] = [[X_h w_h]] per row, [[sum u_h^2]]
-    guest -> host    [[4 d]] = [[u_h]] + (u_g - 2 t)  per row          (labels stay inside)
-    host  -> keyholder  [[X_h' 4d + R_h]]   (R_h uniform mod n: a one-time pad)
-    guest -> keyholder  [[X_g' 4d + R_g]], [[8 * Taylor loss]]
+    guest -> host    [[4 d]] = [[u_h]] + (u_g - 2 t)  per row, re-randomised      (labels stay inside)
+    host  -> keyholder  [[X_h' 4d + R_h]]   (R_h uniform mod n: a one-time pad, freshly encrypted)
+    guest -> keyholder  [[X_g' 4d + R_g]], [[8 * Taylor loss]] (re-randomised)
     keyholder -> host   X_h' 4d + R_h;  -> guest  X_g' 4d + R_g;  -> both: the loss
     host, guest      remove their pads, update their own weights
 
+Every ciphertext a party computes from another party's ciphertexts is
+multiplied by a fresh encryption of zero (or by a freshly encrypted pad)
+before it leaves (:meth:`~fedbench.crypto.paillier.FastEncryptor.rerandomize`):
+otherwise the host, dividing the returned ``[[4 d]]`` by the ``[[u_h]]`` it
+sent, would read ``u_g - 2 t`` in the clear, i.e. every label at the first
+iteration (where ``u_g = 0``).
+
 What each party learns (honest-but-curious, no collusion with the key holder):
 
-* **guest** (label holder): its own gradient each iteration and the loss; never
-  the host's features or partial scores (they arrive encrypted).
-* **host**: its own gradient each iteration and the loss; never a label, a
-  residual or the guest's partial scores (they arrive encrypted).
+* **guest** (label holder): its own gradient ``X_g' d`` (and ``sum d``) each
+  iteration, the loss, the step size (from which, knowing its own bound, it
+  derives the host's curvature bound) and, at the end, the host's
+  intercept offset ``sum_j w_j mean_j / scale_j`` (one number computed from
+  the host's weights and column statistics); never the host's features or
+  partial scores (they arrive encrypted).
+* **host**: its own gradient ``X_h' d`` each iteration, the loss, the step
+  size (hence the guest's curvature bound, which depends on the guest's
+  features only) and the held-out mask; never a label, a residual or the
+  guest's partial scores (they arrive encrypted and re-randomised).
 * **key holder**: the loss each iteration, and pad-masked gradients, which are
   uniformly random.
+* **coordinator**: both curvature bounds (largest eigenvalue of each party's
+  standardised Gram matrix).
 * both parties: the PSI output (which of their rows are shared).
 
 Known leakage of this protocol family: a party's own gradient sequence
-``X_k' d_t`` is a linear function of the residuals, so a host with many
-iterations and few rows could solve for aggregate information about the
-labels; the loss sequence is public.  Collusion of the key holder with either
-party breaks the protocol (it can decrypt the other's messages).  Prediction
-on new rows is also a joint computation; the fitted ``VerticalRun.model`` over
-all columns exists only in this simulation.
+``X_k' d_t`` is a linear function of the residuals ``d_t = u_t / 4 - t / 2``;
+at the first iteration ``d = -t / 2``, so the host learns ``X_h' t`` (as many
+linear combinations of the labels as it has columns) and, over iterations and
+with few rows relative to columns, could solve for more; the loss sequence is
+public.  Collusion of the key holder with either party breaks the protocol (it
+can decrypt the other's messages).  Prediction on new rows is also a joint
+computation; the fitted ``VerticalRun.model`` over all columns exists only in
+this simulation.
 """
 
 from __future__ import annotations
@@ -84,10 +107,12 @@ from .models import quiet
 __all__ = ["VerticalRun", "fit_vertical"]
 
 LEAKAGE = (
-    "guest (label holder) and host each learn their own gradient per iteration and the (Taylor) loss; labels, "
-    "residuals and partial scores only ever cross encrypted; the key holder decrypts one-time-padded gradients "
-    "(uniformly random to it) and the loss; both parties learn which of their rows are shared (PSI). Collusion of "
-    "the key holder with a party breaks the protocol."
+    "guest (label holder) and host each learn their own gradient per iteration (at the first iteration the "
+    "host's is -X_h' t / 2, linear in the labels), the (Taylor) loss and the step size (hence the other's curvature "
+    "bound); the guest also learns the host's intercept offset; labels, residuals and partial scores only ever "
+    "cross encrypted, and every ciphertext a party returns is re-randomised; the key holder decrypts "
+    "one-time-padded gradients (uniformly random to it) and the loss; both parties learn which of their rows are "
+    "shared (PSI). Collusion of the key holder with a party breaks the protocol."
 )
 
 #: Party-side memory of running protocols: ``{(run token, party): state}``.  The functions that read and
@@ -224,10 +249,12 @@ def v_guest_residual(df: pl.DataFrame, *, token: int, party: str, n: int, h_s: i
     t = st["t"]
     n2 = gmpy2.mpz(n) ** 2
     nn = gmpy2.mpz(n)
+    enc = _encryptor(n, h_s)
     out = []
     for c, add in zip(u_host, (np.rint((u - 2 * t) * scale)).astype(np.int64).tolist(), strict=True):
-        # [[a]] * (1 + k n) = [[a + k]]
-        out.append(int(gmpy2.mpz(c) * ((1 + _encode(int(add), n) * nn) % n2) % n2))
+        # [[a]] * (1 + k n) = [[a + k]].  Re-randomised because these go back to the host, who sent [[a]]:
+        # without fresh randomness it divides by its own ciphertext and reads k (the labels, at w = 0).
+        out.append(enc.rerandomize(int(gmpy2.mpz(c) * ((1 + _encode(int(add), n) * nn) % n2) % n2)))
     # 8 L = 8 m log 2 + sum u_g^2 - 4 sum t u_g + sum (2 u_g - 4 t) u_h + sum u_h^2, at scale^2.
     cts = [gmpy2.mpz(c) for c in u_host]
     inv = [gmpy2.invert(c, n2) for c in cts]
@@ -235,7 +262,8 @@ def v_guest_residual(df: pl.DataFrame, *, token: int, party: str, n: int, h_s: i
     known = 8 * len(t) * math.log(2) + float(u @ u) - 4 * float(t @ u)
     loss = cross * gmpy2.mpz(usq_host) % n2
     loss = loss * ((1 + _encode(round(known * scale * scale), n) * nn) % n2) % n2
-    return out, int(loss)
+    # Built from the host's ciphertexts and powers of them: fresh randomness before it leaves the guest.
+    return out, enc.rerandomize(int(loss))
 
 
 def v_masked_gradient(df: pl.DataFrame, *, token: int, party: str, n: int, h_s: int | None, xscale: int,
@@ -252,6 +280,8 @@ def v_masked_gradient(df: pl.DataFrame, *, token: int, party: str, n: int, h_s: 
     pads = [secrets.randbelow(n) for _ in cols]
     st["pads"] = pads
     enc = _encryptor(n, h_s)
+    # Each pad is encrypted freshly here, so each outgoing product carries fresh randomness: it is already
+    # re-randomised (and its plaintext is uniformly random to the key holder).
     enc_pads = enc.encrypt_many(pads)
     return [int(_weighted_product(cts, inv, col, n2) * gmpy2.mpz(p) % n2) for col, p in zip(cols, enc_pads,
                                                                                              strict=True)]
@@ -622,7 +652,9 @@ def fit_vertical(
     try:
         setups = {}
         for p in (guest, host):
-            channel.send("keyholder", p.name, "public-key", n.to_bytes(pt_width, "big"), encrypted=False)
+            channel.send("keyholder", p.name, "public-key",
+                         n.to_bytes(pt_width, "big") + (h_s.to_bytes(ct_width, "big") if h_s else b""),
+                         encrypted=False)
             setups[p.name] = p.compute(partial(v_setup, token=token, party=p.name, rows=psi.positions[p.name],
                                                test=test, features=feats[p.name], steps=pre_steps,
                                                target=target if p is guest else None))
@@ -632,6 +664,9 @@ def fit_vertical(
         # Mean objective (C * sum loss + |w|^2 / 2) / m: Hessian C/4 Z'Z/m + I/m, bounded by the block sum.
         curvature = 0.25 * c * (setups[guest.name]["lam"] + setups[host.name]["lam"]) + 1.0 / m
         step = learning_rate if learning_rate is not None else 1.0 / curvature
+        for p in (guest, host):
+            # Each party needs the step; recorded because it reveals the other's curvature bound.
+            channel.send("coordinator", p.name, "step-size", np.float64(step).tobytes(), encrypted=False)
         prev_loss: float | None = None
         for it in range(1, int(rounds) + 1):
             t0 = time.perf_counter()
