@@ -44,10 +44,15 @@ def _fmt_privacy(privacy: dict[str, Any] | None) -> str:
         return "exact release (not differentially private)"
     delta = f", delta={privacy['delta']:g}" if privacy.get("delta") else ""
     where = "by each party before encryption" if privacy["noise"] == "distributed" else "by the key holder"
-    return (
+    text = (
         f"{privacy['mechanism']} noise, epsilon={privacy['epsilon']:g}{delta}, scale={privacy['scale']:.4g}, "
         f"{privacy['noise']} (added {where})"
     )
+    if privacy.get("adversary"):
+        text += f"; epsilon holds against: {privacy['adversary']}"
+    if privacy.get("epsilon_outsider") is not None:
+        text += f" (against an outsider who knows no noise share: epsilon={privacy['epsilon_outsider']:.4g})"
+    return text
 
 
 def render_card(title: str, rows: list[tuple[str, str]], body_html: str = "") -> str:
@@ -97,7 +102,12 @@ class SecureSumResult:
         Every message of the run.
     privacy : dict or None
         For a differentially private release: mechanism, epsilon, delta, noise
-        scale and placement (``None`` for an exact release).
+        scale and placement, ``adversary`` (who the epsilon holds against: any
+        single party or any coalition of up to k - 1 parties for distributed
+        noise; the analyst and the parties but not the key holder for central
+        noise), ``epsilon_outsider`` for distributed noise (against someone who
+        knows no share, for information) and the sampler (``None`` for an exact
+        release).
     """
 
     value: dict[str, float | np.ndarray]
