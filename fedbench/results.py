@@ -209,6 +209,8 @@ class HistogramResult:
         for lo, hi, c in zip(self.edges[:-1], self.edges[1:], self.counts, strict=True):
             lines.append(f"  [{lo:>10.4g}, {hi:>10.4g}) {int(c):>8d} {'█' * int(30 * c / peak)}")
         lines.append(f"  below: {self.below}, above: {self.above}, nulls: {self.nulls}")
+        if self.sum_result.privacy:
+            lines.append(f"  privacy: {_fmt_privacy(self.sum_result.privacy)}")
         lines.append(f"  threat model: {THREAT_MODEL}")
         return "\n".join(lines)
 
@@ -224,4 +226,6 @@ class HistogramResult:
             ("outside range", f"{self.below} below, {self.above} above; {self.nulls} nulls"),
             ("cost", f"{self.sum_result.elapsed:.3f} s, {_fmt_bytes(self.sum_result.nbytes)}"),
         ]
+        if self.sum_result.privacy:
+            rows.append(("privacy", escape(_fmt_privacy(self.sum_result.privacy))))
         return render_card(f"Histogram of {self.column}", rows, f"<table>{bars}</table>")

@@ -97,6 +97,8 @@ def test_recorded_epsilon_is_the_one_against_a_party(k: int) -> None:
     assert lap.privacy["share_scale"] == lap.privacy["scale"]
     entry = fed.budget.ledger.entries[-1]
     assert entry.parameters["adversary"] == lap.privacy["adversary"]
+    h = fed.histogram("x", 4, (0, 100), epsilon=1.0)
+    assert "epsilon holds against: any coalition" in repr(h) and "any coalition" in h._repr_html_()
 
 
 # -- item 5: central noise is in the analyst's message ------------------------------------------------------------
