@@ -426,10 +426,16 @@ class Federation:
             output vector (L1 for Laplace, L2 for Gaussian).  You declare it;
             fedbench cannot check it for an arbitrary function.
         mechanism : {"laplace", "gaussian"}, default "laplace"
-            DP noise distribution.
+            DP noise distribution (exact discrete noise on the encoding grid).
+            Distributed Laplace puts a full noise share in every party (k times
+            the central variance); with many parties prefer ``"gaussian"``.
         noise : {"distributed", "central"}, default "distributed"
-            Each party adds a share of the noise before encrypting (nobody sees the
-            exact sum), or the key holder adds it after decrypting.
+            Each party adds a noise share to its encoded values before encrypting
+            (nobody sees the exact sum; epsilon holds against any single party,
+            for Laplace any coalition of up to k - 1), or the key holder adds the
+            noise after decrypting, before its message to the analyst (epsilon
+            holds against the analyst and the parties, not the key holder).
+            ``result.privacy["adversary"]`` says which.
 
         Returns
         -------

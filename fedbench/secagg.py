@@ -8,7 +8,8 @@ Roles (honest-but-curious)
 * the **aggregator** multiplies the ciphertexts (adding the plaintexts) and
   sees nothing but ciphertexts;
 * the **key holder** decrypts only the aggregate and hands it to the
-  **analyst**.
+  **analyst** (with central DP noise, it adds the integer noise first, so the
+  message to the analyst carries the noisy release).
 
 Every message goes through a :class:`~fedbench.transcript.Channel` as bytes.
 Validation (finite values, consistent shapes, encodable range) happens inside

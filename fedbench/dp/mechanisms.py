@@ -28,9 +28,13 @@ integer noise*.  Mironov's attack (CCS 2012) exploits the irregular set of
 doubles a floating-point sampler can output; it does not apply to integer
 noise added to integers.  Rounding a party's local aggregate to the grid can
 move it by one more grid unit than the real sensitivity, and the floating-point
-evaluation of a local sum (``math.fsum``, correctly rounded) by one more: the
-calibration accounts two extra grid units per entry
-(:meth:`fedbench.dp.releases.NoisePlan.grid_scales`).
+evaluation of a local sum (``math.fsum``, correctly rounded) by one more while
+the local sum is below ``2**53`` grid units (``2**29``, about 5.4e8, at 24
+fractional bits): the calibration accounts two extra grid units per entry
+(:meth:`fedbench.dp.releases.NoisePlan.grid_scales`).  Above that magnitude the
+float rounding of a local sum (half an ulp) can exceed the two grid units; the
+effect on epsilon is a relative ``ulp / sensitivity`` (about 1e-6 for a local
+sum of 1e12 and a sensitivity of 100) and is not accounted.
 
 The stand-alone helpers (:func:`laplace_noise`, :func:`gaussian_noise`,
 :func:`laplace_mechanism`, shares, :func:`update_noise_share`) return floats
@@ -58,11 +62,14 @@ carry the full noise:
   Discrete Gaussian Mechanism") bound the gap by
   ``tau = 10 * sum_{j=1}^{m-1} exp(-2 pi**2 s**2 j / (j + 1))`` for ``m`` shares
   of grid standard deviation ``s``; :func:`kls_tau` computes it, and
-  releases refuse parameters with ``tau > 1e-12`` (for ``s`` of a few grid
-  units it is already below 1e-30; with the default 24 fractional bits it
-  underflows to 0).  The (epsilon, delta) accounting uses the continuous
-  Gaussian's privacy profile, which the discrete Gaussian matches (same
-  concentrated-DP bound, CKS 2020) when ``s`` is many grid units.
+  releases refuse parameters with ``tau > 1e-12`` (at ``s = 3`` grid units it
+  is below 1e-37; from ``s`` of about 30 grid units it underflows to 0, which
+  any real-world sigma reaches at 24 fractional bits).  The (epsilon, delta)
+  accounting uses the continuous Gaussian's privacy profile.  CKS 2020 prove
+  the discrete Gaussian has the same concentrated-DP bound
+  ``Delta**2 / (2 sigma**2)`` as the continuous one and that their (epsilon,
+  delta) curves agree closely once ``sigma`` is more than a few grid units;
+  fedbench does not compute the discrete curve exactly.
 * Against an outsider who knows no share the Gaussian release is stronger
   (variance ``k sigma**2 / (k - 1)``); result records report that epsilon
   for information only.  The ledger charges the epsilon against a party.
