@@ -766,5 +766,5 @@ def update_noise_share(
     units) and encodes to the integer update plus the integer noise.
     """
     std = config.share_std(n_parties)
-    shares = [gaussian_noise(std, np.shape(a), rng=rng, frac_bits=frac_bits) for a in _arrays(like)]
+    shares = [np.asarray(gaussian_noise(std, np.shape(a), rng=rng, frac_bits=frac_bits)) for a in _arrays(like)]
     return shares[0] if isinstance(like, np.ndarray) else shares
