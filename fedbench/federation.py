@@ -324,19 +324,36 @@ class Federation:
             )
         keys = self.keys
         names = [p.name for p in parties]
+        party_noise = central_noise = before_release = None
         if plan is not None:
-            # Check-then-spend: refused (BudgetExceededError) before any data is read or noise drawn.
-            self.budget.charge(names, plan.event, mechanism=plan.mechanism, description=description or protocol,
-                               parameters=plan.as_dict())
-            if plan.noise == "distributed":
-                from .dp.releases import with_noise_share
+            # Refuse, before any data is read, a plan the integer samplers cannot carry.
+            plan.check_grid(encoding.frac_bits, len(parties))
+            budget = self.budget
+            params = plan.record(len(parties), encoding.frac_bits)
+            charged: list[bool] = []
 
-                local_fn = partial(with_noise_share, local_fn=local_fn, plan=plan, n_parties=len(parties))
+            def charge() -> None:
+                if not charged:  # atomic check-and-record in the ledger; raises BudgetExceededError
+                    budget.charge(names, plan.event, mechanism=plan.mechanism, description=description or protocol,
+                                  parameters=params)
+                    charged.append(True)
+
+            # Check-then-spend: a request over budget is refused (and logged) before any data is read;
+            # the charge itself happens once every party has validated its data, before any message is
+            # recorded or released, so a request that fails on bad data spends nothing.
+            if not budget.fits(names, plan.event):
+                charge()
+            before_release = charge
+            if plan.noise == "distributed":
+                party_noise = plan.sampler(len(parties), share=True)  # each party adds its share, encoded
+            else:
+                central_noise = plan.sampler(len(parties), share=False)  # the key holder adds it, decrypted
         t0 = time.perf_counter()
         channel = self._channel(protocol)
         recipients = [p.name for p in parties if p.name not in self._key_holders]
         out = secure_aggregate(parties, local_fn, keys=keys, backend=self.backend, channel=channel,
-                               encoding=encoding, fast_encryption=self.fast_encryption, key_recipients=recipients)
+                               encoding=encoding, fast_encryption=self.fast_encryption, key_recipients=recipients,
+                               party_noise=party_noise, central_noise=central_noise, before_release=before_release)
         self._key_holders.update(recipients)
         result = SecureSumResult(
             value=out.value,
@@ -351,13 +368,10 @@ class Federation:
             elapsed=time.perf_counter() - t0,
             transcript=channel.run,
             backend=self.backend.name,
-            privacy=None if plan is None else plan.as_dict(),
+            privacy=None if plan is None else plan.record(len(parties), encoding.frac_bits),
         )
         value = out.value
-        if plan is not None and plan.noise == "central":
-            value = plan.central_noise(value)  # the key holder adds the noise after decrypting
-            result.value = value
-        elif plan is None and record_exact and self._budget is not None and self._budget.parties:
+        if plan is None and record_exact and self._budget is not None and self._budget.parties:
             # Budgets are in force: exact releases are logged too, flagged as not differentially private.
             self._budget.record_exact(names, mechanism=protocol, description=description or protocol)
         return value, result
@@ -412,10 +426,16 @@ class Federation:
             output vector (L1 for Laplace, L2 for Gaussian).  You declare it;
             fedbench cannot check it for an arbitrary function.
         mechanism : {"laplace", "gaussian"}, default "laplace"
-            DP noise distribution.
+            DP noise distribution (exact discrete noise on the encoding grid).
+            Distributed Laplace puts a full noise share in every party (k times
+            the central variance); with many parties prefer ``"gaussian"``.
         noise : {"distributed", "central"}, default "distributed"
-            Each party adds a share of the noise before encrypting (nobody sees the
-            exact sum), or the key holder adds it after decrypting.
+            Each party adds a noise share to its encoded values before encrypting
+            (nobody sees the exact sum; epsilon holds against any single party,
+            for Laplace any coalition of up to k - 1), or the key holder adds the
+            noise after decrypting, before its message to the analyst (epsilon
+            holds against the analyst and the parties, not the key holder).
+            ``result.privacy["adversary"]`` says which.
 
         Returns
         -------
@@ -1095,7 +1115,7 @@ def _local_clamped_sums(df: pl.DataFrame, *, bounds: Mapping[str, tuple[float, f
     out = {}
     for c, (lo, hi) in bounds.items():
         v, _ = _stats.column_values(df, c, nulls)
-        out[c] = float(np.clip(v, lo, hi).sum())
+        out[c] = math.fsum(np.clip(v, lo, hi))  # correctly rounded: its one rounding is in the DP calibration
     return out
 
 

@@ -44,10 +44,15 @@ def _fmt_privacy(privacy: dict[str, Any] | None) -> str:
         return "exact release (not differentially private)"
     delta = f", delta={privacy['delta']:g}" if privacy.get("delta") else ""
     where = "by each party before encryption" if privacy["noise"] == "distributed" else "by the key holder"
-    return (
+    text = (
         f"{privacy['mechanism']} noise, epsilon={privacy['epsilon']:g}{delta}, scale={privacy['scale']:.4g}, "
         f"{privacy['noise']} (added {where})"
     )
+    if privacy.get("adversary"):
+        text += f"; epsilon holds against: {privacy['adversary']}"
+    if privacy.get("epsilon_outsider") is not None:
+        text += f" (against an outsider who knows no noise share: epsilon={privacy['epsilon_outsider']:.4g})"
+    return text
 
 
 def render_card(title: str, rows: list[tuple[str, str]], body_html: str = "") -> str:
@@ -97,7 +102,12 @@ class SecureSumResult:
         Every message of the run.
     privacy : dict or None
         For a differentially private release: mechanism, epsilon, delta, noise
-        scale and placement (``None`` for an exact release).
+        scale and placement, ``adversary`` (who the epsilon holds against: any
+        single party or any coalition of up to k - 1 parties for distributed
+        noise; the analyst and the parties but not the key holder for central
+        noise), ``epsilon_outsider`` for distributed noise (against someone who
+        knows no share, for information) and the sampler (``None`` for an exact
+        release).
     """
 
     value: dict[str, float | np.ndarray]
@@ -199,6 +209,8 @@ class HistogramResult:
         for lo, hi, c in zip(self.edges[:-1], self.edges[1:], self.counts, strict=True):
             lines.append(f"  [{lo:>10.4g}, {hi:>10.4g}) {int(c):>8d} {'█' * int(30 * c / peak)}")
         lines.append(f"  below: {self.below}, above: {self.above}, nulls: {self.nulls}")
+        if self.sum_result.privacy:
+            lines.append(f"  privacy: {_fmt_privacy(self.sum_result.privacy)}")
         lines.append(f"  threat model: {THREAT_MODEL}")
         return "\n".join(lines)
 
@@ -214,4 +226,6 @@ class HistogramResult:
             ("outside range", f"{self.below} below, {self.above} above; {self.nulls} nulls"),
             ("cost", f"{self.sum_result.elapsed:.3f} s, {_fmt_bytes(self.sum_result.nbytes)}"),
         ]
+        if self.sum_result.privacy:
+            rows.append(("privacy", escape(_fmt_privacy(self.sum_result.privacy))))
         return render_card(f"Histogram of {self.column}", rows, f"<table>{bars}</table>")

@@ -8,7 +8,8 @@ Roles (honest-but-curious)
 * the **aggregator** multiplies the ciphertexts (adding the plaintexts) and
   sees nothing but ciphertexts;
 * the **key holder** decrypts only the aggregate and hands it to the
-  **analyst**.
+  **analyst** (with central DP noise, it adds the integer noise first, so the
+  message to the analyst carries the noisy release).
 
 Every message goes through a :class:`~fedbench.transcript.Channel` as bytes.
 Validation (finite values, consistent shapes, encodable range) happens inside
@@ -28,7 +29,7 @@ import numpy as np
 
 from .crypto.packing import Encoding, PackingLayout
 from .crypto.paillier import FastEncryptor, PaillierKeys, add_ciphertext_vectors, decrypt_many
-from .errors import NonFiniteValueError, ProtocolError, TooFewPartiesError
+from .errors import EncodingRangeError, NonFiniteValueError, ProtocolError, TooFewPartiesError
 from .wire import bytes_to_ints, dumps, ints_to_bytes
 
 if TYPE_CHECKING:
@@ -44,6 +45,25 @@ __all__ = ["AggregationOutcome", "PartyContribution", "VectorSpec", "party_contr
 MIN_PARTIES = 2
 
 LocalFn = Callable[["pl.DataFrame"], Mapping[str, Any]]
+#: ``noise(names, shapes, frac_bits)``: integer DP noise in grid units, one per scalar of the vector.
+GridNoiseFn = Callable[[Sequence[str], Sequence[tuple[int, ...]], int], np.ndarray]
+
+
+def _add_integer_noise(encoded: np.ndarray, noise: np.ndarray, encoding: Encoding, *, party: str,
+                       labels: list[str]) -> np.ndarray:
+    """Add integer noise (grid units) to offset-encoded values, exactly, keeping them encodable."""
+    offset = 1 << (encoding.value_bits - 1)
+    signed = [int(e) - offset + int(z) for e, z in zip(encoded.tolist(), noise.tolist(), strict=True)]
+    bad = [i for i, v in enumerate(signed) if not -offset < v < offset]
+    if bad:
+        raise EncodingRangeError(
+            f"party {party!r}: {labels[bad[0]]!r} plus this party's DP noise share is beyond the encodable "
+            f"range (|x| < {encoding.max_abs:g} at {encoding.frac_bits} fractional bits); pass a larger max_abs",
+            party=party,
+            column=labels[bad[0]],
+        )
+    dtype = np.uint64 if encoding.value_bits <= 63 else object
+    return np.array([v + offset for v in signed], dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -168,11 +188,14 @@ def party_contribution(
     h_s: int | None,
     n_parties: int,
     chunks: int,
+    noise: GridNoiseFn | None = None,
 ) -> PartyContribution:
     """The party side of a secure sum, run where the party's rows live.
 
     Computes the local aggregates, checks that they are finite and encodable,
-    encodes, packs and encrypts them.  Plaintext never leaves this function.
+    encodes them, adds this party's integer DP noise share (``noise``, if any)
+    to the encoded integers, packs and encrypts them.  Plaintext never leaves
+    this function.
     """
     local = local_fn(df)
     spec = VectorSpec.of(local, name)
@@ -188,8 +211,12 @@ def party_contribution(
             column=col,
         )
     layout = PackingLayout(encoding, n_parties, n.bit_length() - 1)
-    packed = layout.pack(encoding.encode(vec, party=name, names=labels))
-    del local, vec
+    encoded = encoding.encode(vec, party=name, names=labels)
+    if noise is not None:
+        encoded = _add_integer_noise(encoded, noise(spec.names, spec.shapes, encoding.frac_bits), encoding,
+                                     party=name, labels=labels)
+    packed = layout.pack(encoded)
+    del local, vec, encoded
     parts = mapper(_encrypt_chunk, [(n, h_s, c) for c in _chunks(packed, chunks)])
     cts = [c for part, _ in parts for c in part]
     seconds = sum(s for _, s in parts)  # CPU seconds of encryption, summed over workers
@@ -206,6 +233,9 @@ def secure_aggregate(
     encoding: Encoding,
     fast_encryption: bool = True,
     key_recipients: Sequence[str] | None = None,
+    party_noise: GridNoiseFn | None = None,
+    central_noise: GridNoiseFn | None = None,
+    before_release: Callable[[], None] | None = None,
 ) -> AggregationOutcome:
     """Securely sum the results of ``local_fn`` over ``parties``.
 
@@ -229,6 +259,16 @@ def secure_aggregate(
     key_recipients : sequence of str, optional
         Parties that do not hold the public key yet (default: all of them); the
         key holder sends it to them first.
+    party_noise : callable, optional
+        Distributed DP: run inside each party, returns its integer noise share
+        (grid units), added to its encoded values before encryption.
+    central_noise : callable, optional
+        Central DP: the key holder adds this integer noise to the decrypted
+        integer aggregate; the message to the analyst carries the noisy value.
+    before_release : callable, optional
+        Called once every party has validated, encoded and encrypted its
+        contribution, before any message is recorded (the DP budget charge):
+        if it raises, nothing is recorded or released.
 
     Returns
     -------
@@ -252,8 +292,9 @@ def secure_aggregate(
     # 1. Inside each party: local aggregates, validated, encoded, packed and encrypted.  Messages are
     #    recorded only once every party has succeeded, so a failed run leaves no trace.
     chunks = 2 * backend.workers if backend.workers > 1 else 1
+    extra = () if party_noise is None else (party_noise,)
     contributions = backend.run_in_parties(
-        parties, party_contribution, local_fn, encoding, n, h_s, len(parties), chunks
+        parties, party_contribution, local_fn, encoding, n, h_s, len(parties), chunks, *extra
     )
     spec = contributions[0].spec
     for name, c in zip(names, contributions, strict=True):
@@ -262,6 +303,8 @@ def secure_aggregate(
                 f"party {name!r} returned entries {_describe(c.spec)} but party {names[0]!r} returned "
                 f"{_describe(spec)}; every party must return the same names and shapes"
             )
+    if before_release is not None:
+        before_release()
 
     # 2. Key holder -> parties that lack it: the public key (and the DJN value h_s).  In a deployment
     #    this precedes step 1; it is recorded here so that refused runs record nothing.
@@ -299,7 +342,15 @@ def secure_aggregate(
     dec_items = [(n, int(sk.p), int(sk.q), c) for c in _chunks(agg_cts, backend.workers)]
     plain = [m for part in backend.map(_decrypt_chunk, dec_items) for m in part]
     slot_sums = layout.unpack(plain, spec.size)
-    vec = encoding.decode_sum(slot_sums, len(parties))
+    if central_noise is None:
+        vec = encoding.decode_sum(slot_sums, len(parties))
+    else:
+        # Exact integer aggregate plus integer noise, then one correctly rounded division.
+        total_offset = len(parties) << (encoding.value_bits - 1)
+        z = central_noise(spec.names, spec.shapes, encoding.frac_bits)
+        scale = 1 << encoding.frac_bits
+        vec = np.array([(int(s) - total_offset + int(e)) / scale for s, e in zip(slot_sums.tolist(), z.tolist(),
+                                                                                 strict=True)], dtype=np.float64)
     dec_seconds = time.perf_counter() - t0
     channel.send("keyholder", "analyst", "aggregate", vec.astype("<f8").tobytes(), encrypted=False,
                  seconds=dec_seconds)

@@ -48,49 +48,56 @@ def rng() -> np.random.Generator:
 
 
 # -- distributed noise -------------------------------------------------------------------------
-@pytest.mark.parametrize("k", [1, 3, 10])
-def test_gaussian_shares_sum_to_the_full_gaussian(k: int) -> None:
+@pytest.mark.parametrize("k", [1, 2, 3, 10])
+def test_gaussian_shares_leave_the_full_noise_unknown_to_each_party(k: int) -> None:
     sigma = 2.5
     shares = gaussian_shares(sigma, k, N, rng=rng())
     assert shares.shape == (k, N)
-    assert np.var(shares[0]) == pytest.approx(sigma**2 / k, rel=0.05)
+    assert np.var(shares[0]) == pytest.approx(sigma**2 / max(1, k - 1), rel=0.05)
     total = shares.sum(axis=0)
-    assert np.var(total) == pytest.approx(sigma**2, rel=0.05)
-    assert stats.kstest(total, stats.norm(scale=sigma).cdf).pvalue > 1e-3
+    # What party 0 faces once it subtracts its own share: the full N(0, sigma^2).
+    unknown = total - shares[0] if k > 1 else total
+    assert np.var(unknown) == pytest.approx(sigma**2, rel=0.05)
+    assert stats.kstest(unknown, stats.norm(scale=sigma).cdf).pvalue > 1e-3
+    assert np.allclose(np.ldexp(shares, 24), np.rint(np.ldexp(shares, 24)))  # grid multiples
 
 
 @pytest.mark.parametrize("k", [1, 3, 10])
-def test_laplace_shares_sum_to_the_full_laplace(k: int) -> None:
+def test_laplace_shares_are_each_a_full_laplace(k: int) -> None:
     scale = 1.7
     shares = laplace_shares(scale, k, N, rng=rng())
     assert shares.shape == (k, N)
-    # Each share is a difference of Gamma(1/k, b): variance 2 b^2 / k.
-    assert np.var(shares[0]) == pytest.approx(2 * scale**2 / k, rel=0.07)
+    # Every share is a full discrete Laplace(b * 2^24) on the grid: variance ~ 2 b^2.
+    assert np.var(shares[0]) == pytest.approx(2 * scale**2, rel=0.07)
+    assert stats.kstest(shares[0], stats.laplace(scale=scale).cdf).pvalue > 1e-3
     total = shares.sum(axis=0)
-    assert np.var(total) == pytest.approx(2 * scale**2, rel=0.05)
-    assert stats.kstest(total, stats.laplace(scale=scale).cdf).pvalue > 1e-3
-    if k > 1:  # a single share is not itself Laplace(b): it is more peaked
-        assert stats.kstest(shares[0], stats.laplace(scale=scale).cdf).pvalue < 1e-6
+    assert np.var(total) == pytest.approx(2 * k * scale**2, rel=0.07)
+    if k > 1:  # any k - 1 parties subtracting their shares still face a full Laplace(b)
+        assert stats.kstest(total - shares[1:].sum(axis=0), stats.laplace(scale=scale).cdf).pvalue > 1e-3
 
 
 def test_single_party_shares_have_the_right_shape() -> None:
     share = laplace_share(1.0, 4, (3, 2), rng=rng())
     assert isinstance(share, np.ndarray) and share.shape == (3, 2)
     assert isinstance(gaussian_share(1.0, 4, rng=rng()), float)
-    assert isinstance(laplace_share(1.0, 4), float)
+    assert isinstance(laplace_share(1.0, 4), float)  # unseeded: OpenDP's CSPRNG sampler
     with pytest.raises(ConfigurationError, match="n_parties"):
         gaussian_share(1.0, 0)
     with pytest.raises(ConfigurationError, match="scale"):
         laplace_share(0.0, 3)
 
 
-def test_update_noise_shares_sum_to_the_dpfedavg_noise() -> None:
+def test_update_noise_shares_leave_the_dpfedavg_noise_unknown_to_each_party() -> None:
     config = DPConfig(noise_multiplier=1.5, clip=2.0)
     like = [np.zeros((N // 4, 2)), np.zeros(N // 2)]
     gen = rng()
     shares = [update_noise_share(like, config, 5, rng=gen) for _ in range(5)]
-    total = np.concatenate([np.sum([s[i] for s in shares], axis=0).ravel() for i in range(2)])
-    assert np.std(total) == pytest.approx(config.noise_std, rel=0.05)
+    flat = [np.concatenate([s[i].ravel() for i in range(2)]) for s in shares]
+    assert np.std(flat[0]) == pytest.approx(config.noise_std / 2, rel=0.05)  # variance noise_std^2 / (5 - 1)
+    unknown_to_party_0 = np.sum(flat[1:], axis=0)
+    assert np.std(unknown_to_party_0) == pytest.approx(config.noise_std, rel=0.05)
+    one = update_noise_share(np.zeros(3), config, 5, frac_bits=10)
+    assert isinstance(one, np.ndarray) and np.array_equal(np.ldexp(one, 10), np.rint(np.ldexp(one, 10)))
     central = add_update_noise(np.zeros(N), config, rng=rng())
     assert np.std(central) == pytest.approx(3.0, rel=0.05)
 
@@ -221,7 +228,8 @@ def test_clip_update() -> None:
 def test_dpconfig_validation() -> None:
     config = DPConfig(noise_multiplier=1.1, clip=0.5, sample_rate=0.01, delta=1e-5)
     assert config.noise_std == pytest.approx(0.55)
-    assert config.share_std(4) == pytest.approx(0.275)
+    assert config.share_std(4) == pytest.approx(0.55 / math.sqrt(3))
+    assert config.share_std(2) == config.share_std(1) == pytest.approx(0.55)
     assert config.event(10).count == 10 and config.event().sample_rate == 0.01
     for bad in (
         {"noise_multiplier": 0.0, "clip": 1.0},

@@ -4,8 +4,10 @@ Secure aggregation hides each party's contribution from the aggregator, but
 the released aggregate can still reveal individuals.  This subpackage adds
 calibrated noise to releases and keeps per-party privacy budgets:
 
-* :mod:`~fedbench.dp.mechanisms`: Laplace and Gaussian mechanisms (central or
-  distributed as per-party noise shares), sensitivities from declared bounds,
+* :mod:`~fedbench.dp.mechanisms`: exact discrete Laplace and Gaussian noise on
+  the fixed-point grid from OpenDP's CSPRNG samplers (central, or distributed as
+  per-party shares sized so that the epsilon holds against the parties
+  themselves), sensitivities from declared bounds,
   exponential-mechanism quantiles on histograms, DP-FedAvg clipping and noise;
 * :mod:`~fedbench.dp.accounting`: events and composition through Google's
   ``dp-accounting`` (RDP for live figures, PLD for headline figures);
@@ -40,16 +42,20 @@ from .mechanisms import (
     clip_to_bounds,
     clip_update,
     count_sensitivity,
+    discrete_gaussian,
+    discrete_laplace,
     dp_mean,
     exponential_quantile,
     gaussian_epsilon,
     gaussian_mechanism,
     gaussian_noise,
     gaussian_share,
+    gaussian_share_std,
     gaussian_shares,
     gaussian_sigma,
     histogram_counts,
     histogram_sensitivity,
+    kls_tau,
     l2_norm,
     laplace_mechanism,
     laplace_noise,
@@ -60,6 +66,7 @@ from .mechanisms import (
     mean_sensitivity,
     quantile_edges,
     sum_sensitivity,
+    to_grid,
     update_noise_share,
 )
 from .planner import epsilon_for_rounds, noise_multiplier_for_epsilon, rounds_affordable
@@ -86,6 +93,8 @@ __all__ = [
     "compose_epsilon",
     "count_sensitivity",
     "delta_pld",
+    "discrete_gaussian",
+    "discrete_laplace",
     "dp_mean",
     "epsilon_basic",
     "epsilon_for_rounds",
@@ -96,10 +105,12 @@ __all__ = [
     "gaussian_mechanism",
     "gaussian_noise",
     "gaussian_share",
+    "gaussian_share_std",
     "gaussian_shares",
     "gaussian_sigma",
     "histogram_counts",
     "histogram_sensitivity",
+    "kls_tau",
     "l2_norm",
     "laplace_mechanism",
     "laplace_noise",
@@ -113,5 +124,6 @@ __all__ = [
     "quantile_edges",
     "rounds_affordable",
     "sum_sensitivity",
+    "to_grid",
     "update_noise_share",
 ]

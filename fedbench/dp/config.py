@@ -20,7 +20,10 @@ class DPConfig:
     ``clip``; the clipped updates are summed (securely) and Gaussian noise of
     standard deviation ``noise_multiplier * clip`` is added to the sum, either
     centrally after decryption or as per-party shares before encryption
-    (:func:`fedbench.dp.mechanisms.gaussian_share`).
+    (:func:`fedbench.dp.mechanisms.update_noise_share`).  Shares have variance
+    ``noise_std**2 / (n - 1)`` for ``n`` parties, so the noise a party does not
+    know is the full ``noise_std**2`` and the accounted epsilon holds against
+    every party that receives the model, not only against outsiders.
 
     Parameters
     ----------
@@ -58,12 +61,14 @@ class DPConfig:
         return self.noise_multiplier * self.clip
 
     def share_std(self, n_parties: int) -> float:
-        """Standard deviation of each party's noise share when ``n_parties`` share the noise.
+        """Standard deviation of each party's noise share when ``n_parties`` add noise.
 
-        The sum of ``n_parties`` independent N(0, noise_std**2 / n_parties) shares is
-        exactly N(0, noise_std**2).
+        ``noise_std / sqrt(n_parties - 1)``: the ``n_parties - 1`` shares one party
+        does not know sum to variance ``noise_std**2`` (the party's own share
+        is no help to it).  A lone party adds the full ``noise_std``: everyone
+        else knows none of the noise.
         """
-        return self.noise_std / math.sqrt(check_count(n_parties, "n_parties"))
+        return self.noise_std / math.sqrt(max(1, check_count(n_parties, "n_parties") - 1))
 
     def event(self, rounds: int = 1) -> GaussianEvent:
         """The accounting event of ``rounds`` training rounds."""

@@ -1,40 +1,94 @@
-"""Noise mechanisms: Laplace, Gaussian, exponential-mechanism quantiles, DP-FedAvg noise.
+"""Noise mechanisms: discrete Laplace and Gaussian on the fixed-point grid, quantiles, DP-FedAvg noise.
 
 Sensitivities assume add/remove-one neighbours (one record, or one party's
 whole contribution, is added or removed) and values clamped to declared
 bounds; the helpers refuse to guess bounds from the data, which would leak.
 
-Noise can be added *centrally* (by the key holder, after decryption) or
-*distributed*: each of ``k`` parties draws a share before encrypting its local
-aggregate so that the secure sum carries exactly the full noise and nobody,
-the aggregator included, ever sees the noiseless value:
+Exact discrete noise on the encoding grid
+-----------------------------------------
+Secure aggregation carries every value as an integer on the public
+fixed-point grid ``2**-frac_bits`` (:class:`fedbench.crypto.packing.Encoding`).
+Noise is therefore *integer* noise in grid units, drawn with OpenDP's exact
+samplers (``opendp.measurements.make_laplace`` / ``make_gaussian`` over an
+``i64`` vector domain): the discrete Laplace ``P(k) ∝ exp(-|k|/t)`` and the
+discrete Gaussian ``P(k) ∝ exp(-k**2 / (2 s**2))`` of Canonne, Kamath and
+Steinke (NeurIPS 2020).  OpenDP draws every random bit from OpenSSL's
+``RAND_bytes`` (``fill_bytes`` in ``src/traits/samplers/mod.rs``, built with
+the ``use-openssl`` feature in the PyPI wheel), a CSPRNG, and its samplers use
+exact integer/rational arithmetic.  A real scale ``b`` becomes
+``t = b * 2**frac_bits`` grid units; scales above :data:`MAX_GRID_SCALE` are
+refused with :class:`~fedbench.errors.ConfigurationError` (the samples are
+64-bit integers).
 
-* Gaussian: ``k`` shares N(0, sigma**2 / k) sum to N(0, sigma**2);
-* Laplace: the Laplace law is infinitely divisible, Laplace(b) is the sum of
-  ``k`` shares ``G1 - G2`` with ``G1, G2 ~ Gamma(1/k, b)`` independent.
+Inside a secure sum (:mod:`fedbench.secagg`) the integer noise is added to the
+integer-encoded values (distributed noise, inside each party) or to the
+decrypted integer aggregate (central noise, by the key holder), so the
+released value is a deterministic function of *exact fixed-point aggregate +
+integer noise*.  Mironov's attack (CCS 2012) exploits the irregular set of
+doubles a floating-point sampler can output; it does not apply to integer
+noise added to integers.  Rounding a party's local aggregate to the grid can
+move it by one more grid unit than the real sensitivity, and the floating-point
+evaluation of a local sum (``math.fsum``, correctly rounded) by one more while
+the local sum is below ``2**53`` grid units (``2**29``, about 5.4e8, at 24
+fractional bits): the calibration accounts two extra grid units per entry
+(:meth:`fedbench.dp.releases.NoisePlan.grid_scales`).  Above that magnitude the
+float rounding of a local sum (half an ulp) can exceed the two grid units; the
+effect on epsilon is a relative ``ulp / sensitivity`` (about 1e-6 for a local
+sum of 1e12 and a sensitivity of 100) and is not accounted.
 
-Distributed noise assumes every share is added: if a party drops out, or
-parties collude and subtract their own shares, the released value carries less
-noise than accounted.  The secure-sum engine must abort rather than release a
-sum with missing shares.
+The stand-alone helpers (:func:`laplace_noise`, :func:`gaussian_noise`,
+:func:`laplace_mechanism`, shares, :func:`update_noise_share`) return floats
+that are exact multiples of ``2**-frac_bits``; the mechanisms round the value
+to the grid before adding, which is exact while ``|value| * 2**frac_bits <
+2**53``, and account the extra grid unit of rounding.
+
+Distributed noise and who the guarantee holds against
+-----------------------------------------------------
+When each of ``k`` parties adds a share of the noise, each party knows its own
+share, so calibrating the *sum* of the shares protects only against outsiders.
+fedbench sizes the shares so that the shares a party does **not** know already
+carry the full noise:
+
+* Laplace (pure DP): every party adds a *full* discrete Laplace(t) share.  Any
+  one unknown share gives epsilon-DP, so the guarantee holds against any
+  coalition of up to ``k - 1`` parties.  The cost is utility: the released
+  value carries ``k`` times the variance of central noise; with many parties
+  prefer ``mechanism="gaussian"``.
+* Gaussian: every party adds a discrete Gaussian share of variance
+  ``sigma**2 / (k - 1)`` (``k >= 2``), so the ``k - 1`` shares a party does not
+  know sum to variance ``sigma**2``: the guarantee holds against any single
+  party (not against coalitions).  A sum of discrete Gaussians is not exactly a
+  discrete Gaussian; Kairouz, Liu and Steinke (ICML 2021, "The Distributed
+  Discrete Gaussian Mechanism") bound the gap by
+  ``tau = 10 * sum_{j=1}^{m-1} exp(-2 pi**2 s**2 j / (j + 1))`` for ``m`` shares
+  of grid standard deviation ``s``; :func:`kls_tau` computes it, and
+  releases refuse parameters with ``tau > 1e-12`` (at ``s = 3`` grid units it
+  is below 1e-37; from ``s`` of about 30 grid units it underflows to 0, which
+  any real-world sigma reaches at 24 fractional bits).  The (epsilon, delta)
+  accounting uses the continuous Gaussian's privacy profile.  CKS 2020 prove
+  the discrete Gaussian has the same concentrated-DP bound
+  ``Delta**2 / (2 sigma**2)`` as the continuous one and that their (epsilon,
+  delta) curves agree closely once ``sigma`` is more than a few grid units;
+  fedbench does not compute the discrete curve exactly.
+* Against an outsider who knows no share the Gaussian release is stronger
+  (variance ``k sigma**2 / (k - 1)``); result records report that epsilon
+  for information only.  The ledger charges the epsilon against a party.
+
+Central noise is added by the key holder after decrypting: the key holder
+sees the exact aggregate (a trusted curator), so the guarantee holds against
+the analyst and the parties but not against the key holder.
+
+Distributed noise assumes every share is added: the secure-sum engine aborts
+rather than release a sum with missing shares.
 
 Randomness
 ----------
-Every function draws from a generator seeded with 128 bits from the operating
-system's CSPRNG (:func:`make_rng`, ``secrets.randbits(128)``) unless a
-generator is passed explicitly, which is meant for tests only: a seeded
-generator makes the noise reproducible and voids the guarantee.
-
-Floating-point caveat
----------------------
-The samplers are numpy's floating-point Laplace, Gamma and normal samplers.
-Mironov (2012, "On significance of the least significant bits for differential
-privacy") showed that textbook floating-point implementations of the Laplace
-mechanism leak through the pattern of representable doubles, and the same
-concern applies to the Gaussian and Gamma samplers.  The guarantees reported
-by fedbench hold for the idealised real-valued mechanisms; hardened
-implementations (snapping mechanism, discrete Laplace/Gaussian of Canonne,
-Kamath and Steinke 2020) are not used here.
+Noise comes from OpenDP (OpenSSL CSPRNG) unless a numpy generator ``rng`` is
+passed, a hook for reproducible tests only: with ``rng`` the discrete Laplace
+is drawn as a difference of two geometric variables (the exact law) and the
+discrete Gaussian is *approximated* by a rounded normal, from a seeded PRNG;
+never pass ``rng`` for a real release.  :func:`make_rng` (numpy seeded from
+``secrets``) remains for the exponential-mechanism quantile's Gumbel draws.
 """
 
 from __future__ import annotations
@@ -42,8 +96,9 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Sequence
+from functools import lru_cache
 from numbers import Integral, Real
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import dp_accounting
 import numpy as np
@@ -56,21 +111,28 @@ if TYPE_CHECKING:
     from .config import DPConfig
 
 __all__ = [
+    "DEFAULT_FRAC_BITS",
+    "MAX_GRID_SCALE",
     "add_update_noise",
     "check_bounds",
+    "check_grid_scale",
     "clip_to_bounds",
     "clip_update",
     "count_sensitivity",
+    "discrete_gaussian",
+    "discrete_laplace",
     "dp_mean",
     "exponential_quantile",
     "gaussian_epsilon",
     "gaussian_mechanism",
     "gaussian_noise",
     "gaussian_share",
+    "gaussian_share_std",
     "gaussian_shares",
     "gaussian_sigma",
     "histogram_counts",
     "histogram_sensitivity",
+    "kls_tau",
     "l2_norm",
     "laplace_mechanism",
     "laplace_noise",
@@ -81,11 +143,19 @@ __all__ = [
     "mean_sensitivity",
     "quantile_edges",
     "sum_sensitivity",
+    "to_grid",
     "update_noise_share",
 ]
 
 Size = int | tuple[int, ...] | None
 Update = TypeVar("Update", np.ndarray, list[np.ndarray])
+
+#: Fractional bits of the federation's default encoding: the grid of the stand-alone helpers.
+DEFAULT_FRAC_BITS = 24
+#: Largest noise scale in grid units: 128 scales below the int64 limit, so a sample never saturates.
+MAX_GRID_SCALE = 2.0**56
+#: Largest Kairouz-Liu-Steinke tau accepted for a sum of discrete Gaussian shares.
+MAX_KLS_TAU = 1e-12
 
 
 def make_rng() -> np.random.Generator:
@@ -111,6 +181,126 @@ def _size(size: Size) -> tuple[int, ...] | None:
 
 def _as_output(x: np.ndarray, size: Size) -> float | np.ndarray:
     return float(x) if size is None else x
+
+
+# -- exact discrete samplers (OpenDP) ----------------------------------------------------------
+def check_grid_scale(scale: float, what: str = "noise scale") -> float:
+    """Validate a noise scale in grid units: positive, finite, at most :data:`MAX_GRID_SCALE`.
+
+    Raises
+    ------
+    ConfigurationError
+        With a hint to lower ``frac_bits`` when the scale is too large.
+    """
+    scale = check_positive(scale, what)
+    if not scale <= MAX_GRID_SCALE:
+        raise ConfigurationError(
+            f"{what} of {scale:.4g} grid units exceeds 2**56, the largest that 64-bit integer noise "
+            "carries safely; use fewer fractional bits (frac_bits=...) or a larger epsilon"
+        )
+    return scale
+
+
+@lru_cache(maxsize=256)
+def _opendp_measurement(kind: str, scale: float) -> Any:
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")  # the integer samplers are "contrib" in OpenDP 0.16
+    if kind == "laplace":
+        space = dp.vector_domain(dp.atom_domain(T="i64")), dp.l1_distance(T="i64")
+        return dp.m.make_laplace(*space, scale=scale)
+    space = dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64")
+    return dp.m.make_gaussian(*space, scale=scale)
+
+
+def _opendp_sample(kind: str, scale: float, count: int) -> np.ndarray:
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.asarray(_opendp_measurement(kind, float(scale))([0] * count), dtype=np.int64)
+
+
+def discrete_laplace(scale: float, size: Size = None, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Integers from the discrete Laplace law ``P(k) ∝ exp(-|k| / scale)`` (OpenDP, CSPRNG).
+
+    Parameters
+    ----------
+    scale : float
+        Scale in grid units (at most :data:`MAX_GRID_SCALE`).
+    size : int or tuple of int, optional
+        Output shape (``None``: a 0-d array).
+    rng : numpy.random.Generator, optional
+        Tests only: draw from this seeded PRNG instead (difference of two geometric variables).
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    scale = check_grid_scale(scale)
+    shape = _size(size) or ()
+    count = math.prod(shape)
+    if rng is not None:
+        p = -math.expm1(-1.0 / scale)
+        flat = rng.geometric(p, count).astype(np.int64) - rng.geometric(p, count).astype(np.int64)
+    else:
+        flat = _opendp_sample("laplace", scale, count)
+    return flat.reshape(shape)
+
+
+def discrete_gaussian(sigma: float, size: Size = None, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Integers from the discrete Gaussian ``P(k) ∝ exp(-k**2 / (2 sigma**2))`` (OpenDP, CSPRNG).
+
+    Parameters
+    ----------
+    sigma : float
+        Scale in grid units (at most :data:`MAX_GRID_SCALE`).
+    size : int or tuple of int, optional
+        Output shape (``None``: a 0-d array).
+    rng : numpy.random.Generator, optional
+        Tests only: a rounded normal from this seeded PRNG (an approximation).
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    sigma = check_grid_scale(sigma, "noise standard deviation")
+    shape = _size(size) or ()
+    count = math.prod(shape)
+    if rng is not None:
+        flat = np.rint(rng.normal(0.0, sigma, count)).astype(np.int64)
+    else:
+        flat = _opendp_sample("gaussian", sigma, count)
+    return flat.reshape(shape)
+
+
+def kls_tau(share_sigma: float, n_shares: int) -> float:
+    """Kairouz-Liu-Steinke (ICML 2021) gap between a sum of discrete Gaussians and one discrete Gaussian.
+
+    ``tau = 10 * sum_{j=1}^{m-1} exp(-2 pi**2 s**2 j / (j + 1))`` for ``m = n_shares``
+    independent shares of grid standard deviation ``s = share_sigma``.
+    """
+    s2 = check_positive(share_sigma, "share_sigma") ** 2
+    m = check_count(n_shares, "n_shares")
+    return 10.0 * math.fsum(math.exp(-2.0 * math.pi**2 * s2 * j / (j + 1)) for j in range(1, m))
+
+
+def _grid(frac_bits: int) -> float:
+    if isinstance(frac_bits, bool) or not isinstance(frac_bits, Integral) or not 0 <= frac_bits <= 128:
+        raise ConfigurationError(f"frac_bits must be an integer in [0, 128], got {frac_bits!r}")
+    return math.ldexp(1.0, int(frac_bits))
+
+
+def to_grid(x: ArrayLike, frac_bits: int = DEFAULT_FRAC_BITS) -> np.ndarray:
+    """Round values to the nearest multiple of ``2**-frac_bits`` (exact for ``|x| * 2**frac_bits < 2**53``)."""
+    _grid(frac_bits)
+    return np.ldexp(np.rint(np.ldexp(np.asarray(x, dtype=float), int(frac_bits))), -int(frac_bits))
+
+
+def _grid_noise(kind: str, scale: float, size: Size, frac_bits: int,
+                rng: np.random.Generator | None) -> float | np.ndarray:
+    unit = _grid(frac_bits)
+    sampler = discrete_laplace if kind == "laplace" else discrete_gaussian
+    k = sampler(scale * unit, size, rng=rng)
+    return _as_output(np.ldexp(k.astype(np.float64), -int(frac_bits)), size)
 
 
 # -- bounds and sensitivities ------------------------------------------------------------------
@@ -276,17 +466,31 @@ def gaussian_epsilon(sigma: float, sensitivity: float, delta: float) -> float:
     return float(dp_accounting.get_epsilon_gaussian(z, check_delta(delta)))
 
 
-# -- central noise -----------------------------------------------------------------------------
-def laplace_noise(scale: float, size: Size = None, *, rng: np.random.Generator | None = None) -> float | np.ndarray:
-    """Laplace(0, ``scale``) noise from a CSPRNG-seeded generator (see the floating-point caveat)."""
-    scale = check_positive(scale, "scale")
-    return _as_output(_rng(rng).laplace(0.0, scale, _size(size)), size)
+# -- noise on the grid -------------------------------------------------------------------------
+def laplace_noise(
+    scale: float,
+    size: Size = None,
+    *,
+    rng: np.random.Generator | None = None,
+    frac_bits: int = DEFAULT_FRAC_BITS,
+) -> float | np.ndarray:
+    """Discrete Laplace noise of real scale ``scale`` on the grid ``2**-frac_bits`` (OpenDP, CSPRNG).
+
+    Returns exact multiples of ``2**-frac_bits``: ``k * 2**-frac_bits`` with ``k``
+    discrete-Laplace of scale ``scale * 2**frac_bits``.
+    """
+    return _grid_noise("laplace", check_positive(scale, "scale"), size, frac_bits, rng)
 
 
-def gaussian_noise(sigma: float, size: Size = None, *, rng: np.random.Generator | None = None) -> float | np.ndarray:
-    """N(0, ``sigma**2``) noise from a CSPRNG-seeded generator (see the floating-point caveat)."""
-    sigma = check_positive(sigma, "sigma")
-    return _as_output(_rng(rng).normal(0.0, sigma, _size(size)), size)
+def gaussian_noise(
+    sigma: float,
+    size: Size = None,
+    *,
+    rng: np.random.Generator | None = None,
+    frac_bits: int = DEFAULT_FRAC_BITS,
+) -> float | np.ndarray:
+    """Discrete Gaussian noise of real scale ``sigma`` on the grid ``2**-frac_bits`` (OpenDP, CSPRNG)."""
+    return _grid_noise("gaussian", check_positive(sigma, "sigma"), size, frac_bits, rng)
 
 
 def laplace_mechanism(
@@ -295,16 +499,20 @@ def laplace_mechanism(
     sensitivity: float,
     epsilon: float,
     rng: np.random.Generator | None = None,
+    frac_bits: int = DEFAULT_FRAC_BITS,
 ) -> float | np.ndarray:
-    """Release ``value`` plus Laplace noise: epsilon-DP for an L1 ``sensitivity``.
+    """Release ``value`` rounded to the grid plus discrete Laplace noise: epsilon-DP for an L1 ``sensitivity``.
 
-    Charge the ledger *before* calling this.
+    Rounding to the grid can move a neighbouring value by one more grid unit
+    per entry, so the scale is ``(sensitivity + d * 2**-frac_bits) / epsilon``
+    for ``d`` entries.  Charge the ledger *before* calling this.
     """
-    scale = laplace_scale(sensitivity, epsilon)
     arr = np.asarray(value, dtype=float)
+    unit = _grid(frac_bits)
+    scale = laplace_scale(sensitivity + max(1, arr.size) / unit, epsilon)
     if arr.ndim == 0:
-        return float(arr) + float(laplace_noise(scale, rng=rng))
-    return arr + laplace_noise(scale, arr.shape, rng=rng)
+        return float(to_grid(arr, frac_bits)) + float(laplace_noise(scale, rng=rng, frac_bits=frac_bits))
+    return to_grid(arr, frac_bits) + laplace_noise(scale, arr.shape, rng=rng, frac_bits=frac_bits)
 
 
 def gaussian_mechanism(
@@ -313,56 +521,91 @@ def gaussian_mechanism(
     sensitivity: float,
     sigma: float,
     rng: np.random.Generator | None = None,
+    frac_bits: int = DEFAULT_FRAC_BITS,
 ) -> float | np.ndarray:
-    """Release ``value`` plus N(0, sigma**2) noise; its guarantee is ``GaussianEvent.from_sigma(sigma, sensitivity)``.
+    """Release ``value`` rounded to the grid plus discrete Gaussian noise.
 
-    Charge the ledger *before* calling this.
+    Its guarantee is ``GaussianEvent.from_sigma(sigma, sensitivity)``: the
+    standard deviation is raised by the factor ``1 + sqrt(d) 2**-frac_bits /
+    sensitivity`` to cover the grid rounding of ``d`` entries.  Charge the
+    ledger *before* calling this.
     """
-    check_positive(sensitivity, "sensitivity")
+    sensitivity = check_positive(sensitivity, "sensitivity")
     arr = np.asarray(value, dtype=float)
+    unit = _grid(frac_bits)
+    sigma = check_positive(sigma, "sigma") * (1.0 + math.sqrt(max(1, arr.size)) / unit / sensitivity)
     if arr.ndim == 0:
-        return float(arr) + float(gaussian_noise(sigma, rng=rng))
-    return arr + gaussian_noise(sigma, arr.shape, rng=rng)
+        return float(to_grid(arr, frac_bits)) + float(gaussian_noise(sigma, rng=rng, frac_bits=frac_bits))
+    return to_grid(arr, frac_bits) + gaussian_noise(sigma, arr.shape, rng=rng, frac_bits=frac_bits)
 
 
 # -- distributed noise -------------------------------------------------------------------------
 def laplace_share(
-    scale: float, n_parties: int, size: Size = None, *, rng: np.random.Generator | None = None
+    scale: float,
+    n_parties: int,
+    size: Size = None,
+    *,
+    rng: np.random.Generator | None = None,
+    frac_bits: int = DEFAULT_FRAC_BITS,
 ) -> float | np.ndarray:
-    """One party's share of Laplace(0, ``scale``) noise split among ``n_parties``.
+    """One party's Laplace noise share when ``n_parties`` add noise: a *full* discrete Laplace(``scale``).
 
-    The share is ``G1 - G2`` with ``G1, G2 ~ Gamma(1/n_parties, scale)``: the sum
-    of ``n_parties`` independent shares is exactly Laplace(0, ``scale``).
+    Every party adds the full noise, so the one share a coalition of up to
+    ``n_parties - 1`` parties does not know already makes the release
+    epsilon-DP against it; the sum carries ``n_parties`` times the variance.
     """
-    scale = check_positive(scale, "scale")
-    k = check_count(n_parties, "n_parties")
-    gen, shape = _rng(rng), _size(size)
-    return _as_output(gen.gamma(1.0 / k, scale, shape) - gen.gamma(1.0 / k, scale, shape), size)
+    check_count(n_parties, "n_parties")
+    return laplace_noise(scale, size, rng=rng, frac_bits=frac_bits)
 
 
 def laplace_shares(
-    scale: float, n_parties: int, size: Size = None, *, rng: np.random.Generator | None = None
+    scale: float,
+    n_parties: int,
+    size: Size = None,
+    *,
+    rng: np.random.Generator | None = None,
+    frac_bits: int = DEFAULT_FRAC_BITS,
 ) -> np.ndarray:
-    """All ``n_parties`` shares of Laplace noise at once, stacked on axis 0 (for simulation)."""
+    """All ``n_parties`` Laplace shares at once, stacked on axis 0 (for simulation)."""
     shape = _size(size) or ()
-    return np.asarray(laplace_share(scale, n_parties, (n_parties, *shape), rng=rng))
+    return np.asarray(laplace_share(scale, n_parties, (n_parties, *shape), rng=rng, frac_bits=frac_bits))
+
+
+def gaussian_share_std(sigma: float, n_parties: int) -> float:
+    """Standard deviation of one Gaussian share: ``sigma / sqrt(n_parties - 1)`` (``sigma`` for one party).
+
+    The ``n_parties - 1`` shares any one party does not know sum to variance
+    ``sigma**2``.  With a single party there is nobody else's share to
+    subtract, and the adversaries (everyone else) know no share: its share is
+    the full ``sigma``.
+    """
+    k = check_count(n_parties, "n_parties")
+    return check_positive(sigma, "sigma") / math.sqrt(max(1, k - 1))
 
 
 def gaussian_share(
-    sigma: float, n_parties: int, size: Size = None, *, rng: np.random.Generator | None = None
+    sigma: float,
+    n_parties: int,
+    size: Size = None,
+    *,
+    rng: np.random.Generator | None = None,
+    frac_bits: int = DEFAULT_FRAC_BITS,
 ) -> float | np.ndarray:
-    """One party's share N(0, sigma**2 / n_parties); ``n_parties`` shares sum to N(0, sigma**2)."""
-    sigma = check_positive(sigma, "sigma")
-    k = check_count(n_parties, "n_parties")
-    return gaussian_noise(sigma / math.sqrt(k), size, rng=rng)
+    """One party's discrete Gaussian share of variance ``sigma**2 / (n_parties - 1)`` (:func:`gaussian_share_std`)."""
+    return gaussian_noise(gaussian_share_std(sigma, n_parties), size, rng=rng, frac_bits=frac_bits)
 
 
 def gaussian_shares(
-    sigma: float, n_parties: int, size: Size = None, *, rng: np.random.Generator | None = None
+    sigma: float,
+    n_parties: int,
+    size: Size = None,
+    *,
+    rng: np.random.Generator | None = None,
+    frac_bits: int = DEFAULT_FRAC_BITS,
 ) -> np.ndarray:
     """All ``n_parties`` Gaussian shares at once, stacked on axis 0 (for simulation)."""
     shape = _size(size) or ()
-    return np.asarray(gaussian_share(sigma, n_parties, (n_parties, *shape), rng=rng))
+    return np.asarray(gaussian_share(sigma, n_parties, (n_parties, *shape), rng=rng, frac_bits=frac_bits))
 
 
 # -- quantiles ---------------------------------------------------------------------------------
@@ -485,26 +728,43 @@ def clip_update(update: Update, clip: float, *, party: str | None = None) -> Upd
     return scaled[0] if isinstance(update, np.ndarray) else scaled
 
 
-def add_update_noise(aggregate: Update, config: DPConfig, *, rng: np.random.Generator | None = None) -> Update:
-    """Add N(0, (noise_multiplier * clip)**2) to every coordinate of a sum of clipped updates.
+def add_update_noise(
+    aggregate: Update,
+    config: DPConfig,
+    *,
+    rng: np.random.Generator | None = None,
+    frac_bits: int = DEFAULT_FRAC_BITS,
+) -> Update:
+    """Add discrete Gaussian noise of real scale ``noise_multiplier * clip`` to a sum of clipped updates.
 
-    Central variant (after decryption).  Dividing the noisy sum by the
-    *expected* number of participants is post-processing.
+    Central variant (after decryption): the sum is rounded to the grid
+    ``2**-frac_bits`` first, and the noise is a grid multiple.  Dividing the
+    noisy sum by the *expected* number of participants is post-processing.
     """
-    gen = _rng(rng)
-    noisy = [a + gen.normal(0.0, config.noise_std, np.shape(a)) for a in _arrays(aggregate)]
+    noisy = [to_grid(a, frac_bits) + gaussian_noise(config.noise_std, np.shape(a), rng=rng, frac_bits=frac_bits)
+             for a in _arrays(aggregate)]
     return noisy[0] if isinstance(aggregate, np.ndarray) else noisy
 
 
 def update_noise_share(
-    like: Update, config: DPConfig, n_parties: int, *, rng: np.random.Generator | None = None
+    like: Update,
+    config: DPConfig,
+    n_parties: int,
+    *,
+    rng: np.random.Generator | None = None,
+    frac_bits: int = DEFAULT_FRAC_BITS,
 ) -> Update:
-    """One party's Gaussian noise share, shaped like ``like``, for distributed DP-FedAvg.
+    """One party's discrete Gaussian noise share, shaped like ``like``, for distributed DP-FedAvg.
 
-    Each of ``n_parties`` adds N(0, noise_std**2 / n_parties) to its clipped
-    update before encryption, so the secure sum carries the full noise.
+    Each of ``n_parties`` adds noise of variance ``noise_std**2 / (n_parties - 1)``
+    (:meth:`DPConfig.share_std`), so the shares any one party does not know
+    sum to the full ``noise_std**2``: the accounted epsilon holds against every
+    party that receives the model.  The values are exact multiples of
+    ``2**-frac_bits`` (the secure sum's grid; the federation's default is 24
+    bits).  Add them to an update already rounded to that grid
+    (:func:`to_grid`): the float sum is then exact (below ``2**53`` grid
+    units) and encodes to the integer update plus the integer noise.
     """
-    gen = _rng(rng)
     std = config.share_std(n_parties)
-    shares = [gen.normal(0.0, std, np.shape(a)) for a in _arrays(like)]
+    shares = [np.asarray(gaussian_noise(std, np.shape(a), rng=rng, frac_bits=frac_bits)) for a in _arrays(like)]
     return shares[0] if isinstance(like, np.ndarray) else shares

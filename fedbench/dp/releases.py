@@ -1,13 +1,20 @@
 """Differentially private releases on top of secure aggregation.
 
 Every release here is a secure sum of a vector whose per-record sensitivity is
-known from declared bounds, plus noise calibrated to it.  By default the noise
-is **distributed**: each of the k parties adds its own share (Laplace shares are
-differences of Gamma(1/k) variables, Gaussian shares have variance sigma^2/k)
-to its local aggregate *before encrypting it*, so the decrypted sum already
-carries the full noise and nobody, the key holder included, ever sees the
-un-noised aggregate.  With ``noise="central"`` the key holder adds the noise
-after decryption instead (it then sees the exact aggregate).
+known from declared bounds, plus integer noise on the encoding's fixed-point
+grid, drawn with OpenDP's exact discrete samplers (see
+:mod:`fedbench.dp.mechanisms`).  By default the noise is **distributed**: each
+of the k parties adds its own share to its integer-encoded local aggregate
+*before encrypting it*, so the decrypted sum already carries the noise and
+nobody, the key holder included, ever sees the un-noised aggregate.  Shares
+are sized against the parties themselves, who know their own share: a full
+discrete Laplace share per party (epsilon holds against any coalition of up
+to k - 1 parties) or a discrete Gaussian share of variance sigma^2/(k-1)
+(epsilon holds against any single party).  With ``noise="central"`` the key
+holder adds the noise to the decrypted integer aggregate before sending it to
+the analyst: the key holder sees the exact aggregate, so epsilon holds against
+the analyst and the parties but not the key holder.  Every result records
+which adversary its epsilon is against (:meth:`NoisePlan.record`).
 
 A release's vector is charged as one mechanism: Laplace with the vector's L1
 sensitivity, or Gaussian with its L2 sensitivity.  When its entries have very
@@ -15,11 +22,9 @@ different sensitivities (a mean is the pair (clamped centred sum, count), whose
 entries move by at most ``(upper - lower) / 2`` and 1 when one record is added
 or removed) each entry is divided by its own sensitivity first, so that the
 noise on each entry is proportional to what one record can change in it; for
-Laplace this equals splitting epsilon evenly between the entries.
-
-Floating point: noise is drawn as IEEE doubles from a CSPRNG-seeded generator;
-the textbook mechanisms are not exactly private on floats (Mironov, CCS 2012),
-see :mod:`fedbench.dp.mechanisms`.
+Laplace this equals splitting epsilon evenly between the entries.  In grid
+units each entry's sensitivity is raised by two grid units (rounding of the
+local aggregate, and the correctly rounded ``math.fsum`` of local sums).
 """
 
 from __future__ import annotations
@@ -36,11 +41,22 @@ from ..errors import ConfigurationError
 from ..stats import column_values
 from ._checks import check_delta, check_epsilon, check_positive
 from .accounting import AccountingEvent, GaussianEvent, PureDPEvent
-from .mechanisms import gaussian_noise, gaussian_share, gaussian_sigma, laplace_noise, laplace_share
+from .mechanisms import (
+    DEFAULT_FRAC_BITS,
+    MAX_KLS_TAU,
+    check_grid_scale,
+    discrete_gaussian,
+    discrete_laplace,
+    gaussian_epsilon,
+    gaussian_sigma,
+    kls_tau,
+    to_grid,
+)
 
 __all__ = [
     "MECHANISMS",
     "NOISE_PLACEMENTS",
+    "GridNoise",
     "NoisePlan",
     "local_clamped_sum",
     "local_dp_histogram",
@@ -136,17 +152,135 @@ class NoisePlan:
             **({"entry_sensitivity": dict(self.weights)} if self.weights else {}),
         }
 
-    def central_noise(self, value: Mapping[str, float | np.ndarray]) -> dict[str, float | np.ndarray]:
-        """Add the full noise to a decrypted aggregate (key holder side)."""
-        out: dict[str, float | np.ndarray] = {}
-        for k, v in value.items():
-            shape = np.shape(v)
-            if self.mechanism == "laplace":
-                noise = laplace_noise(self.scale_for(k), shape or None)
-            else:
-                noise = gaussian_noise(self.scale_for(k), shape or None)
-            out[k] = float(v + noise) if shape == () else np.asarray(v) + noise
+    def grid_scales(self, names: Sequence[str], shapes: Sequence[tuple[int, ...]], frac_bits: int) -> np.ndarray:
+        """Scale of the *total* noise of every scalar of the vector, in grid units of ``2**-frac_bits``.
+
+        Each entry's sensitivity in grid units is its real sensitivity times
+        ``2**frac_bits`` plus two grid units per scalar (rounding the local
+        aggregate to the grid, and the floating-point rounding of the local
+        sum); the noise of each entry grows in proportion, which keeps the
+        accounted epsilon exact on the integers.
+        """
+        unit = math.ldexp(1.0, frac_bits)
+        sizes = [math.prod(s) for s in shapes]
+        if self.weights:
+            w = dict(self.weights)
+            unknown = [n for n in names if n not in w]
+            if unknown:
+                raise ConfigurationError(f"no declared sensitivity for the entries {unknown}")
+            per = [self.scale * (w[n] * unit + 2.0 * k) for n, k in zip(names, sizes, strict=True)]
+        else:
+            slack = 2.0 * sum(sizes)  # L1 (and a fortiori L2) of two grid units per scalar
+            per = [self.scale * (self.sensitivity * unit + slack) / self.sensitivity] * len(names)
+        return np.repeat(np.asarray(per, dtype=np.float64), sizes)
+
+    def share_factor(self, n_parties: int) -> float:
+        """Scale of one party's share relative to the total noise: 1 (Laplace) or ``1/sqrt(k - 1)`` (Gaussian)."""
+        if self.mechanism == "laplace":
+            return 1.0
+        return 1.0 / math.sqrt(max(1, n_parties - 1))
+
+    def check_grid(self, frac_bits: int, n_parties: int) -> None:
+        """Refuse, before any data is read, a plan whose noise does not fit 64-bit integer noise.
+
+        Raises
+        ------
+        ConfigurationError
+            The scale in grid units is too large, or (distributed Gaussian) the
+            Kairouz-Liu-Steinke tau of the shares is not negligible.
+        """
+        unit = math.ldexp(1.0, frac_bits)
+        big = max([self.scale * w for _, w in self.weights] or [self.scale])
+        check_grid_scale(big * unit, f"{self.mechanism} noise scale at frac_bits={frac_bits}")
+        if self.mechanism == "gaussian" and self.noise == "distributed" and n_parties > 2:
+            small = min([self.scale * w for _, w in self.weights] or [self.scale]) * unit
+            tau = kls_tau(small * self.share_factor(n_parties), n_parties - 1)
+            if tau > MAX_KLS_TAU:
+                raise ConfigurationError(
+                    f"discrete Gaussian shares of {small * self.share_factor(n_parties):.3g} grid units are too "
+                    f"coarse (Kairouz-Liu-Steinke tau {tau:.2g} > {MAX_KLS_TAU:g}); use more frac_bits"
+                )
+
+    def record(self, n_parties: int, frac_bits: int) -> dict[str, Any]:
+        """The privacy record of a result: parameters plus the adversary the epsilon holds against.
+
+        ``epsilon`` (and ``delta``) hold against ``adversary``: for distributed
+        Gaussian noise any single party, for distributed Laplace any coalition
+        of up to ``n_parties - 1`` parties, for central noise the analyst and
+        the parties but not the key holder.  For distributed noise,
+        ``epsilon_outsider`` is the guarantee against someone who knows no
+        share, for information (the ledger charges ``epsilon``).
+        """
+        out = self.as_dict()
+        out["frac_bits"] = int(frac_bits)
+        out["n_parties"] = int(n_parties)
+        out["sampler"] = (f"OpenDP exact discrete {self.mechanism} (OpenSSL CSPRNG), integer noise on the "
+                          f"2^-{frac_bits} grid")
+        if self.noise == "central":
+            out["adversary"] = "analyst and parties; not the key holder (it decrypts the exact aggregate)"
+            return out
+        if self.mechanism == "laplace":
+            out["adversary"] = (f"any coalition of up to {n_parties - 1} of the {n_parties} parties "
+                                "(each party adds a full noise share)")
+            out["share_scale"] = self.scale
+            out["epsilon_outsider"] = self.epsilon  # pure DP: k full shares give no better worst-case bound
+            return out
+        out["adversary"] = "any single party (knows only its own noise share)"
+        out["share_scale"] = self.scale * self.share_factor(n_parties)
+        k = max(2, n_parties)
+        out["epsilon_outsider"] = gaussian_epsilon(self.scale * math.sqrt(k / (k - 1)), self.sensitivity, self.delta)
+        unit = math.ldexp(1.0, frac_bits)
+        small = min([self.scale * w for _, w in self.weights] or [self.scale]) * unit
+        out["kls_tau"] = kls_tau(small * self.share_factor(n_parties), max(1, n_parties - 1))
         return out
+
+    def sampler(self, n_parties: int, *, share: bool) -> GridNoise:
+        """The integer noise one party adds (``share=True``) or the key holder adds (``share=False``)."""
+        return GridNoise(self, n_parties, share)
+
+    def central_noise(self, value: Mapping[str, float | np.ndarray], *,
+                      frac_bits: int = DEFAULT_FRAC_BITS) -> dict[str, float | np.ndarray]:
+        """Round a decrypted aggregate to the grid and add the full noise (key holder side, floats).
+
+        The federation adds central noise to the decrypted *integers* instead
+        (:func:`fedbench.secagg.secure_aggregate`); this helper is for simulations.
+        """
+        return _noisy(value, self.sampler(2, share=False), frac_bits)
+
+
+@dataclass(frozen=True)
+class GridNoise:
+    """Integer noise in grid units for one secure sum, drawn where it is added (picklable).
+
+    Called as ``noise(names, shapes, frac_bits)`` inside a party (a share) or by
+    the key holder (central noise) once the vector's public layout is known.
+    """
+
+    plan: NoisePlan
+    n_parties: int
+    share: bool
+
+    def __call__(self, names: Sequence[str], shapes: Sequence[tuple[int, ...]], frac_bits: int) -> np.ndarray:
+        """Draw the integer noise of a vector with these entry names and shapes (public layout)."""
+        scales = self.plan.grid_scales(names, shapes, frac_bits)
+        if self.share:
+            scales = scales * self.plan.share_factor(self.n_parties)
+        sampler = discrete_laplace if self.plan.mechanism == "laplace" else discrete_gaussian
+        out = np.zeros(scales.size, dtype=np.int64)
+        for t in np.unique(scales):  # one vectorised OpenDP call per distinct scale
+            where = np.flatnonzero(scales == t)
+            out[where] = sampler(float(t), where.size)
+        return out
+
+
+def _noisy(value: Mapping[str, Any], noise: GridNoise, frac_bits: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        arr = np.asarray(v, dtype=np.float64)
+        z = noise([k], [arr.shape], frac_bits).reshape(arr.shape)
+        noisy = to_grid(arr, frac_bits) + np.ldexp(z.astype(np.float64), -frac_bits)
+        out[k] = float(noisy) if arr.shape == () else noisy
+    return out
 
 
 def with_noise_share(
@@ -155,18 +289,15 @@ def with_noise_share(
     local_fn: Callable[[pl.DataFrame], Mapping[str, Any]],
     plan: NoisePlan,
     n_parties: int,
+    frac_bits: int = DEFAULT_FRAC_BITS,
 ) -> dict[str, Any]:
-    """Run ``local_fn`` inside a party and add this party's share of the noise to every entry."""
-    out: dict[str, Any] = {}
-    for k, v in local_fn(df).items():
-        arr = np.asarray(v, dtype=np.float64)
-        size = arr.shape or None
-        if plan.mechanism == "laplace":
-            share = laplace_share(plan.scale_for(k), n_parties, size)
-        else:
-            share = gaussian_share(plan.scale_for(k), n_parties, size)
-        out[k] = float(arr + share) if arr.shape == () else arr + share
-    return out
+    """Run ``local_fn`` inside a party, round to the grid and add this party's noise share (floats).
+
+    The federation adds shares to the integer-encoded values instead
+    (``party_noise`` of :func:`fedbench.secagg.secure_aggregate`); this helper
+    is exact while values stay below ``2**53`` grid units.
+    """
+    return _noisy(local_fn(df), plan.sampler(n_parties, share=True), frac_bits)
 
 
 def local_clamped_sum(
@@ -176,7 +307,8 @@ def local_clamped_sum(
     if column is None:
         return {"sum": 0.0, "count": float(df.height)}
     v, _ = column_values(df, column, nulls)
-    return {"sum": float(np.sum(np.clip(v, lower, upper) - centre)), "count": float(v.size)}
+    # fsum is correctly rounded: one record moves the result by its value, up to one rounding (accounted).
+    return {"sum": math.fsum(np.clip(v, lower, upper) - centre), "count": float(v.size)}
 
 
 def local_dp_histogram(df: pl.DataFrame, *, column: str, edges: np.ndarray, nulls: str) -> dict[str, np.ndarray]:
