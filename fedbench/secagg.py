@@ -336,9 +336,10 @@ def secure_aggregate(
     spec = contributions[0].spec
     for name, c in zip(names, contributions, strict=True):
         if c.spec != spec:
+            # Neither party's names nor shapes are quoted: a local function can make them depend on its data.
             raise ProtocolError(
-                f"party {name!r} returned entries {_describe(c.spec)} but party {names[0]!r} returned "
-                f"{_describe(spec)}; every party must return the same names and shapes"
+                f"party {name!r} returned entries that differ from party {names[0]!r}'s in names or shapes; "
+                "every party must return the same names and shapes"
             )
 
     # 2. Key holder -> parties that lack it: the public key (and the DJN value h_s).  In a deployment
@@ -394,7 +395,3 @@ def secure_aggregate(
         seconds={"encrypt": enc_seconds, "aggregate": agg_seconds, "decrypt": dec_seconds},
         fast_encryption=h_s is not None,
     )
-
-
-def _describe(spec: VectorSpec) -> str:
-    return "{" + ", ".join(f"{n}: {s or 'scalar'}" for n, s in zip(spec.names, spec.shapes, strict=True)) + "}"
