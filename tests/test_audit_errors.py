@@ -235,13 +235,17 @@ def test_max_abs_probe_learns_only_the_power_of_two_bracket():
     assert not _leaks("\n".join(r for _, r in b), [5000.5])
 
 
-def test_ray_party_error_crosses_without_remote_traceback(tmp_path):
+def test_ray_party_error_crosses_without_remote_traceback(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     from fedbench.ray_backend import RayBackend
 
     _east().drop("u").write_csv(tmp_path / "east.csv")
     _west().drop("u").write_csv(tmp_path / "west.csv")
-    backend = RayBackend(num_cpus=1, timeout=60)
+    # A local instance on loopback (the sandbox's default node address does not work for the raylet).
+    ray.init(num_cpus=1, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    backend = RayBackend(timeout=120)
     try:
         fed = make_fed(backend=backend)
         fed.add_party("east", tmp_path / "east.csv")
@@ -257,6 +261,7 @@ def test_ray_party_error_crosses_without_remote_traceback(tmp_path):
             assert "could not handle" not in seen and not _leaks(seen, _secrets()), seen
     finally:
         backend.close()
+        ray.shutdown()
 
 
 def test_every_error_is_a_fedbench_error():
