@@ -67,9 +67,9 @@ class VectorSpec:
         Raises
         ------
         ProtocolError
-            The result is not a non-empty dict with string keys.
+            The result is not a non-empty dict with string keys, or an entry is not numeric.
         LocalResultError
-            An entry is not numeric, or is complex (its imaginary part would be lost).
+            An entry is complex (its imaginary part would be lost).
         """
         if not isinstance(local, Mapping) or not local:
             raise ProtocolError(
@@ -99,11 +99,7 @@ class VectorSpec:
             try:
                 arr = raw if exact else np.asarray(v, dtype=np.float64)
             except (TypeError, ValueError):
-                raise LocalResultError(
-                    f"party {party!r}: result {k!r} is not numeric ({type(v).__name__})",
-                    party=party,
-                    column=k,
-                ) from None
+                raise ProtocolError(f"party {party!r}: result {k!r} is not numeric ({type(v).__name__})") from None
             shapes.append(arr.shape)
             integral.append(bool(exact))
         return cls(tuple(local), tuple(shapes), tuple(integral))
