@@ -330,9 +330,10 @@ class Party:
         Raises
         ------
         FedbenchError
-            A fedbench error raised inside the party, with the party attached
-            and its ``__cause__``/``__context__`` chain cut (a chained foreign
-            exception could quote the party's rows).
+            A fedbench error raised inside the party, with the party attached,
+            its ``__cause__``/``__context__`` chain cut (a chained foreign
+            exception could quote the party's rows) and its party-side
+            traceback frames dropped (their locals hold the party's data).
         LocalComputationError
             For any other exception: only its type name crosses (as
             ``original_type``); its message and traceback stay inside the party,
@@ -355,11 +356,13 @@ class Party:
                 party=self.name,
                 original_type=type(exc).__name__,
             )
-        # Raised here, outside the handler, so that no foreign exception rides along as __context__.
+        # Raised here, outside the handler, so that no foreign exception rides along as __context__, and
+        # without the party-side frames: their locals hold the party's rows and local aggregates (shown
+        # by IPython's verbose tracebacks, debuggers, pytest -l).
         err.__cause__ = None
         err.__context__ = None
         err.__suppress_context__ = True
-        raise err
+        raise err.with_traceback(None)
 
     def __repr__(self) -> str:
         return f"<Party {self.name!r}: {self.n_rows} rows x {len(self.columns)} columns from {self.source}>"

@@ -153,6 +153,23 @@ def test_error_paths_quote_no_data(name, call, kind, caplog):
     assert _state(fed) == before
 
 
+def _frame_locals(exc: BaseException) -> str:
+    out = []
+    tb = exc.__traceback__
+    while tb is not None:
+        out += [repr(v) for k, v in tb.tb_frame.f_locals.items() if k not in ("self", "fed", "f", "call")]
+        tb = tb.tb_next
+    return "\n".join(out)
+
+
+def test_traceback_frames_hold_no_local_aggregate():
+    # IPython's verbose tracebacks, pdb and pytest -l show every frame's locals.
+    fed = _fed()
+    with pytest.raises(EncodingRangeError) as info:
+        fed.secure_sum(["v"], max_abs=1000)
+    assert not _leaks(_frame_locals(info.value), [EAST_SUM, float(_east()["v"].sum())])
+
+
 def test_foreign_exception_keeps_only_its_type():
     fed = _fed()
     with pytest.raises(fb.LocalComputationError) as info:
@@ -244,7 +261,7 @@ def test_ray_party_error_crosses_without_remote_traceback(tmp_path, monkeypatch)
     _east().drop("u").write_csv(tmp_path / "east.csv")
     _west().drop("u").write_csv(tmp_path / "west.csv")
     # A local instance on loopback (the sandbox's default node address does not work for the raylet).
-    ray.init(num_cpus=1, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
     backend = RayBackend(timeout=120)
     try:
         fed = make_fed(backend=backend)
