@@ -132,7 +132,7 @@ def load_frame(name: str, source: Any, *, format: str | None = None, **read_opti
         raise DataLoadError(f"party {name!r}: no such file: {path}", party=name)
     if fmt in ("csv", "tsv"):
         check_csv_header(name, path, separator="\t" if fmt == "tsv" else ",", read_options=read_options)
-    failure: str | None = None
+    failure = None
     try:
         if fmt == "csv":
             return pl.read_csv(path, **read_options)

@@ -80,17 +80,19 @@ def exact_integer_sum(values: np.ndarray) -> int:
     in 64-bit arithmetic, which cannot overflow below 2**31 values; float64 would
     round sums beyond 2**53, and an int64 sum can wrap.
     """
-    v = np.asarray(values)
-    if v.size == 0:
+    raw = np.asarray(values)
+    if raw.size == 0:
         return 0
-    if v.dtype.kind == "u":
-        v = v.astype(np.uint64)
-        hi, lo = v >> np.uint64(32), v & np.uint64(0xFFFFFFFF)
+    hi: np.ndarray
+    lo: np.ndarray
+    if raw.dtype.kind == "u":
+        u = raw.astype(np.uint64)
+        hi, lo = u >> np.uint64(32), u & np.uint64(0xFFFFFFFF)
     else:
-        v = v.astype(np.int64)
-        hi, lo = v >> np.int64(32), v & np.int64(0xFFFFFFFF)  # arithmetic shift: v == hi * 2**32 + lo
+        s = raw.astype(np.int64)
+        hi, lo = s >> np.int64(32), s & np.int64(0xFFFFFFFF)  # arithmetic shift: s == hi * 2**32 + lo
     total, step = 0, 1 << 31
-    for i in range(0, v.size, step):
+    for i in range(0, raw.size, step):
         total += (int(hi[i : i + step].sum()) << 32) + int(lo[i : i + step].sum())
     return total
 

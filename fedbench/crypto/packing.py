@@ -170,7 +170,7 @@ def _scale_exact(values: list[object], frac_bits: int, limit: int) -> tuple[list
             s = int(v) << frac_bits
         else:
             with np.errstate(over="ignore", invalid="ignore"):
-                f = float(np.rint(np.ldexp(np.float64(v), frac_bits)))
+                f = float(np.rint(np.ldexp(float(v), frac_bits)))  # type: ignore[arg-type]
             if not abs(f) < flimit:
                 return out, i
             s = int(f)
