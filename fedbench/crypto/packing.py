@@ -15,6 +15,16 @@ Packing (BatchCrypt, Zhang et al., USENIX ATC 2020)
     2048-bit key holds about 97 slots of 16-bit values for 10 parties.  Adding
     ciphertexts adds every slot at once.
 
+Range refusals (what they reveal)
+    ``max_abs`` is rounded up to a power of two (``value_bits`` is an integer),
+    and a refusal names the party and the entry, never the value.  A refusal is
+    still one bit about the party's local aggregate ("its magnitude reaches
+    the limit"): an analyst who varies ``max_abs`` learns, per party and
+    entry, the power-of-two bracket ``2**k <= |x| < 2**(k+1)`` of the local
+    aggregate, and nothing finer.  That bit is inherent to refusing instead of
+    silently wrapping; under DP the refused value includes the party's noise
+    share, but the bracket of a large aggregate is barely blurred by it.
+
 Overflow
     Every party checks its own values against the encodable range before
     encrypting.  After decryption every slot must hold less than
