@@ -21,7 +21,9 @@ Range refusals (what they reveal)
     still one bit about the party's local aggregate ("its magnitude reaches
     the limit"): an analyst who varies ``max_abs`` learns, per party and
     entry, the power-of-two bracket ``2**k <= |x| < 2**(k+1)`` of the local
-    aggregate, and nothing finer.  That bit is inherent to refusing instead of
+    aggregate, and nothing finer (up to the fixed-point rounding right at
+    ``2**k``: with ``frac_bits=f``, whether ``|x|`` lies within ``2**-(f+1)``
+    below it).  That bit is inherent to refusing instead of
     silently wrapping; under DP the refused value includes the party's noise
     share, but the bracket of a large aggregate is barely blurred by it.
 
