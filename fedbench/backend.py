@@ -24,8 +24,10 @@ and ``map`` fans out tasks.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -34,14 +36,27 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, PartyTimeoutError
 
 if TYPE_CHECKING:
     import polars as pl
 
     from .party import Party
 
-__all__ = ["BACKENDS", "Backend", "InProcessBackend", "ProcessPoolBackend", "Settled", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_LOCAL_TIMEOUT",
+    "Backend",
+    "InProcessBackend",
+    "ProcessPoolBackend",
+    "Settled",
+    "check_local_timeout",
+    "get_backend",
+    "run_local_function",
+]
+
+#: Seconds a user's local function may run inside a party before the call gives up on it.
+DEFAULT_LOCAL_TIMEOUT = 300.0
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -252,3 +267,52 @@ def _bind_party(fn: Callable[..., R], name: str, mapper: Callable[..., Any], arg
 
 def _identity(x: Any) -> Any:  # used by tests to exercise the pool
     return x
+
+
+def check_local_timeout(timeout: float | None) -> float | None:
+    """Validate a ``local_timeout``: a positive finite number of seconds, or ``None`` (wait forever)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+            math.isfinite(timeout) and timeout > 0):
+        raise ConfigurationError(f"local_timeout must be a positive number of seconds or None, got {timeout!r}")
+    return float(timeout)
+
+
+def run_local_function(df: pl.DataFrame, *, fn: Callable[[pl.DataFrame], R], timeout: float | None) -> R:
+    """Run a user's local function inside the party on a copy of its rows, with a time limit.
+
+    The function gets ``df.clone()`` (cheap: polars shares the Arrow buffers
+    copy-on-write), so dropping, renaming or replacing columns cannot change
+    the party's data.  It runs in a daemon thread; after ``timeout`` seconds
+    the party gives up with :class:`~fedbench.errors.PartyTimeoutError`.
+
+    Notes
+    -----
+    A Python thread cannot be killed: a function that never returns keeps
+    running in the background (its result is discarded) until the process
+    exits; the federation stays usable meanwhile.  On the Ray backend the
+    backend's own ``timeout`` also applies, whichever is shorter.
+    """
+    copy = df.clone()
+    if timeout is None:
+        return fn(copy)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn(copy)
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="fedbench-local-function", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise PartyTimeoutError(
+            f"the local function did not finish within local_timeout={timeout:g} s; it was abandoned "
+            "(it may still run in the background, its result is discarded)"
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

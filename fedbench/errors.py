@@ -5,6 +5,17 @@ and, where it concerns one party or one column, names them in the message and
 keeps them as attributes (``party``, ``column``) so that notebook front-ends can
 point at the culprit.  Errors are raised *before* any state changes: a failed
 call leaves the federation exactly as it was.
+
+Errors are a channel too
+    A message, an attribute, a chained exception or a traceback that leaves a
+    party may carry nothing computed from the party's data: errors name the
+    party, the column or entry, and the public limit that was crossed, never
+    the offending value, a count of offending rows, or the text of a foreign
+    exception (which may quote a row).  Exceptions raised inside a party cross
+    to the caller without their ``__cause__``/``__context__`` chain (see
+    :meth:`fedbench.party.Party.compute`).  The refusal itself remains a
+    one-bit signal ("this party's value is out of range / holds a null"),
+    which is inherent to refusing bad input.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ __all__ = [
     "DataLoadError",
     "DropoutError",
     "DtypeConflictError",
+    "DuplicateColumnError",
     "DuplicateKeyError",
     "DuplicatePartyError",
     "EmptyPartyError",
@@ -29,6 +41,7 @@ __all__ = [
     "KeyTypeError",
     "LedgerFileError",
     "LocalComputationError",
+    "LocalResultError",
     "MissingBoundsError",
     "MissingColumnError",
     "NoFederationError",
@@ -37,6 +50,7 @@ __all__ = [
     "NormalizationError",
     "NullValuesError",
     "PartyError",
+    "PartyTimeoutError",
     "PartyUnavailableError",
     "PrivacyError",
     "ProtocolError",
@@ -96,11 +110,38 @@ class UnknownPartyError(PartyError, KeyError):
 
 
 class LocalComputationError(PartyError, RuntimeError):
-    """Code run inside a party raised an unexpected exception."""
+    """Code run inside a party raised an unexpected (non-fedbench) exception.
+
+    The original exception's message and traceback stay inside the party (they
+    may quote the party's rows); only its type name crosses, as
+    ``original_type``.  To debug a local function, run it on data you hold.
+
+    Parameters
+    ----------
+    message : str
+        Explanation naming the party and the original exception type.
+    party : str or None
+        The party the code ran in.
+    original_type : str or None
+        Name of the original exception's class (e.g. ``"KeyError"``).
+    """
+
+    def __init__(self, message: str, *, party: str | None = None, original_type: str | None = None) -> None:
+        super().__init__(message, party=party)
+        self.original_type = original_type
 
 
 class PartyUnavailableError(PartyError, RuntimeError):
     """A party did not answer: its process or node died, or it timed out."""
+
+
+class PartyTimeoutError(PartyUnavailableError, TimeoutError):
+    """A local function ran longer than ``local_timeout`` seconds inside a party.
+
+    The computation cannot be killed (it runs in a thread inside the party); it
+    goes on in the background and its result is discarded.  The federation
+    stays usable.
+    """
 
 
 class ColumnError(PartyError):
@@ -138,12 +179,23 @@ class EncodingRangeError(ColumnError, ValueError):
     """A value is beyond what the protocol's fixed-point encoding can represent."""
 
 
+class DuplicateColumnError(ColumnError, DataLoadError):
+    """A data file names the same column twice in its header (polars would silently rename one)."""
+
+
 class SchemaWarning(UserWarning):
     """Parties disagree on a column's kind; computations on it will fail until fixed."""
 
 
 class ProtocolError(FedbenchError):
     """A protocol invariant failed (inconsistent shapes, corrupted ciphertexts...)."""
+
+
+class LocalResultError(ColumnError, ProtocolError, TypeError):
+    """A local function returned something that cannot be aggregated (not numeric, complex...).
+
+    ``column`` is the offending entry of the returned dict.
+    """
 
 
 class SlotOverflowError(ProtocolError, OverflowError):

@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from html import escape
 from pathlib import Path
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from . import stats as _stats
-from .backend import Backend, get_backend
+from .backend import DEFAULT_LOCAL_TIMEOUT, Backend, check_local_timeout, get_backend, run_local_function
 from .crypto.packing import Encoding
 from .crypto.paillier import DEFAULT_KEY_BITS, PaillierKeys, check_key_bits, generate_keys
 from .errors import (
@@ -72,6 +73,10 @@ class Federation:
     ledger_path : str or Path, optional
         JSON file persisting the privacy ledger (budgets survive a kernel
         restart); by default the ledger lives in memory.
+    local_timeout : float or None, default 300
+        Seconds a local function passed to :meth:`secure_sum` may run inside a
+        party before the call fails with
+        :class:`~fedbench.errors.PartyTimeoutError` (``None``: no limit).
 
     Examples
     --------
@@ -90,8 +95,10 @@ class Federation:
         max_abs: float = 2.0**62,
         audit: bool = False,
         ledger_path: str | Path | None = None,
+        local_timeout: float | None = DEFAULT_LOCAL_TIMEOUT,
     ) -> None:
         self.key_bits = check_key_bits(key_bits, allow_insecure_key_size=allow_insecure_key_size)
+        self.local_timeout = check_local_timeout(local_timeout)
         self.allow_insecure_key_size = allow_insecure_key_size
         self.fast_encryption = bool(fast_encryption)
         self.encoding = Encoding.for_range(max_abs, frac_bits)
@@ -398,6 +405,7 @@ class Federation:
         sensitivity: float | None = None,
         mechanism: str = "laplace",
         noise: str = "distributed",
+        local_timeout: float | EllipsisType | None = ...,
     ) -> SecureSumResult:
         """Securely sum columns, or the named results of a function run inside each party.
 
@@ -436,10 +444,16 @@ class Federation:
             noise after decrypting, before its message to the analyst (epsilon
             holds against the analyst and the parties, not the key holder).
             ``result.privacy["adversary"]`` says which.
+        local_timeout : float or None, optional
+            Function sums only: seconds the function may run inside a party
+            (default: the federation's ``local_timeout``).  The function gets a
+            copy of the party's rows, so it cannot change them.
 
         Returns
         -------
         SecureSumResult
+            ``.value`` maps each column (or entry) to its sum: integer columns and
+            integer entries are summed exactly, as Python ints.
             ``.value`` maps each column (or entry) to its sum; ``.privacy``
             describes the noise of a DP release.
 
@@ -447,11 +461,14 @@ class Federation:
         ------
         TooFewPartiesError, MissingColumnError, NonNumericColumnError, DtypeConflictError,
         NullValuesError, NonFiniteValueError, EncodingRangeError, LocalComputationError, ProtocolError,
-        MissingBoundsError, BudgetNotSetError, BudgetExceededError
+        MissingBoundsError, BudgetNotSetError, BudgetExceededError, LocalResultError, PartyTimeoutError
         """
         chosen = self._select(parties)
         encoding = self._encoding(max_abs, frac_bits)
         if callable(what):
+            timeout = self.local_timeout if local_timeout is ... else check_local_timeout(local_timeout)
+            # The user's function runs on a copy of the party's rows, under a time limit.
+            what = partial(run_local_function, fn=what, timeout=timeout)
             plan = None
             if epsilon is not None:
                 if sensitivity is None:
@@ -676,17 +693,19 @@ class Federation:
         delta: float | None = None,
         mechanism: str = "laplace",
         noise: str = "distributed",
-    ) -> float:
+    ) -> float | int:
         """Sum of a numeric column across parties, securely.
 
-        With ``epsilon`` the sum is differentially private: values are clamped
-        to the declared ``bounds`` (required) and noise calibrated to
-        ``max(|lower|, |upper|)`` is added.
+        The exact sum of an integer column is a Python int.  With ``epsilon``
+        the sum is differentially private: values are clamped to the declared
+        ``bounds`` (required) and noise calibrated to ``max(|lower|, |upper|)``
+        is added.
         """
         if epsilon is not None:
             v = self._dp_clamped(column, self._select(parties), nulls, epsilon, delta, bounds, mechanism, noise, "sum")
             return float(v["sum"])
-        return float(self.secure_sum([column], parties=parties, nulls=nulls).value[column])
+        total = self.secure_sum([column], parties=parties, nulls=nulls).value[column]
+        return total if isinstance(total, int) else float(total)  # integer columns sum exactly
 
     def mean(
         self,
@@ -800,13 +819,32 @@ class Federation:
                     f"histogram of {column!r}: pass range=(low, high) or explicit bin edges; "
                     "bins are declared up front so that no party's extremes are revealed"
                 )
-            if bins < 1 or not range[0] < range[1]:
+            try:
+                low, high = (float(r) for r in range)
+            except (TypeError, ValueError):
+                raise ConfigurationError(f"histogram of {column!r}: range must be two numbers (low, high)") from None
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ConfigurationError(
+                    f"histogram of {column!r}: range must be finite, got {range}; values beyond a finite range "
+                    "are counted in 'below' and 'above'"
+                )
+            if bins < 1 or not low < high:
                 raise ConfigurationError(f"need bins >= 1 and range low < high, got {bins}, {range}")
-            edges = np.linspace(float(range[0]), float(range[1]), int(bins) + 1)
+            edges = np.linspace(low, high, int(bins) + 1)
+            if not np.all(np.diff(edges) > 0):  # e.g. more bins than floats between low and high
+                raise ConfigurationError(f"histogram of {column!r}: {bins} bins do not fit in {range}")
         else:
-            edges = np.asarray(bins, dtype=np.float64)
+            try:
+                edges = np.asarray(bins, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ConfigurationError("bin edges must be a sequence of numbers") from None
             if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0):
                 raise ConfigurationError("bin edges must be a strictly increasing sequence of at least 2 numbers")
+            if not np.isfinite(edges).all():
+                raise ConfigurationError(
+                    f"histogram of {column!r}: bin edges must be finite; values beyond the outer edges are "
+                    "counted in 'below' and 'above'"
+                )
         chosen = self._select(parties)
         _stats.check_null_policy(nulls)
         check_numeric_columns(chosen, [column])

@@ -8,9 +8,10 @@ anything leaves.  The repr shows the shape and the schema, never a value.
 
 from __future__ import annotations
 
+import csv
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,6 +21,7 @@ import polars as pl
 from .errors import (
     ConfigurationError,
     DataLoadError,
+    DuplicateColumnError,
     EmptyPartyError,
     FedbenchError,
     LocalComputationError,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMATS",
     "Party",
+    "check_csv_header",
     "column_kind",
     "load_frame",
     "recall_in_party",
@@ -98,10 +101,20 @@ def load_frame(name: str, source: Any, *, format: str | None = None, **read_opti
     if isinstance(source, pl.DataFrame):
         return source.clone()
     if type(source).__module__.startswith("pandas"):
+        dup = _first_duplicate([str(c) for c in source.columns])
+        if dup is not None:
+            raise DuplicateColumnError(
+                f"party {name!r}: the pandas DataFrame has two columns named {dup!r}; rename one",
+                party=name, column=dup,
+            )
+        failure: str | None = None
         try:
             return pl.from_pandas(source)
         except Exception as exc:  # pandas frames with exotic objects
-            raise DataLoadError(f"party {name!r}: cannot convert the pandas DataFrame: {exc}", party=name) from exc
+            failure = type(exc).__name__
+        # Raised outside the handler, with the type name only: the converter's message can quote cells.
+        raise DataLoadError(f"party {name!r}: cannot convert the pandas DataFrame ({failure}); "
+                            "check its column types inside the party", party=name)
     if not isinstance(source, str | Path):
         raise DataLoadError(
             f"party {name!r}: expected a file path or a polars/pandas DataFrame, got {type(source).__name__}",
@@ -117,6 +130,9 @@ def load_frame(name: str, source: Any, *, format: str | None = None, **read_opti
         )
     if not path.is_file():
         raise DataLoadError(f"party {name!r}: no such file: {path}", party=name)
+    if fmt in ("csv", "tsv"):
+        check_csv_header(name, path, separator="\t" if fmt == "tsv" else ",", read_options=read_options)
+    failure = None
     try:
         if fmt == "csv":
             return pl.read_csv(path, **read_options)
@@ -126,7 +142,63 @@ def load_frame(name: str, source: Any, *, format: str | None = None, **read_opti
             return pl.read_parquet(path, **read_options)
         return pl.read_ndjson(path, **read_options)
     except Exception as exc:  # polars raises several error types for bad files
-        raise DataLoadError(f"party {name!r}: cannot read {path.name} as {fmt}: {exc}", party=name) from exc
+        failure = type(exc).__name__
+    # Raised outside the handler and without the reader's message: polars quotes the cell it could not
+    # parse, and errors leave the party.
+    raise DataLoadError(
+        f"party {name!r}: cannot read {path.name} as {fmt} ({failure}); the reader's message is withheld "
+        "because it can quote the file's rows: inspect the file where it lives, or pass read options "
+        "(e.g. infer_schema_length=None, null_values=...)",
+        party=name,
+    )
+
+
+def check_csv_header(name: str, path: Path, *, separator: str = ",", read_options: Mapping[str, Any] | None = None
+                     ) -> None:
+    """Refuse a CSV/TSV file whose header names a column twice.
+
+    polars would silently rename the second one (``x_duplicated_0``), so a
+    protocol could read the wrong column.  The header is read with the same
+    separator, quote character, rows skipped and encoding (a UTF-8 byte order
+    mark is ignored) as the reader.
+
+    Raises
+    ------
+    DuplicateColumnError
+        Naming the party, the file and the column.
+    """
+    opts = dict(read_options or {})
+    if not opts.get("has_header", True) or opts.get("new_columns"):
+        return  # polars names the columns itself (or the caller does)
+    sep = opts.get("separator", separator)
+    quote = opts.get("quote_char", '"')
+    skip = int(opts.get("skip_rows", 0) or 0)
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+            for _ in range(skip):
+                fh.readline()
+            reader = csv.reader(fh, delimiter=sep, quotechar=quote or '"', quoting=csv.QUOTE_MINIMAL
+                                if quote else csv.QUOTE_NONE)
+            header = next(reader, [])
+    except (OSError, csv.Error, TypeError):
+        return  # unreadable here: the reader reports it
+    dup = _first_duplicate(header)
+    if dup is not None:
+        raise DuplicateColumnError(
+            f"party {name!r}: {path.name} names the column {dup!r} twice in its header; rename one "
+            "(polars would silently rename the second)",
+            party=name,
+            column=dup,
+        )
+
+
+def _first_duplicate(names: list[str]) -> str | None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            return n
+        seen.add(n)
+    return None
 
 
 def column_kind(dtype: pl.DataType) -> str:
@@ -254,20 +326,43 @@ class Party:
 
         Only the caller's protocol code should use this, and only to produce
         local aggregates that are then encrypted or otherwise protected.
+
+        Raises
+        ------
+        FedbenchError
+            A fedbench error raised inside the party, with the party attached,
+            its ``__cause__``/``__context__`` chain cut (a chained foreign
+            exception could quote the party's rows) and its party-side
+            traceback frames dropped (their locals hold the party's data).
+        LocalComputationError
+            For any other exception: only its type name crosses (as
+            ``original_type``); its message and traceback stay inside the party,
+            i.e. they are not shown to the caller at all.
         """
+        err: BaseException
         try:
             return fn(self._df)
         except PartyError as exc:
             if exc.party is None:  # raised by shared protocol code: attach the party it ran in
                 exc.party = self.name
                 exc.args = (f"party {self.name!r}: {exc.args[0] if exc.args else ''}", *exc.args[1:])
-            raise
-        except FedbenchError:
-            raise
+            err = exc
+        except FedbenchError as exc:
+            err = exc
         except Exception as exc:
-            raise LocalComputationError(
-                f"party {self.name!r}: the local computation raised {type(exc).__name__}: {exc}", party=self.name
-            ) from exc
+            err = LocalComputationError(
+                f"party {self.name!r}: the local computation raised {type(exc).__name__}; its message and "
+                "traceback stay inside the party (they may quote its data)",
+                party=self.name,
+                original_type=type(exc).__name__,
+            )
+        # Raised here, outside the handler, so that no foreign exception rides along as __context__, and
+        # without the party-side frames: their locals hold the party's rows and local aggregates (shown
+        # by IPython's verbose tracebacks, debuggers, pytest -l).
+        err.__cause__ = None
+        err.__context__ = None
+        err.__suppress_context__ = True
+        raise err.with_traceback(None)
 
     def __repr__(self) -> str:
         return f"<Party {self.name!r}: {self.n_rows} rows x {len(self.columns)} columns from {self.source}>"

@@ -55,7 +55,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from .backend import Backend, InProcessBackend, ProcessPoolBackend, Settled, _bind_party
-from .errors import ConfigurationError, FedbenchError, PartyUnavailableError
+from .errors import ConfigurationError, FedbenchError, LocalComputationError, PartyUnavailableError
 from .party import Party, validate_party_name
 
 __all__ = ["RayBackend", "RayParty"]
@@ -314,9 +314,24 @@ class RayBackend(Backend):
             ) from None
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause
-            if isinstance(cause, BaseException):
-                raise cause from None  # the party's own, already clear, error
-            raise
+            err: BaseException
+            if isinstance(cause, FedbenchError):
+                err = cause  # the party's own error, already stripped of data by Party.compute
+            else:
+                # Anything else (a failure Party.compute did not wrap): its text and Ray's remote traceback
+                # string may quote the party's data, so only the type name crosses.
+                err = LocalComputationError(
+                    f"party {name!r}: the call failed inside the party ({type(cause).__name__}); "
+                    "details stay with the party",
+                    party=name,
+                    original_type=type(cause).__name__,
+                )
+        # Raised outside the handler: Ray's RayTaskError (which carries the remote traceback text)
+        # must not ride along as __context__.
+        err.__cause__ = None
+        err.__context__ = None
+        err.__suppress_context__ = True
+        raise err
 
     def compute(self, parties: Sequence[Party], fn: Callable[[pl.DataFrame], R]) -> list[R]:
         """Run ``fn`` in every party's actor concurrently."""

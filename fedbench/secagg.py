@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from .crypto.packing import Encoding, PackingLayout
 from .crypto.paillier import FastEncryptor, PaillierKeys, add_ciphertext_vectors, decrypt_many
-from .errors import EncodingRangeError, NonFiniteValueError, ProtocolError, TooFewPartiesError
+from .errors import EncodingRangeError, LocalResultError, NonFiniteValueError, ProtocolError, TooFewPartiesError
 from .wire import bytes_to_ints, dumps, ints_to_bytes
 
 if TYPE_CHECKING:
@@ -68,31 +68,61 @@ def _add_integer_noise(encoded: np.ndarray, noise: np.ndarray, encoding: Encodin
 
 @dataclass(frozen=True)
 class VectorSpec:
-    """Names and shapes of the entries a local function returns (public)."""
+    """Names and shapes of the entries a local function returns (public).
+
+    ``integral`` marks the entries the party returned as integers (Python or
+    numpy ints): they are encoded and summed exactly.  It is not part of the
+    equality of two specs: parties may disagree (an ``Int64`` column in one,
+    ``Float64`` in another) and the entry is then summed as a float.
+    """
 
     names: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
+    integral: tuple[bool, ...] = field(default=(), compare=False)
 
     @classmethod
     def of(cls, local: Mapping[str, Any], party: str) -> VectorSpec:
-        """Spec of one party's local result; raises if it is not numeric."""
+        """Spec of one party's local result; raises if it is not real-valued.
+
+        Raises
+        ------
+        ProtocolError
+            The result is not a non-empty dict with string keys, or an entry is not numeric.
+        LocalResultError
+            An entry is complex (its imaginary part would be lost).
+        """
         if not isinstance(local, Mapping) or not local:
             raise ProtocolError(
                 f"party {party!r}: the local function must return a non-empty dict of numbers or arrays, "
                 f"got {type(local).__name__}"
             )
         shapes = []
+        integral = []
         for k, v in local.items():
             if not isinstance(k, str):
-                raise ProtocolError(f"party {party!r}: result keys must be strings, got {k!r}")
+                raise ProtocolError(f"party {party!r}: result keys must be strings, got {type(k).__name__}")
             try:
-                arr = np.asarray(v, dtype=np.float64)
+                raw = np.asarray(v)
             except (TypeError, ValueError):
-                raise ProtocolError(
-                    f"party {party!r}: result {k!r} is not numeric ({type(v).__name__})"
-                ) from None
+                raw = np.asarray(None, dtype=object)
+            if raw.dtype.kind == "c" or (raw.dtype == object and any(isinstance(e, complex | np.complexfloating)
+                                                                     for e in raw.ravel().tolist())):
+                raise LocalResultError(
+                    f"party {party!r}: result {k!r} is complex; only real numbers can be aggregated "
+                    "(return the real and imaginary parts as two entries)",
+                    party=party,
+                    column=k,
+                )
+            exact = raw.dtype.kind in "iub" or (
+                raw.dtype == object and raw.size > 0 and all(isinstance(e, int) for e in raw.ravel().tolist())
+            )
+            try:
+                arr = raw if exact else np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ProtocolError(f"party {party!r}: result {k!r} is not numeric ({type(v).__name__})") from None
             shapes.append(arr.shape)
-        return cls(tuple(local), tuple(shapes))
+            integral.append(bool(exact))
+        return cls(tuple(local), tuple(shapes), tuple(integral))
 
     @property
     def size(self) -> int:
@@ -106,20 +136,61 @@ class VectorSpec:
             out.extend([name] * math.prod(shape))
         return out
 
+    def entry_integral(self) -> np.ndarray:
+        """One flag per scalar: whether it was returned as an integer."""
+        flags = self.integral or (False,) * len(self.names)
+        return np.repeat(np.array(flags, dtype=bool), [math.prod(s) for s in self.shapes]).astype(bool)
+
     def flatten(self, local: Mapping[str, Any]) -> np.ndarray:
         """Concatenate a local result into one float vector."""
         return np.concatenate([np.asarray(local[k], dtype=np.float64).ravel() for k in self.names])
 
-    def unflatten(self, vec: np.ndarray) -> dict[str, float | np.ndarray]:
-        """Split a vector back into named entries (scalars as float)."""
-        out: dict[str, float | np.ndarray] = {}
+    def flatten_exact(self, local: Mapping[str, Any]) -> np.ndarray:
+        """Like :meth:`flatten`, but integer entries stay exact Python ints (object vector) if there are any."""
+        if not any(self.integral):
+            return self.flatten(local)
+        parts: list[object] = []
+        for k, exact in zip(self.names, self.integral, strict=True):
+            arr = np.asarray(local[k])
+            if exact:
+                parts.extend(int(e) for e in arr.ravel().tolist())
+            else:
+                parts.extend(float(e) for e in np.asarray(arr, dtype=np.float64).ravel().tolist())
+        out = np.empty(len(parts), dtype=object)
+        out[:] = parts
+        return out
+
+    def unflatten(self, vec: np.ndarray) -> dict[str, Any]:
+        """Split a vector back into named entries (scalars as float, or int for exact integer entries)."""
+        out: dict[str, Any] = {}
         i = 0
         for name, shape in zip(self.names, self.shapes, strict=True):
             k = math.prod(shape)
             part = vec[i : i + k]
-            out[name] = float(part[0]) if shape == () else part.reshape(shape).copy()
+            if part.dtype == object:
+                out[name] = _exact_entry(part, shape)
+            else:
+                out[name] = float(part[0]) if shape == () else part.reshape(shape).copy()
             i += k
         return out
+
+
+def _exact_entry(part: np.ndarray, shape: tuple[int, ...]) -> Any:
+    values = part.tolist()
+    if shape == ():
+        v = values[0]
+        return v if isinstance(v, int) else float(v)
+    if not all(isinstance(v, int) for v in values):
+        return np.array(values, dtype=np.float64).reshape(shape)
+    if all(abs(v) <= _EXACT_FLOAT for v in values):
+        return np.array(values, dtype=np.float64).reshape(shape)  # exact in float64: keep the usual dtype
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out.reshape(shape)
+
+
+#: Integers up to this magnitude are exact in float64.
+_EXACT_FLOAT = 2**53
 
 
 @dataclass
@@ -200,12 +271,15 @@ def party_contribution(
     local = local_fn(df)
     spec = VectorSpec.of(local, name)
     labels = spec.entry_names()
-    vec = spec.flatten(local)
-    bad = np.flatnonzero(~np.isfinite(vec))
+    vec = spec.flatten_exact(local)
+    floats = vec if vec.dtype != object else np.array(
+        [0.0 if isinstance(v, int) else v for v in vec.tolist()], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(floats))
     if bad.size:
         col = labels[int(bad[0])]
+        # Which non-finite value (NaN, +inf or -inf) it is would tell the sign of an overflow: not quoted.
         raise NonFiniteValueError(
-            f"party {name!r}: {col!r} is {vec[bad[0]]!r}; NaN and infinity cannot be aggregated "
+            f"party {name!r}: {col!r} holds NaN or infinity; NaN and infinity cannot be aggregated "
             "(replace them or filter them out first)",
             party=name,
             column=col,
@@ -299,9 +373,10 @@ def secure_aggregate(
     spec = contributions[0].spec
     for name, c in zip(names, contributions, strict=True):
         if c.spec != spec:
+            # Neither party's names nor shapes are quoted: a local function can make them depend on its data.
             raise ProtocolError(
-                f"party {name!r} returned entries {_describe(c.spec)} but party {names[0]!r} returned "
-                f"{_describe(spec)}; every party must return the same names and shapes"
+                f"party {name!r} returned entries that differ from party {names[0]!r}'s in names or shapes; "
+                "every party must return the same names and shapes"
             )
     if before_release is not None:
         before_release()
@@ -313,13 +388,18 @@ def secure_aggregate(
     for name in names if key_recipients is None else key_recipients:
         channel.send("keyholder", name, "public-key", pk_payload, encrypted=False)
     # Parties announce the (public) vector layout so the aggregator can check it.
-    layout_payload = dumps({"names": list(spec.names), "shapes": [list(s) for s in spec.shapes],
-                            "frac_bits": encoding.frac_bits, "value_bits": encoding.value_bits})
+    layout_base = {"names": list(spec.names), "shapes": [list(s) for s in spec.shapes],
+                   "frac_bits": encoding.frac_bits, "value_bits": encoding.value_bits}
+    # An entry is summed exactly as an integer only if every party announced it as one (public dtype).
+    integral = np.logical_and.reduce([c.spec.entry_integral() for c in contributions])
+    if party_noise is not None:
+        integral = np.zeros_like(integral)  # noise shares are on the 2**-frac_bits grid: decode as floats
 
     # 3. Parties -> aggregator.
     received: list[list[int]] = []
     for name, c in zip(names, contributions, strict=True):
-        channel.send(name, "aggregator", "layout", layout_payload, encrypted=False)
+        layout_msg = layout_base | ({"integral": list(c.spec.integral)} if any(c.spec.integral) else {})
+        channel.send(name, "aggregator", "layout", dumps(layout_msg), encrypted=False)
         data = channel.send(name, "aggregator", "ciphertexts", ints_to_bytes(c.ciphertexts, ct_width),
                             encrypted=True, seconds=c.seconds)
         received.append(bytes_to_ints(data, ct_width))
@@ -343,7 +423,7 @@ def secure_aggregate(
     plain = [m for part in backend.map(_decrypt_chunk, dec_items) for m in part]
     slot_sums = layout.unpack(plain, spec.size)
     if central_noise is None:
-        vec = encoding.decode_sum(slot_sums, len(parties))
+        vec = encoding.decode_sum(slot_sums, len(parties), integral=integral)
     else:
         # Exact integer aggregate plus integer noise, then one correctly rounded division.
         total_offset = len(parties) << (encoding.value_bits - 1)
@@ -352,8 +432,9 @@ def secure_aggregate(
         vec = np.array([(int(s) - total_offset + int(e)) / scale for s, e in zip(slot_sums.tolist(), z.tolist(),
                                                                                  strict=True)], dtype=np.float64)
     dec_seconds = time.perf_counter() - t0
-    channel.send("keyholder", "analyst", "aggregate", vec.astype("<f8").tobytes(), encrypted=False,
-                 seconds=dec_seconds)
+    # Exact integer sums travel as canonical JSON (float64 would round them beyond 2**53).
+    released = vec.astype("<f8").tobytes() if vec.dtype != object else dumps(vec.tolist())
+    channel.send("keyholder", "analyst", "aggregate", released, encrypted=False, seconds=dec_seconds)
 
     return AggregationOutcome(
         value=spec.unflatten(vec),
@@ -363,7 +444,3 @@ def secure_aggregate(
         seconds={"encrypt": enc_seconds, "aggregate": agg_seconds, "decrypt": dec_seconds},
         fast_encryption=h_s is not None,
     )
-
-
-def _describe(spec: VectorSpec) -> str:
-    return "{" + ", ".join(f"{n}: {s or 'scalar'}" for n, s in zip(spec.names, spec.shapes, strict=True)) + "}"

@@ -11,6 +11,10 @@ Null policy (per call, ``nulls=``)
     securely summed and reported as a total; ``"error"``: any null raises
     :class:`~fedbench.errors.NullValuesError` naming the party and column.
     NaN and infinity always raise :class:`~fedbench.errors.NonFiniteValueError`.
+
+Integer columns are summed exactly (Python ints, also beyond ``2**53``).
+Error messages name the party and column only: never how many nulls, nor
+which non-finite value, a party holds (errors leave the party).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .errors import ConfigurationError, NonFiniteValueError, NullValuesError
 __all__ = [
     "NULL_POLICIES",
     "column_values",
+    "exact_integer_sum",
     "local_column_sums",
     "local_complete_cases",
     "local_cross_deviations",
@@ -46,30 +51,69 @@ def check_null_policy(nulls: str) -> str:
 def column_values(df: pl.DataFrame, column: str, nulls: str) -> tuple[np.ndarray, int]:
     """Non-null values of a column as float64 and the number of nulls (inside a party)."""
     s = df.get_column(column)
-    n_null = s.null_count()
-    if n_null and nulls == "error":
-        raise NullValuesError(
-            f"column {column!r} has {n_null} null values; pass nulls='skip' to leave them out",
-            column=column,
-        )
+    n_null = _check_nulls(s, column, nulls)
     v = s.drop_nulls().cast(pl.Float64).to_numpy()
     if not np.isfinite(v).all():
-        bad = v[~np.isfinite(v)][0]
         raise NonFiniteValueError(
-            f"column {column!r} holds {bad!r}; NaN and infinity cannot be aggregated "
+            f"column {column!r} holds NaN or infinity; NaN and infinity cannot be aggregated "
             "(turn them into nulls with fill_nan(None) or drop them)",
             column=column,
         )
     return v, n_null
 
 
-def local_column_sums(df: pl.DataFrame, *, columns: Sequence[str], nulls: str) -> dict[str, float]:
-    """Per column: sum of non-null values, their count, and the nulls skipped."""
-    out: dict[str, float] = {}
+def _check_nulls(s: pl.Series, column: str, nulls: str) -> int:
+    n_null = s.null_count()
+    if n_null and nulls == "error":
+        # How many nulls is the party's own business: the message says only that there are some.
+        raise NullValuesError(
+            f"column {column!r} has null values; pass nulls='skip' to leave them out",
+            column=column,
+        )
+    return n_null
+
+
+def exact_integer_sum(values: np.ndarray) -> int:
+    """Exact sum of a signed or unsigned integer array, as a Python int.
+
+    Each value is split into its high and low 32 bits and both halves are summed
+    in 64-bit arithmetic, which cannot overflow below 2**31 values; float64 would
+    round sums beyond 2**53, and an int64 sum can wrap.
+    """
+    raw = np.asarray(values)
+    if raw.size == 0:
+        return 0
+    hi: np.ndarray
+    lo: np.ndarray
+    if raw.dtype.kind == "u":
+        u = raw.astype(np.uint64)
+        hi, lo = u >> np.uint64(32), u & np.uint64(0xFFFFFFFF)
+    else:
+        s = raw.astype(np.int64)
+        hi, lo = s >> np.int64(32), s & np.int64(0xFFFFFFFF)  # arithmetic shift: s == hi * 2**32 + lo
+    total, step = 0, 1 << 31
+    for i in range(0, raw.size, step):
+        total += (int(hi[i : i + step].sum()) << 32) + int(lo[i : i + step].sum())
+    return total
+
+
+def local_column_sums(df: pl.DataFrame, *, columns: Sequence[str], nulls: str) -> dict[str, float | int]:
+    """Per column: sum of non-null values, their count, and the nulls skipped.
+
+    The sum of an integer column is an exact Python int.
+    """
+    out: dict[str, float | int] = {}
     for c in columns:
-        v, n_null = column_values(df, c, nulls)
-        out[f"sum:{c}"] = float(v.sum())
-        out[f"count:{c}"] = float(v.size)
+        s = df.get_column(c)
+        if s.dtype.is_integer():
+            n_null = _check_nulls(s, c, nulls)
+            ints = s.drop_nulls().to_numpy()
+            out[f"sum:{c}"] = exact_integer_sum(ints)  # a Python int: encoded and summed exactly
+            out[f"count:{c}"] = float(ints.size)
+        else:
+            v, n_null = column_values(df, c, nulls)
+            out[f"sum:{c}"] = float(v.sum())
+            out[f"count:{c}"] = float(v.size)
         out[f"nulls:{c}"] = float(n_null)
     return out
 

@@ -15,6 +15,18 @@ Packing (BatchCrypt, Zhang et al., USENIX ATC 2020)
     2048-bit key holds about 97 slots of 16-bit values for 10 parties.  Adding
     ciphertexts adds every slot at once.
 
+Range refusals (what they reveal)
+    ``max_abs`` is rounded up to a power of two (``value_bits`` is an integer),
+    and a refusal names the party and the entry, never the value.  A refusal is
+    still one bit about the party's local aggregate ("its magnitude reaches
+    the limit"): an analyst who varies ``max_abs`` learns, per party and
+    entry, the power-of-two bracket ``2**k <= |x| < 2**(k+1)`` of the local
+    aggregate, and nothing finer (up to the fixed-point rounding right at
+    ``2**k``: with ``frac_bits=f``, whether ``|x|`` lies within ``2**-(f+1)``
+    below it).  That bit is inherent to refusing instead of
+    silently wrapping; under DP the refused value includes the party's noise
+    share, but the bracket of a large aggregate is barely blurred by it.
+
 Overflow
     Every party checks its own values against the encodable range before
     encrypting.  After decryption every slot must hold less than
@@ -77,7 +89,11 @@ class Encoding:
         return math.ldexp(1.0, -self.frac_bits)
 
     def encode(self, x: np.ndarray, *, party: str | None = None, names: list[str] | None = None) -> np.ndarray:
-        """Encode a float vector as offset non-negative integers.
+        """Encode a vector as offset non-negative integers.
+
+        ``x`` is a float vector, or an object vector mixing Python ints and
+        floats: integers are encoded exactly (``v << frac_bits`` in integer
+        arithmetic), so integer sums stay exact beyond ``2**53``.
 
         Returns a ``uint64`` array when the encoding fits 64 bits, else an
         object array of Python ints.
@@ -85,37 +101,95 @@ class Encoding:
         Raises
         ------
         EncodingRangeError
-            If a value is beyond the encodable range; the error names the party
-            and the entry (``names[i]``) that overflowed.
+            If a value is beyond the encodable range; the error names the party,
+            the entry (``names[i]``) and the public limit, never the value.
         """
+        limit = 1 << (self.value_bits - 1)
+        if np.asarray(x).dtype == object:
+            scaled_list, bad_i = _scale_exact(list(np.asarray(x).ravel()), self.frac_bits, limit)
+            if bad_i is not None:
+                raise self._range_error(bad_i, party, names)
+            offset = limit
+            if self.value_bits <= 63:
+                return np.array([s + offset for s in scaled_list], dtype=np.uint64)
+            return np.array([s + offset for s in scaled_list], dtype=object)
         x = np.asarray(x, dtype=np.float64).ravel()
-        scaled = np.rint(np.ldexp(x, self.frac_bits))
-        limit = math.ldexp(1.0, self.value_bits - 1)
-        bad = np.flatnonzero(~(np.abs(scaled) < limit))
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = np.rint(np.ldexp(x, self.frac_bits))
+        bad = np.flatnonzero(~(np.abs(scaled) < math.ldexp(1.0, self.value_bits - 1)))
         if bad.size:
-            i = int(bad[0])
-            what = names[i] if names is not None and i < len(names) else f"entry {i}"
-            raise EncodingRangeError(
-                f"party {party!r}: value {x[i]!r} of {what!r} is beyond the encodable range "
-                f"(|x| < {self.max_abs:g} at {self.frac_bits} fractional bits); "
-                "pass a larger max_abs or fewer frac_bits",
-                party=party,
-                column=what,
-            )
-        offset = 1 << (self.value_bits - 1)
+            raise self._range_error(int(bad[0]), party, names)
+        offset = limit
         if self.value_bits <= 63:
             return (scaled.astype(np.int64) + np.int64(offset)).astype(np.uint64)
         return np.array([int(v) + offset for v in scaled.tolist()], dtype=object)
 
-    def decode_sum(self, slot_sums: np.ndarray, n_parties: int) -> np.ndarray:
-        """Decode slot sums of ``n_parties`` offset values back to floats."""
+    def _range_error(self, i: int, party: str | None, names: list[str] | None) -> EncodingRangeError:
+        # The value itself is deliberately absent: the analyst picks max_abs, so quoting the value (or
+        # how far it overshoots) would let them read any local aggregate out of a refusal.
+        what = names[i] if names is not None and i < len(names) else f"entry {i}"
+        return EncodingRangeError(
+            f"party {party!r}: {what!r} is beyond the encodable range "
+            f"(|x| < {self.max_abs:g} at {self.frac_bits} fractional bits); "
+            "pass a larger max_abs or fewer frac_bits",
+            party=party,
+            column=what,
+        )
+
+    def decode_sum(self, slot_sums: np.ndarray, n_parties: int,
+                   integral: np.ndarray | None = None) -> np.ndarray:
+        """Decode slot sums of ``n_parties`` offset values.
+
+        Parameters
+        ----------
+        slot_sums : numpy.ndarray
+            Unpacked slot sums.
+        n_parties : int
+            Number of vectors that were summed.
+        integral : array of bool, optional
+            Entries every party encoded as exact integers: these decode to exact
+            Python ints (an object array is returned when there is any).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``float64``, or ``object`` (Python ints and floats) when ``integral`` marks any entry.
+        """
         total_offset = n_parties << (self.value_bits - 1)
+        if integral is not None and bool(np.any(integral)):
+            scale = 1 << self.frac_bits
+            out: list[int | float] = []
+            for s, exact in zip(slot_sums.tolist(), np.asarray(integral, dtype=bool).tolist(), strict=True):
+                t = int(s) - total_offset
+                out.append(t >> self.frac_bits if exact else t / scale)  # int / int is correctly rounded
+            res = np.empty(len(out), dtype=object)
+            res[:] = out
+            return res
         if slot_sums.dtype == np.uint64:
             # Two's complement in uint64 then reinterpretation gives the signed sum exactly.
             signed = (slot_sums - np.uint64(total_offset)).view(np.int64)
             return np.ldexp(signed.astype(np.float64), -self.frac_bits)
         scale = 1 << self.frac_bits
         return np.array([(int(s) - total_offset) / scale for s in slot_sums], dtype=np.float64)
+
+
+def _scale_exact(values: list[object], frac_bits: int, limit: int) -> tuple[list[int], int | None]:
+    """Fixed-point integers of a mixed int/float list; the index of the first out-of-range value."""
+    out: list[int] = []
+    flimit = float(limit) if limit.bit_length() <= 1023 else math.inf
+    for i, v in enumerate(values):
+        if isinstance(v, int | np.integer):  # bool included: exact integer arithmetic
+            s = int(v) << frac_bits
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                f = float(np.rint(np.ldexp(float(v), frac_bits)))  # type: ignore[arg-type]
+            if not abs(f) < flimit:
+                return out, i
+            s = int(f)
+        if not abs(s) < limit:
+            return out, i
+        out.append(s)
+    return out, None
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,16 @@ __all__ = ["compare_models", "local_baseline"]
 
 def local_baseline(df: pl.DataFrame, *, spec: DataSpec, estimator: Any) -> Any:
     """Fit a copy of ``estimator`` on this party's training rows only (inside the party)."""
-    from sklearn.base import clone
+    from sklearn.base import clone, is_classifier
     from sklearn.exceptions import ConvergenceWarning
+
+    from ..errors import EmptyPartyError
 
     x, y = local_xy(df, spec, "train")
     model = clone(estimator)
+    if y is not None and is_classifier(model) and np.unique(np.asarray(y)).size < 2:
+        # Said here, in fedbench's words: scikit-learn's own message quotes the class, and errors leave the party.
+        raise EmptyPartyError("its training rows hold a single class; a classifier needs two")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         if y is None:

@@ -122,7 +122,7 @@ def _target(df: pl.DataFrame, target: str) -> np.ndarray:
     n_null = s.null_count()
     if n_null:
         raise NullValuesError(
-            f"target column {target!r} has {n_null} missing values; drop those rows first "
+            f"target column {target!r} has missing values; drop those rows first "
             "(a label cannot be imputed)",
             column=target,
         )
@@ -327,15 +327,14 @@ def check_local(df: pl.DataFrame, spec: DataSpec, *, allow_nulls: bool, min_trai
     x, _ = local_xy(df, spec, "train")
     if x.height < min_train:
         raise EmptyPartyError(
-            f"only {x.height} training rows after holding out test_size={spec.test_size}; "
-            f"need at least {min_train}"
+            f"fewer than {min_train} training rows after holding out test_size={spec.test_size}"
         )
     if not allow_nulls:
         for c in spec.features:
             n_null = df.get_column(c).null_count()
             if n_null:
                 raise NullValuesError(
-                    f"feature {c!r} has {n_null} missing values and the model cannot take them; "
+                    f"feature {c!r} has missing values and the model cannot take them; "
                     "put SimpleImputer() first in a pipeline or drop those rows",
                     column=c,
                 )
@@ -345,7 +344,7 @@ def check_local(df: pl.DataFrame, spec: DataSpec, *, allow_nulls: bool, min_trai
             bad = s.is_infinite().sum() + s.is_nan().sum()
             if bad:
                 raise NonFiniteValueError(
-                    f"feature {c!r} holds {bad} NaN or infinite values; turn them into nulls "
+                    f"feature {c!r} holds NaN or infinite values; turn them into nulls "
                     "(fill_nan(None)) and impute them",
                     column=c,
                 )

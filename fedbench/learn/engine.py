@@ -317,7 +317,8 @@ class Session:
                         if o.error is None or o.timed_out:  # a late party keeps its result once it finishes
                             backend.post(other, forget)
                     raise exc
-                detail = str(exc) if isinstance(exc, FedbenchError) else f"{type(exc).__name__}: {exc}"
+                # A foreign exception's text may quote the party's data: its type name only.
+                detail = str(exc) if isinstance(exc, FedbenchError) else type(exc).__name__
                 failures.append(PartyFailure(round, name, "error", detail, stage))
                 continue
             if s.timed_out or (self.party_timeout is not None and s.seconds > self.party_timeout):

@@ -215,8 +215,8 @@ def v_setup(df: pl.DataFrame, *, token: int, party: str, rows: np.ndarray, test:
         classes = np.unique(y)
         if classes.size != 2:
             raise ConfigurationError(
-                f"vertical logistic regression needs a binary target; {target!r} has {classes.size} classes "
-                "in the aligned training rows"
+                f"vertical logistic regression needs a binary target; {target!r} does not have exactly two "
+                "classes in the aligned training rows"
             )
         state["t"] = np.where(y == classes[1], 1.0, -1.0)
         state["classes"] = classes

@@ -29,6 +29,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
+from ..backend import run_local_function
 from ..errors import (
     BudgetNotSetError,
     DataLoadError,
@@ -127,6 +128,7 @@ def _local_function(head: CodeType | None, tail: CodeType, base: Mapping[str, An
     def local(df: Any) -> dict[str, Any]:
         # A fresh copy of the namespace per party: assignments stay inside the party.
         ns = {"pl": pl, "np": np, **base, "df": df}
+        failure: LocalComputationError | None = None
         try:
             if head is not None:
                 exec(head, ns)
@@ -134,10 +136,14 @@ def _local_function(head: CodeType | None, tail: CodeType, base: Mapping[str, An
         except FedbenchError:
             raise
         except Exception as exc:
+            # Line and type only: the exception's own text may quote the party's data, and it leaves the party.
             where = _cell_line(exc)
-            raise LocalComputationError(
-                f"{'line ' + str(where) + ': ' if where else ''}{type(exc).__name__}: {exc}"
-            ) from exc
+            failure = LocalComputationError(
+                f"{'line ' + str(where) + ': ' if where else ''}{type(exc).__name__}",
+                original_type=type(exc).__name__,
+            )
+        if failure is not None:
+            raise failure
         if not isinstance(value, Mapping):
             raise LocalComputationError(
                 f"the last expression gave a {type(value).__name__}; end the cell with a dict of numbers or "
@@ -377,11 +383,13 @@ class Fedbench(Magics, FedbenchConfig):
         # mismatched entries then fails before the budget is charged (check-then-spend charges first).
         shapes: dict[str, tuple[int, ...]] | None = None
         for n in names:
-            mine = {k: np.shape(v) for k, v in fed[n].compute(local).items()}
+            dry = functools.partial(run_local_function, fn=local, timeout=getattr(fed, "local_timeout", None))
+            mine = {k: np.shape(v) for k, v in fed[n].compute(dry).items()}
             if shapes is not None and mine != shapes:
+                # Names and shapes are not quoted: the cell can make them depend on the party's data.
                 raise LocalComputationError(
-                    f"party {n!r} returned entries {mine} but {names[0]!r} returned {shapes}; every party must "
-                    "return the same names and shapes", party=n,
+                    f"party {n!r} returned entries that differ from {names[0]!r}'s in names or shapes; every "
+                    "party must return the same names and shapes", party=n,
                 )
             shapes = mine
         options = {k: v for k, v in (("delta", cmd.args.delta), ("mechanism", cmd.args.mechanism),
