@@ -88,7 +88,7 @@ def test_update_noise_shares_sum_to_the_dpfedavg_noise() -> None:
     config = DPConfig(noise_multiplier=1.5, clip=2.0)
     like = [np.zeros((N // 4, 2)), np.zeros(N // 2)]
     gen = rng()
-    shares = [update_noise_share(like, config, 5, rng=gen) for _ in range(5)]
+    shares = [update_noise_share(like, config, 5, rng=gen) for _ in range(4)]  # any 4 of 5 give the full noise
     total = np.concatenate([np.sum([s[i] for s in shares], axis=0).ravel() for i in range(2)])
     assert np.std(total) == pytest.approx(config.noise_std, rel=0.05)
     central = add_update_noise(np.zeros(N), config, rng=rng())

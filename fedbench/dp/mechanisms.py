@@ -501,10 +501,14 @@ def update_noise_share(
 ) -> Update:
     """One party's Gaussian noise share, shaped like ``like``, for distributed DP-FedAvg.
 
-    Each of ``n_parties`` adds N(0, noise_std**2 / n_parties) to its clipped
-    update before encryption, so the secure sum carries the full noise.
+    Each of ``n_parties`` (>= 2) adds N(0, noise_std**2 / (n_parties - 1)) to
+    its clipped update before encryption, so the shares of any
+    ``n_parties - 1`` of them carry the full noise: a party that subtracts its
+    own share still faces ``noise_std``.
     """
+    if check_count(n_parties, "n_parties") < 2:
+        raise ConfigurationError(f"distributed noise needs at least 2 parties, got n_parties={n_parties}")
     gen = _rng(rng)
-    std = config.share_std(n_parties)
+    std = config.noise_std / math.sqrt(n_parties - 1)
     shares = [gen.normal(0.0, std, np.shape(a)) for a in _arrays(like)]
     return shares[0] if isinstance(like, np.ndarray) else shares
