@@ -342,6 +342,7 @@ class FedAvg(Strategy):
             "rounds": acc.rounds,
             "delta": acc.delta,
             "epsilon": acc.epsilon(),
+            "epsilon_pld": acc.epsilon_pld(),
             "epsilon_outsider": acc.epsilon(outsider=True),
             "participation": PARTICIPATION_NOTE,
             "degraded_rounds": acc.degraded,
@@ -410,6 +411,20 @@ class _PartyAccountant:
 
             self._curves[z] = rdp_curve([GaussianEvent(z, self.config.sample_rate)])
         return self._curves[z]
+
+    def events(self, *, outsider: bool = False) -> list[Any]:
+        """The rounds so far as accounting events, one per effective noise multiplier."""
+        from ..dp import GaussianEvent
+
+        counts = self._outsider if outsider else self._party
+        return [GaussianEvent(z, self.config.sample_rate, n) for z, n in counts.items()]
+
+    def epsilon_pld(self, *, outsider: bool = False) -> float:
+        """Epsilon by PLD accounting (tighter; what the ledger uses) at ``delta``."""
+        from ..dp.accounting import epsilon_pld
+
+        events = self.events(outsider=outsider)
+        return float(epsilon_pld(events, self.delta)) if events else 0.0
 
     def epsilon(self, *, outsider: bool = False) -> float:
         """Epsilon (RDP) at ``delta`` after the rounds so far."""

@@ -100,9 +100,9 @@ class PrivacySummary:
         if self.dp is None:
             return f"no differential privacy; {exact}"
         d = self.dp
-        return (f"DP-FedAvg ε = {d['epsilon']:.3g} at δ = {d['delta']:g} against a party (ε = "
-                f"{d['epsilon_outsider']:.3g} against an outsider holding no noise share); {d['participation']}; "
-                f"plus {exact}")
+        return (f"DP-FedAvg ε = {d['epsilon']:.3g} (RDP; {d['epsilon_pld']:.3g} by PLD) at δ = {d['delta']:g} "
+                f"against a party (ε = {d['epsilon_outsider']:.3g} against an outsider holding no noise share); "
+                f"{d['participation']}; plus {exact}")
 
     def lines(self) -> list[str]:
         """The summary as text lines (the headline, then one line per kind of release)."""
