@@ -204,9 +204,8 @@ def test_per_round_callback_feeds_the_training_dashboard(hospitals):
 
     records = []
     dash = TrainingDashboard(rounds=4)
-    run = hospitals.fit(make_pipeline(SimpleImputer(), StandardScaler(), SGDClassifier(random_state=0)),
-                        target="diagnosis", rounds=4, secure=False,
-                        callback=lambda rec: (records.append(rec), dash(rec)))
+    hospitals.fit(make_pipeline(SimpleImputer(), StandardScaler(), SGDClassifier(random_state=0)),
+                  target="diagnosis", rounds=4, secure=False, callback=lambda rec: (records.append(rec), dash(rec)))
     assert [r["round"] for r in records] == [1, 2, 3, 4]
     assert set(records[0]) >= {"round", "seconds", "nbytes", "loss", "accuracy", "parties"}
     assert records[-1]["parties"] == {}  # per-party values stay inside the parties by default

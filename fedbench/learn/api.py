@@ -584,7 +584,7 @@ def fit(
     else:
         model = clone(est)
         model.steps = fitted_steps
-    strat = info.get("strategy_obj")  # the final step's strategy, when it was trained by one
+    strat: Any = info.get("strategy_obj")  # the final step's strategy, when it was trained by one
     run = FitRun(
         model=model,
         history=session.history(),

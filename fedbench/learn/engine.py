@@ -281,7 +281,7 @@ class Session:
     @property
     def _budget(self) -> Any:
         budget = getattr(self.fed, "_budget", None)
-        return budget if budget is not None and getattr(budget, "parties", ()) else None
+        return budget if budget is not None and budget.parties else None
 
     def note_release(self, protocol: str, description: str, parties: Sequence[str], *, how: str = "plaintext",
                      differentially_private: bool = False, ledger: bool = True) -> None:

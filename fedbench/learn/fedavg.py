@@ -395,7 +395,7 @@ class _PartyAccountant:
         self.degraded = 0
         self._party: dict[float, int] = {}
         self._outsider: dict[float, int] = {}
-        self._curves: dict[float, Any] = {}
+        self._curves: dict[float, tuple[tuple[float, ...], np.ndarray]] = {}
 
     def add(self, z: float, *, outsider: float) -> None:
         """Account one round: ``z`` against a party, ``outsider`` against someone holding no share."""
@@ -404,7 +404,7 @@ class _PartyAccountant:
         self._party[z] = self._party.get(z, 0) + 1
         self._outsider[outsider] = self._outsider.get(outsider, 0) + 1
 
-    def _curve(self, z: float) -> Any:
+    def _curve(self, z: float) -> tuple[tuple[float, ...], np.ndarray]:
         if z not in self._curves:
             from ..dp import GaussianEvent
             from ..dp.accounting import rdp_curve
@@ -433,9 +433,8 @@ class _PartyAccountant:
         counts = self._outsider if outsider else self._party
         if not counts:
             return 0.0
-        orders = None
-        total = 0.0
-        for z, n in counts.items():
-            orders, rdp = self._curve(z)
-            total = total + n * rdp
+        # RDP composes additively at each order: the run's curve is the count-weighted sum of the per-round curves.
+        curves = [(self._curve(z), n) for z, n in counts.items()]
+        orders = curves[0][0][0]
+        total = np.sum([n * np.asarray(rdp) for (_, rdp), n in curves], axis=0)
         return float(rdp_epsilon_from_curve(orders, total, self.delta))

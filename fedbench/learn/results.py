@@ -357,6 +357,9 @@ def history_figure(history: pl.DataFrame, metric: str) -> Any:
     h = trained.filter(pl.col("stage") == last)
     for party in h.get_column("party").unique(maintain_order=True).to_list():
         sub = h.filter(pl.col("party") == party)
+        if sub.select(pl.col("loss", "metric").is_not_null().any()).row(0) == (False, False):
+            continue  # a party's own values stayed with it (party_metrics=False): nothing to draw
+
         mode = "lines+markers" if party == "<global>" else "markers"
         for col, idx in (("loss", 1), ("metric", 2)):
             fig.add_trace(go.Scatter(x=sub["round"].to_list(), y=sub[col].to_list(), mode=mode, name=party,
