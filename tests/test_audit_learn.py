@@ -213,3 +213,40 @@ def test_dp_fit_logs_its_exact_releases_in_the_ledger_and_the_summary(data):
     assert set(table["privacy"]) == {"DP", "exact, not DP"}
     assert table.filter(pl.col("privacy") == "DP")["protocol"].to_list() == ["dp-fedavg"]
     assert "exact, not DP" in repr(run) and "exact, not DP" in run._repr_html_()
+
+
+# -- the sampling coin and what a party that sits out sends ----------------------------------------
+def test_participation_coin_has_rate_q_and_ignores_numpy_seeding():
+    from fedbench.learn.fedavg import participates
+
+    np.random.seed(0)
+    a = [participates(0.3) for _ in range(4000)]
+    np.random.seed(0)
+    b = [participates(0.3) for _ in range(4000)]
+    assert a != b  # the OS CSPRNG, not numpy's (seedable) generator
+    assert abs(np.mean(a) - 0.3) < 0.03 and all(participates(1.0) for _ in range(50))
+
+
+@pytest.mark.parametrize(("sits_out", "moved"), [(True, False), (False, True)])
+def test_a_party_that_sits_out_sends_a_zero_update_of_the_same_shape(data, monkeypatch, sits_out, moved):
+    import fedbench.dp as fdp
+    import fedbench.learn.fedavg as fedavg
+
+    sent: list[np.ndarray] = []
+    real_share = fdp.update_noise_share
+
+    def no_noise(like, config, n_parties):
+        real_share(like, config, n_parties)  # still valid for n_parties (>= 2 shares expected)
+        sent.append(np.asarray(like).copy())
+        return np.zeros_like(like)
+
+    monkeypatch.setattr(fdp, "update_noise_share", no_noise)
+    monkeypatch.setattr(fedavg, "participates", lambda q: not sits_out)
+    fed = federation(data, 3, audit=False)
+    dp = DPConfig(noise_multiplier=1.0, clip=0.5, sample_rate=0.5, delta=1e-5)
+    run = dp_fit(fed, dp, 2, secure=False)
+    assert len(sent) == 3 * 2 and len({s.shape for s in sent}) == 1  # every party, every round, one shape
+    assert all(np.linalg.norm(s) <= 0.5 + 1e-9 for s in sent)  # clipped
+    assert all(not s.any() for s in sent) == sits_out
+    coef = np.concatenate([run.model.coef_.ravel(), run.model.intercept_.ravel()])
+    assert bool(np.any(coef != 0)) == moved  # zero updates leave the (zero) initial model where it was
