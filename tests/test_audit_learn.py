@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import make_classification
 from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import make_pipeline
@@ -250,3 +252,22 @@ def test_a_party_that_sits_out_sends_a_zero_update_of_the_same_shape(data, monke
     assert all(not s.any() for s in sent) == sits_out
     coef = np.concatenate([run.model.coef_.ravel(), run.model.intercept_.ravel()])
     assert bool(np.any(coef != 0)) == moved  # zero updates leave the (zero) initial model where it was
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pattern=st.lists(st.booleans(), min_size=3, max_size=3))
+def test_dp_round_over_paillier_equals_the_plaintext_sum_for_any_participation(data, monkeypatch, pattern):
+    """Secret participation changes only what each party adds, never how the sum is formed."""
+    import fedbench.dp as fdp
+    import fedbench.learn.fedavg as fedavg
+
+    monkeypatch.setattr(fdp, "update_noise_share", lambda like, config, n: np.zeros_like(like))
+    coefs = []
+    for secure in (True, False):
+        calls = iter(pattern * 2)  # one coin per party per round, parties in order (in-process backend)
+        monkeypatch.setattr(fedavg, "participates", lambda q, calls=calls: next(calls))
+        fed = federation(data, 3, audit=False)
+        run = dp_fit(fed, DPConfig(noise_multiplier=1.0, clip=0.5, sample_rate=0.5, delta=1e-5), 2, secure=secure)
+        coefs.append(np.concatenate([run.model.coef_.ravel(), run.model.intercept_.ravel()]))
+    np.testing.assert_allclose(coefs[0], coefs[1], atol=1e-5)  # fixed-point rounding only
+    assert bool(np.any(coefs[1] != 0)) == any(pattern)
