@@ -271,3 +271,18 @@ def test_dp_round_over_paillier_equals_the_plaintext_sum_for_any_participation(d
         coefs.append(np.concatenate([run.model.coef_.ravel(), run.model.intercept_.ravel()]))
     np.testing.assert_allclose(coefs[0], coefs[1], atol=1e-5)  # fixed-point rounding only
     assert bool(np.any(coefs[1] != 0)) == any(pattern)
+
+
+def test_a_round_with_missing_shares_is_charged_before_release_and_refused_over_budget(data):
+    from fedbench.errors import BudgetExceededError
+
+    dp = DPConfig(noise_multiplier=2.0, clip=1.0, delta=1e-5)
+    planned = epsilon_pld([GaussianEvent(2.0, 1.0, 3)], 1e-5)
+    fed = federation(data, 3, audit=False)
+    fed.set_budget(epsilon=planned * 1.02, delta=1e-5)  # room for the plan, not for a weaker round on top
+    n0 = len(fed.transcript)
+    with pytest.raises(BudgetExceededError):
+        dp_fit(fed, dp, 3, secure=False, min_parties=2, failure=lambda p, r: p == "party_2" and r == 2)
+    released = [m for m in list(fed.transcript)[n0:] if m.receiver == "analyst" and m.protocol == "dp-fedavg"]
+    assert len(released) == 1  # round 1 only: the refused round decrypted nothing
+    assert len([e for e in fed.budget.ledger if e.kind == "spend"]) == 1  # only the up-front plan was charged
