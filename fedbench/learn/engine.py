@@ -212,6 +212,10 @@ class Session:
     not treated as dropouts.
     party_timeout : float, optional
         Seconds a party's local step may take; slower parties are dropped from the round.
+    covered : frozenset of str
+        Protocols whose releases a DP charge already covers (DP-FedAvg's noisy sums).
+    party_metrics : bool, default False
+        Release each party's own diagnostics to the analyst in the clear (recorded as exact releases).
     """
 
     fed: Any
