@@ -76,7 +76,10 @@ def test_history_comparison_and_plot(run):
     g = run.global_history
     assert g["stage"].to_list()[:4] == ["setup", "simpleimputer", "standardscaler", "standardscaler"]
     per_party = run.history.filter((pl.col("party") != "<global>") & (pl.col("stage") == "logisticregression"))
-    assert set(per_party["party"]) == set(run.parties) and per_party["loss"].null_count() == 0
+    assert set(per_party["party"]) == set(run.parties)
+    # Each party's own loss and metric stay inside it unless party_metrics=True; the global loss is released.
+    assert per_party.select(pl.col("loss", "metric", "n").null_count().sum()).row(0) == (per_party.height,) * 3
+    assert g.filter(pl.col("stage") == "logisticregression")["loss"].null_count() == 0
     assert (g["bytes"].drop_nulls() > 0).all()
     tab = run.compare()
     assert tab.columns == ["model", "trained_on", "score", *run.parties, "note"]
@@ -201,13 +204,17 @@ def test_per_round_callback_feeds_the_training_dashboard(hospitals):
 
     records = []
     dash = TrainingDashboard(rounds=4)
-    run = hospitals.fit(make_pipeline(SimpleImputer(), StandardScaler(), SGDClassifier(random_state=0)),
-                        target="diagnosis", rounds=4, secure=False,
-                        callback=lambda rec: (records.append(rec), dash(rec)))
+    hospitals.fit(make_pipeline(SimpleImputer(), StandardScaler(), SGDClassifier(random_state=0)),
+                  target="diagnosis", rounds=4, secure=False, callback=lambda rec: (records.append(rec), dash(rec)))
     assert [r["round"] for r in records] == [1, 2, 3, 4]
     assert set(records[0]) >= {"round", "seconds", "nbytes", "loss", "accuracy", "parties"}
-    assert set(records[-1]["parties"]) == set(run.parties)
+    assert records[-1]["parties"] == {}  # per-party values stay inside the parties by default
     assert len(dash.records) == 4
+    opted = hospitals.fit(make_pipeline(SimpleImputer(), StandardScaler(), SGDClassifier(random_state=0)),
+                          target="diagnosis", rounds=2, secure=False, party_metrics=True,
+                          callback=lambda rec: (records.append(rec), dash(rec)))
+    assert set(records[-1]["parties"]) == set(opted.parties)
+    assert opted.transcript.filter(kind="party-metrics")  # the opt-in release is on the record
 
 
 def test_round_results_stay_with_their_parties_until_the_secure_sum():
@@ -230,6 +237,6 @@ def test_round_results_stay_with_their_parties_until_the_secure_sum():
     results, failures, _ = session.run_local(fed.party_names, step, round=1, stage="t")
     assert not failures
     assert all(isinstance(r["sum"], Stashed) for r in results.values())
-    assert all(r["party"] == {"n": 4} for r in results.values())
+    assert all("party" not in r for r in results.values())  # the party's own values stayed with it
     total, _ = session.sum_held({n: r["sum"] for n, r in results.items()}, encoding=fed.encoding, protocol="fit")
     np.testing.assert_allclose(total["update"], np.full(3, 3.0))

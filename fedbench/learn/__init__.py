@@ -19,7 +19,7 @@ Entry points (also reachable as ``fed.fit(...)`` and ``fed.fit_vertical(...)``):
 from __future__ import annotations
 
 from .api import SUPPORTED, fit
-from .engine import PartyFailure
+from .engine import PartyFailure, Release
 from .estimators import FedAvgClassifier, FedAvgRegressor
 from .fedavg import FedAvg, FedProx
 from .glm import FedNewton
@@ -31,7 +31,7 @@ from .partition import (
     quantity_partition,
     to_federation,
 )
-from .results import FitRun, StepInfo
+from .results import FitRun, PrivacySummary, StepInfo
 from .strategy import FitInstruction, Strategy
 from .vertical import VerticalRun, fit_vertical
 
@@ -45,6 +45,8 @@ __all__ = [
     "FitInstruction",
     "FitRun",
     "PartyFailure",
+    "PrivacySummary",
+    "Release",
     "StepInfo",
     "Strategy",
     "VerticalRun",

@@ -172,6 +172,8 @@ def _agree_classes(session: Session, spec: DataSpec) -> tuple[list[Any], dict[st
     for p in session.parties:
         channel.send("coordinator", p.name, "label-union", dumps(classes), encrypted=False)
     session.transcript.extend(channel.run)
+    for p in session.parties:  # each party's own label set, in the clear: one exact release each
+        session.note_release("label_union", "the set of target labels the party holds", [p.name])
     return classes, per_party
 
 
@@ -343,7 +345,7 @@ def fit(
     evaluate_every: int | None = None,
     tol: float | None = None,
     server_learning_rate: float = 1.0,
-    party_metrics: bool = True,
+    party_metrics: bool = False,
     frac_bits: int | None = None,
     max_abs: float | None = None,
     callback: Callable[[dict[str, Any]], Any] | None = None,
@@ -378,7 +380,9 @@ def fit(
         Fraction of each party's rows held out (split inside the party with
         ``seed``; stratified for classifiers) for evaluation and :meth:`FitRun.compare`.
     seed : int, default 0
-        Seed of splits, sampling and initialisation.
+        Seed of the held-out split, of ``fraction_fit`` client sampling (without
+        ``dp``) and of initialisation.  DP-FedAvg's sampling never uses it:
+        each party draws its participation from the OS CSPRNG.
     local_epochs, proximal_mu, fraction_fit, server_learning_rate
         FedAvg/FedProx settings (see :class:`~fedbench.learn.FedAvg`).
     min_parties : int, optional
@@ -402,15 +406,21 @@ def fit(
         held-out rows are not differentially private).
     tol : float, optional
         Convergence tolerance of Newton/L-BFGS.
-    party_metrics : bool, default True
-        Report each party's own loss and metric in the history (simulation
-        diagnostics; in a deployment each party sees only its own rows).
+    party_metrics : bool, default False
+        Release each party's own training loss, training-row count and
+        held-out metric to the analyst, in the clear, every round (per-party
+        history rows and the callback's ``parties``).  This is an explicit
+        exact release: each message is in the transcript (party -> analyst)
+        and, when budgets are in force, in the privacy ledger as not
+        differentially private.  By default these values stay inside the
+        parties, and only federation-wide aggregates are released.
     frac_bits, max_abs : optional
         Override the fixed-point encoding of model-update sums.
     callback : callable, optional
         Called after every training round of the final step with a record
         ``{"round", "stage", "seconds", "nbytes", "loss", <metric>, "epsilon",
-        "parties": {party: {...}}}``, e.g. a ``fedbench.widgets.TrainingDashboard``.
+        "parties": {party: {...}}}`` (``parties`` is empty unless
+        ``party_metrics=True``), e.g. a ``fedbench.widgets.TrainingDashboard``.
 
     Returns
     -------
@@ -431,7 +441,11 @@ def fit(
     :mod:`~fedbench.learn.preprocess`, :mod:`~fedbench.learn.glm`,
     :mod:`~fedbench.learn.fedavg`); the additive statistics of held-out scores.
     Only the sums are decrypted, and every fitted step is broadcast to the
-    parties.  Sent in the clear: the set of labels each party holds (unless
+    parties.  ``FitRun.privacy`` lists every release; with budgets in force
+    each exact one (row and class counts, fitted statistics, evaluation sums)
+    is logged in the ledger as not differentially private, also in a DP run,
+    where only the noisy model-update sums are covered by the DP-FedAvg charge.
+    Sent in the clear: the set of labels each party holds (unless
     ``classes`` is declared) and the category sets of encoded columns (unless the
     encoder declares ``categories``).  Errors about a party's data are raised
     inside that party and name the party and column.
@@ -444,7 +458,7 @@ def fit(
     """
     from sklearn.base import clone
 
-    from .results import FitRun, StepInfo
+    from .results import FitRun, PrivacySummary, StepInfo
 
     t_start = time.perf_counter()
     _check_supported(estimator, final=True, strategy=strategy)
@@ -481,7 +495,8 @@ def fit(
     for p in chosen:  # each party validates its own rows; errors name the party and column
         p.compute(partial(check_local, spec=spec, allow_nulls=_allows_nulls(est)))
     session = Session(fed, chosen, secure=secure, failure=failure, party_timeout=party_timeout,
-                      covered=frozenset({"fit"}) if dp is not None else frozenset())
+                      covered=frozenset({"dp-fedavg"}) if dp is not None else frozenset(),
+                      party_metrics=bool(party_metrics))
     class_list: list[Any] | None = None
     single: dict[str, Any] = {}
     if kind == "classifier":
@@ -504,7 +519,8 @@ def fit(
     base_enc = fed._encoding(max_abs, frac_bits) if hasattr(fed, "_encoding") else fed.encoding
     exact_enc = learn_encoding(fed.encoding, None, max_abs)
     setup, _ = session.sum_local(chosen, partial(local_setup, spec=spec, classes=class_list), encoding=exact_enc,
-                                 protocol="fit")
+                                 protocol="fit", description="training and held-out row counts"
+                                 + (" and training rows per class" if class_list is not None else ""))
     n_train = float(setup["train"])
     session.record(stage="setup", round=0, party=GLOBAL, status="ok", n=n_train, seconds=time.perf_counter() - t0,
                    bytes=session.transcript.nbytes - b0,
@@ -568,7 +584,7 @@ def fit(
     else:
         model = clone(est)
         model.steps = fitted_steps
-    strat = info.get("strategy_obj")  # the final step's strategy, when it was trained by one
+    strat: Any = info.get("strategy_obj")  # the final step's strategy, when it was trained by one
     run = FitRun(
         model=model,
         history=session.history(),
@@ -590,6 +606,8 @@ def fit(
         single_class_parties=single,
         epsilon=getattr(strat, "epsilon", None) if dp is not None else None,
         delta=getattr(dp, "delta", None) if dp is not None else None,
+        privacy=PrivacySummary(releases=list(session.releases),
+                               dp=strat.privacy() if dp is not None and hasattr(strat, "privacy") else None),
         _fed=fed,
         _template=clone(estimator),
         _spec=spec,
@@ -631,7 +649,9 @@ def _charge_dp(fed: Any, names: list[str], dp: Any, rounds: int, est: Any, strat
     budget = getattr(fed, "budget", None)
     if budget is not None and getattr(budget, "parties", ()):
         # Refused (BudgetExceededError) before any data is read; the whole planned run is charged up front.
+        # Amplification at q is sound because each party's participation is a secret CSPRNG coin (fedavg.py).
         budget.charge(names, dp.event(rounds), mechanism="dp-fedavg",
-                      description=f"DP-FedAvg of {type(est).__name__}, {rounds} rounds",
+                      description=f"DP-FedAvg of {type(est).__name__}, {rounds} rounds, participation hidden",
                       parameters={"noise_multiplier": dp.noise_multiplier, "clip": dp.clip,
-                                  "sample_rate": dp.sample_rate, "rounds": rounds})
+                                  "sample_rate": dp.sample_rate, "rounds": rounds,
+                                  "participation": "hidden (local CSPRNG sampling)"})

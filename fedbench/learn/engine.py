@@ -14,9 +14,25 @@ A training round first runs the local step inside every selected party (phase
 then securely sums the survivors' results (phase 2).  Between the phases the
 part of each result that is to be summed stays *with its party*, in the
 party's own memory (:func:`fedbench.party.remember_in_party`; inside the Ray
-actor on a cluster); phase 1 hands back only a token and the party's declared
-per-party metrics.  Phase 2's local function recalls it, so it is encoded and
-encrypted inside the party before anything is sent.
+actor on a cluster); phase 1 hands back only a token.  Phase 2's local
+function recalls it, so it is encoded and encrypted inside the party before
+anything is sent.
+
+Per-party metrics
+-----------------
+A local step may also compute the party's own diagnostics (its loss, row
+count, held-out metric) under ``"party"``.  They stay inside the party unless
+the run opted in (``party_metrics=True``): then each party sends them to the
+analyst in the clear, and that message is in the transcript and, when budgets
+are in force, in the privacy ledger as an exact (not differentially private)
+release.
+
+Releases
+--------
+Every value the analyst learns is listed in :attr:`Session.releases` (a
+:class:`Release` per decryption or plaintext message), so a run's privacy
+summary names them all; exact ones are also logged in the ledger when budgets
+are in force.
 """
 
 from __future__ import annotations
@@ -46,7 +62,7 @@ from ..party import recall_in_party, remember_in_party
 from ..secagg import MIN_PARTIES, VectorSpec
 from ..transcript import Transcript
 
-__all__ = ["HISTORY_SCHEMA", "AggInfo", "PartyFailure", "Session", "learn_encoding"]
+__all__ = ["HISTORY_SCHEMA", "AggInfo", "PartyFailure", "Release", "Session", "learn_encoding"]
 
 #: Fractional bits of the encoding used by exact and second-order protocols: sums of squares of
 #: small values need far more than the default 24 bits to equal a float64 computation to 1e-6.
@@ -114,6 +130,31 @@ class AggInfo:
 
 
 @dataclass(frozen=True)
+class Release:
+    """One thing the analyst learned during a run.
+
+    Attributes
+    ----------
+    protocol : str
+        Protocol that released it (``fit``, ``evaluate``, ``dp-fedavg``, ``label_union``...).
+    description : str
+        What was released, in words.
+    parties : tuple of str
+        Parties whose data it is computed from.
+    differentially_private : bool
+        ``False`` for exact releases.
+    how : str
+        ``"secure sum"`` (only the sum decrypted), ``"plaintext sum"`` or ``"plaintext"`` (each party's value).
+    """
+
+    protocol: str
+    description: str
+    parties: tuple[str, ...]
+    differentially_private: bool = False
+    how: str = "secure sum"
+
+
+@dataclass(frozen=True)
 class Stashed:
     """Token for a result a party keeps in its own memory until the secure sum."""
 
@@ -126,13 +167,18 @@ class Stashed:
 _STASH_IDS = itertools.count()
 
 
-def _step_and_keep(df: pl.DataFrame, *, fn: Callable[[pl.DataFrame], Any], key: str) -> dict[str, Any]:
-    """Phase 1 inside a party: run the local step, keep its ``sum`` part here, return the rest."""
+def _step_and_keep(df: pl.DataFrame, *, fn: Callable[[pl.DataFrame], Any], key: str,
+                   share_metrics: bool = False) -> dict[str, Any]:
+    """Phase 1 inside a party: run the local step, keep its ``sum`` part here, return the rest.
+
+    The party's own diagnostics (``"party"``: loss, row count, metric) are
+    dropped here, inside the party, unless the run opted in to releasing them.
+    """
     out = fn(df)
     if not isinstance(out, Mapping) or "sum" not in out:
         return out  # nothing to keep back
     remember_in_party(df, key=key, fn=lambda _df: out["sum"])
-    return {k: v for k, v in out.items() if k != "sum"}
+    return {k: v for k, v in out.items() if k != "sum" and (share_metrics or k != "party")}
 
 
 def _forget_quietly(df: pl.DataFrame, *, key: str) -> None:
@@ -166,6 +212,10 @@ class Session:
     not treated as dropouts.
     party_timeout : float, optional
         Seconds a party's local step may take; slower parties are dropped from the round.
+    covered : frozenset of str
+        Protocols whose releases a DP charge already covers (DP-FedAvg's noisy sums).
+    party_metrics : bool, default False
+        Release each party's own diagnostics to the analyst in the clear (recorded as exact releases).
     """
 
     fed: Any
@@ -179,6 +229,9 @@ class Session:
     secure_sums: int = 0
     #: Protocols whose releases a DP charge made up front already covers (not logged as exact releases).
     covered: frozenset[str] = frozenset()
+    #: Release each party's own diagnostics (loss, rows, metric) to the analyst (an exact release per party).
+    party_metrics: bool = False
+    releases: list[Release] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.transcript = Transcript(keep_payloads=bool(getattr(self.fed, "audit", False)))
@@ -191,15 +244,18 @@ class Session:
         return MIN_PARTIES if self.secure else 1
 
     def sum_local(self, parties: Sequence[Any], fn: Callable[[pl.DataFrame], Mapping[str, Any]], *,
-                  encoding: Encoding, protocol: str) -> tuple[dict[str, Any], AggInfo]:
-        """Run ``fn`` inside every party and sum the results (securely unless ``secure=False``)."""
+                  encoding: Encoding, protocol: str, description: str = "") -> tuple[dict[str, Any], AggInfo]:
+        """Run ``fn`` inside every party and sum the results (securely unless ``secure=False``).
+
+        ``description`` says what the sum releases (in the run's privacy summary and the ledger).
+        """
         if self.secure:
-            return self._secure(list(parties), fn, encoding, protocol)
+            return self._secure(list(parties), fn, encoding, protocol, description)
         locals_ = self.fed.backend.compute(list(parties), fn)
-        return self._plain({p.name: v for p, v in zip(parties, locals_, strict=True)}, protocol)
+        return self._plain({p.name: v for p, v in zip(parties, locals_, strict=True)}, protocol, description)
 
     def sum_held(self, held: Mapping[str, Any], *, encoding: Encoding,
-                 protocol: str) -> tuple[dict[str, Any], AggInfo]:
+                 protocol: str, description: str = "") -> tuple[dict[str, Any], AggInfo]:
         """Sum results the parties already computed and keep (phase 2 of a round).
 
         ``held`` maps party names to :class:`Stashed` tokens (or, for results
@@ -210,17 +266,40 @@ class Session:
         if held and len(tokens) == 1 and all(isinstance(v, Stashed) for v in held.values()):
             fn = partial(recall_in_party, key=next(iter(tokens)))
             if self.secure:
-                return self._secure(parties, fn, encoding, protocol)
+                return self._secure(parties, fn, encoding, protocol, description)
             locals_ = self.fed.backend.compute(parties, fn)  # plaintext simulation (secure=False)
-            return self._plain({p.name: v for p, v in zip(parties, locals_, strict=True)}, protocol)
+            return self._plain({p.name: v for p, v in zip(parties, locals_, strict=True)}, protocol, description)
         if any(isinstance(v, Stashed) for v in held.values()):
             raise ProtocolError("a sum mixes results kept by parties under different rounds")
         if self.secure:
             raise ProtocolError("secure sums take results kept by the parties, not values held by the driver")
-        return self._plain(dict(held), protocol)
+        return self._plain(dict(held), protocol, description)
+
+    def forget(self, held: Mapping[str, Any]) -> None:
+        """Discard results the parties keep for a sum that will not happen (an aborted round)."""
+        for name, v in held.items():
+            if isinstance(v, Stashed):
+                self.fed.backend.post(self._by_name[name], partial(_forget_quietly, key=v.key))
+
+    # -- releases ----------------------------------------------------------------------
+    @property
+    def _budget(self) -> Any:
+        budget = getattr(self.fed, "_budget", None)
+        return budget if budget is not None and budget.parties else None
+
+    def note_release(self, protocol: str, description: str, parties: Sequence[str], *, how: str = "plaintext",
+                     differentially_private: bool = False, ledger: bool = True) -> None:
+        """List a release in the run's privacy summary; log an exact one in the ledger when budgets exist."""
+        names = tuple(parties)
+        self.releases.append(Release(protocol, description or protocol, names, differentially_private, how))
+        budget = self._budget
+        if ledger and not differentially_private and budget is not None:
+            known = [n for n in names if n in budget.parties]  # parties without a budget have no ledger account
+            if known:
+                budget.record_exact(known, mechanism=protocol, description=description or protocol)
 
     def _secure(self, parties: list[Any], fn: Callable[[Any], Any], encoding: Encoding,
-                protocol: str) -> tuple[dict[str, Any], AggInfo]:
+                protocol: str, description: str = "") -> tuple[dict[str, Any], AggInfo]:
         if len(parties) < MIN_PARTIES:
             raise TooFewPartiesError(
                 f"a secure sum needs at least {MIN_PARTIES} parties, got {len(parties)} "
@@ -228,12 +307,17 @@ class Session:
                 "encryption, or keep more parties in the round"
             )
         value, res = self.fed._aggregate(parties, fn, encoding=encoding, protocol=protocol,
+                                         description=description or protocol,
                                          record_exact=protocol not in self.covered)
+        # The federation logged an exact release in the ledger already (unless a DP charge covers it).
+        self.note_release(protocol, description, [p.name for p in parties], how="secure sum",
+                          differentially_private=protocol in self.covered, ledger=False)
         self.transcript.extend(res.transcript)
         self.secure_sums += 1
         return value, AggInfo(res.nbytes, res.elapsed, len(res.transcript), res.ciphertexts)
 
-    def _plain(self, locals_: dict[str, Mapping[str, Any]], protocol: str) -> tuple[dict[str, Any], AggInfo]:
+    def _plain(self, locals_: dict[str, Mapping[str, Any]], protocol: str,
+               description: str = "") -> tuple[dict[str, Any], AggInfo]:
         # Same flow as the secure sum but unencrypted: for simulations where only the numbers matter.
         t0 = time.perf_counter()
         if not locals_:
@@ -254,6 +338,9 @@ class Session:
             total += vec
         channel.send("aggregator", "analyst", "aggregate", total.astype("<f8").tobytes(), encrypted=False)
         self.transcript.extend(channel.run)
+        # secure=False: each party's local aggregate reaches the aggregator in the clear.
+        self.note_release(protocol, description, names, how="plaintext sum",
+                          differentially_private=protocol in self.covered, ledger=protocol not in self.covered)
         return spec.unflatten(total), AggInfo(channel.run.nbytes, time.perf_counter() - t0, len(channel.run), 0)
 
     # -- messages from the coordinator ------------------------------------------------------
@@ -283,7 +370,7 @@ class Session:
         failures: list[PartyFailure] = []
         seconds: dict[str, float] = {}
         key = f"round-{round}-{stage}-{next(_STASH_IDS)}"
-        keep = partial(_step_and_keep, fn=fn, key=key)
+        keep = partial(_step_and_keep, fn=fn, key=key, share_metrics=self.party_metrics)
         forget = partial(_forget_quietly, key=key)
         calls = []
         hook_seconds: dict[str, float] = {}  # a slow hook stands for a slow party: it counts towards its time
@@ -332,7 +419,27 @@ class Session:
                 out = {**out, "sum": Stashed(key)}
             results[name] = out
         self.failures.extend(failures)
+        if self.party_metrics:
+            self._release_party_metrics(results, round=round, stage=stage)
         return results, failures, seconds
+
+    def _release_party_metrics(self, results: Mapping[str, Any], *, round: int, stage: str) -> None:
+        """Opted-in per-party diagnostics: each party -> analyst in the clear, recorded as exact releases."""
+        channel = self.fed._channel("party_metrics")
+        sent = []
+        for name, out in results.items():
+            info = out.get("party") if isinstance(out, Mapping) else None
+            if not info:
+                continue
+            clean = {k: (None if v is None else float(v)) for k, v in info.items()}
+            channel.send(name, "analyst", "party-metrics", pickle.dumps(clean, protocol=pickle.HIGHEST_PROTOCOL),
+                         encrypted=False)
+            sent.append(name)
+        if sent:
+            self.transcript.extend(channel.run)
+            for name in sent:  # one ledger entry per party: each released its own values
+                self.note_release("party_metrics", f"{stage} round {round}: the party's own "
+                                  + "/".join(sorted(results[name]["party"])), [name], how="plaintext")
 
     def require(self, survivors: int, needed: int, *, round: int, stage: str, failures: list[PartyFailure]) -> None:
         """Raise :class:`DropoutError` if fewer than ``needed`` parties survived a round."""

@@ -62,7 +62,8 @@ def secure_round(session: Session, ctx: StageContext, fn: Callable[[pl.DataFrame
     """One sum of ``fn`` over every party, recorded as a history row of the current step."""
     t0 = time.perf_counter()
     b0 = session.transcript.nbytes
-    value, _ = session.sum_local(session.parties, fn, encoding=ctx.exact_encoding, protocol=protocol)
+    value, _ = session.sum_local(session.parties, fn, encoding=ctx.exact_encoding, protocol=protocol,
+                                 description=f"{ctx.name}: {note}")
     n = value.get("n")
     session.record(stage=ctx.name, round=round, party=GLOBAL, status="ok", n=None if n is None else float(n),
                    seconds=time.perf_counter() - t0, bytes=session.transcript.nbytes - b0, note=note)

@@ -12,24 +12,41 @@ party's local objective, which keeps local models of very different parties
 from drifting apart (see :mod:`fedbench.learn.models` for how each family
 applies it).
 
-DP-FedAvg (McMahan et al., 2018) when ``dp=DPConfig(...)``: parties are
-Poisson-sampled with ``dp.sample_rate``; each sampled party clips its update
-``theta_k - theta_global`` to L2 norm ``dp.clip`` and adds its share
-``N(0, (noise_multiplier * clip)^2 / k)`` of the noise before encrypting (``k``
-= parties sampled that round), so the decrypted sum carries the full noise and
-no party's update is ever seen without it.  If some sampled parties drop out,
-the key holder tops the noise up centrally before release.  The sum is divided
-by the *expected* number of participants (``sample_rate * parties``), which
-keeps the sensitivity fixed; updates are not weighted by row counts (that
-would reveal them and raise the sensitivity).  Epsilon after each round comes
-from :class:`fedbench.dp.DPFedAvgAccountant` (RDP), at the unit of one party's
-whole contribution.
+DP-FedAvg (McMahan et al., 2018) when ``dp=DPConfig(...)``:
+
+* **Hidden participation.**  Every party is asked every round, and each one
+  draws its own participation locally with the OS CSPRNG (:mod:`secrets`),
+  with probability ``dp.sample_rate``; the run's ``seed`` plays no part.  A
+  party that sits out still trains (so timing tells little) but contributes a
+  zero update; either way it adds its noise share and sends one encrypted
+  contribution of the same shape.  Neither the aggregator, the key holder, the
+  other parties nor the analyst learns who took part, so amplification by
+  subsampling at ``q = sample_rate`` applies also against a party.  The sum is
+  divided by the fixed, public expected number of participants
+  ``q * parties`` (McMahan et al.'s fixed-denominator estimator), so the count
+  is never needed; updates are not weighted by row counts (that would reveal
+  them and raise the sensitivity).
+* **Distributed noise.**  Each of the ``k`` parties asked adds a share with
+  variance ``(z * clip)^2 / (k - 1)`` (:func:`fedbench.dp.update_noise_share`),
+  so the shares of any ``k - 1`` parties carry the full noise: a party that
+  subtracts its own share still faces noise multiplier ``z``.  If only ``m``
+  of the ``k`` parties reach the sum (dropouts, timeouts), the noise a
+  surviving party cannot subtract has variance ``(m - 1) / (k - 1) * (z *
+  clip)^2``: that round is accounted at ``z * sqrt((m - 1) / (k - 1))`` (and
+  charged as an extra event when budgets are in force, before anything is
+  decrypted), and with ``m < 2`` the round is aborted.
+* **Accounting.**  Epsilon (RDP, dp-accounting) is against a party: the
+  unit is one party's whole contribution, the adversary any other party or
+  the analyst.  The figure against an outsider who holds no share is reported
+  for information.  Only the noisy update sum is released per round (no loss,
+  no participant count).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import secrets
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -38,7 +55,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DropoutError
 from .data import DataSpec, as_matrix
 from .engine import Session
 from .models import Adapter, make_adapter
@@ -46,6 +63,29 @@ from .stages import Prefix, StageContext, stage_xy
 from .strategy import FitInstruction, Strategy
 
 __all__ = ["FedAvg", "FedProx", "local_fedavg"]
+
+#: Resolution of the participation coin: q is compared with a uniform 53-bit integer from the OS CSPRNG.
+_COIN_BITS = 53
+
+#: What the privacy summary says about DP-FedAvg's sampling.
+PARTICIPATION_NOTE = "participation hidden (local CSPRNG sampling); amplification at q applies"
+
+
+def participates(sample_rate: float) -> bool:
+    """One party's secret Poisson-sampling coin for a round (OS CSPRNG; runs inside the party).
+
+    Parameters
+    ----------
+    sample_rate : float
+        Probability of taking part.
+
+    Returns
+    -------
+    bool
+    """
+    if sample_rate >= 1.0:
+        return True
+    return secrets.randbits(_COIN_BITS) < round(sample_rate * (1 << _COIN_BITS))
 
 
 def training_loss(model: Any, x: Any, y: Any, kind: str) -> float | None:
@@ -79,12 +119,16 @@ def local_fedavg(
     seed: int,
     n_total: float,
     dp: Any = None,
-    n_sampled: int = 1,
+    n_shares: int = 2,
+    frac_bits: int = 24,
 ) -> dict[str, Any]:
     """One party's local step of FedAvg/FedProx (runs inside the party).
 
     Returns ``n * theta`` and ``n`` (and ``n * loss``) for the secure sum, or
-    under DP the clipped update plus this party's noise share.
+    under DP the clipped update (zero if the party's secret coin says it sits
+    the round out) plus this party's share of the noise, one of ``n_shares``.
+    ``"party"`` holds its own loss and row count, which leave it only when the
+    run opted in to per-party metrics.
     """
     x, y = stage_xy(df, spec, prefix, "train")
     if isinstance(x, pl.DataFrame):
@@ -98,9 +142,15 @@ def local_fedavg(
     loss = adapter.loss(local, x, y, kind)
     if dp is not None:
         from ..dp import clip_update, update_noise_share
+        from ..dp.mechanisms import to_grid
 
         delta = clip_update(theta - anchor, dp.clip)
-        delta = delta + update_noise_share(delta, dp, max(1, n_sampled))
+        if not participates(dp.sample_rate):
+            delta = np.zeros_like(delta)  # sits out, but sends a contribution like everyone else
+        # Update and noise both on the secure sum's grid: the float sum is exact and encodes to the
+        # integer update plus the integer (discrete Gaussian) noise share.
+        delta = to_grid(delta, frac_bits)
+        delta = delta + update_noise_share(delta, dp, n_shares, frac_bits=frac_bits)
         return {"sum": {"delta": delta}, "party": {"loss": loss, "n": n}}
     out: dict[str, Any] = {"theta": n * theta, "n": n, "loss": n * (loss if loss is not None else 0.0)}
     t = getattr(local, "t_", None)
@@ -129,7 +179,8 @@ class FedAvg(Strategy):
     server_learning_rate : float, default 1.0
         Step of the global update towards the average (1: replace).
     dp : fedbench.dp.DPConfig, optional
-        DP-FedAvg: clipping, distributed Gaussian noise and Poisson sampling.
+        DP-FedAvg: clipping, distributed Gaussian noise and secret Poisson
+        sampling drawn by each party (``fraction_fit`` and the seed are then unused).
     evaluate_every : int, default 1
         Evaluate on held-out rows every that many rounds.
     """
@@ -163,29 +214,33 @@ class FedAvg(Strategy):
         self.global_model, vec = self.adapter.init(rng)
         self.n_parties = len(session.parties)
         self.t: float | None = getattr(self.global_model, "t_", None)
-        self._sampled = self.n_parties
-        self.accountant = None
+        self._asked = self.n_parties
+        self.accountant: _PartyAccountant | None = None
         if self.dp is not None:
-            from ..dp import DPFedAvgAccountant
-
             if self.dp.delta is None:
                 raise ConfigurationError(
                     "DP-FedAvg needs a target delta for its epsilon: DPConfig(..., delta=1e-5); choose delta "
                     f"well below 1/{self.n_parties} (the unit of privacy is one party)"
                 )
-            self.accountant = DPFedAvgAccountant(self.dp)
+            if self.n_parties < 2:
+                raise ConfigurationError(
+                    "DP-FedAvg splits the noise over the parties so that any one of them cannot subtract it: it "
+                    f"needs at least 2 parties, got {self.n_parties}"
+                )
+            self.accountant = _PartyAccountant(self.dp)
+            self._budget = session._budget
+            self._parties = [p.name for p in session.parties]
         return vec
 
     def configure_fit(self, server_round: int, params: Any, parties: Sequence[str],
                       rng: np.random.Generator) -> list[FitInstruction]:
         """Choose the round's parties."""
         if self.dp is not None:
-            # Poisson sampling: each party independently with probability sample_rate (what the accountant assumes).
-            keep = rng.random(len(parties)) < self.dp.sample_rate
-            chosen = [p for p, k in zip(parties, keep, strict=True) if k]
+            # Every party is asked; each draws its own secret coin (Poisson sampling the coordinator never sees).
+            chosen = list(parties)
         else:
             chosen = [i.party for i in super().configure_fit(server_round, params, parties, rng)]
-        self._sampled = len(chosen)
+        self._asked = len(chosen)
         return [FitInstruction(p, {"local_epochs": self.local_epochs, "proximal_mu": self.proximal_mu})
                 for p in chosen]
 
@@ -203,7 +258,7 @@ class FedAvg(Strategy):
         seed = zlib.crc32(f"{ctx.seed}:{server_round}".encode()) & 0x7FFFFFFF
         return partial(local_fedavg, spec=ctx.spec, prefix=ctx.prefix, adapter=self.adapter, model=model,
                        kind=ctx.kind, epochs=self.local_epochs, mu=self.proximal_mu, seed=seed,
-                       n_total=ctx.n_train, dp=self.dp, n_sampled=self._sampled)
+                       n_total=ctx.n_train, dp=self.dp, n_shares=self._asked, frac_bits=ctx.encoding.frac_bits)
 
     def aggregate_fit(self, server_round: int, params: Any, total: Mapping[str, Any],
                       party_info: Mapping[str, Mapping[str, Any]],
@@ -213,18 +268,13 @@ class FedAvg(Strategy):
         metrics: dict[str, Any] = {}
         if self.dp is not None:
             delta = np.asarray(total["delta"], dtype=float)
-            dropped = self._sampled - len(party_info)
-            if dropped > 0:
-                # Shares of the dropped parties are missing: the key holder adds them centrally before release.
-                from ..dp import make_rng
-
-                std = self.dp.noise_std * math.sqrt(dropped / max(1, self._sampled))
-                delta = delta + make_rng().normal(0.0, std, delta.shape)
-            expected = self.dp.sample_rate * self.n_parties
+            expected = self.dp.sample_rate * self.n_parties  # fixed public denominator: the count stays hidden
             new = params + self.server_learning_rate * delta / expected
             assert self.accountant is not None
-            metrics["epsilon"] = self.accountant.step()
-            metrics["n"] = float(len(party_info))
+            metrics["epsilon"] = self.accountant.epsilon()
+            if self._round_z < self.dp.noise_multiplier:
+                metrics["note"] = (f"{len(party_info)} of {self._asked} noise shares: accounted at "
+                                   f"z = {self._round_z:.3g}")
         else:
             n = float(total["n"])
             avg = np.asarray(total["theta"]) / n
@@ -242,11 +292,66 @@ class FedAvg(Strategy):
             return []  # exact scores of held-out rows are not differentially private: only on request
         return super().configure_evaluate(server_round, params, parties, last)
 
+    def fit_protocol(self) -> str:
+        """DP rounds are summed under their own protocol: the up-front DP charge covers them, nothing else."""
+        return "dp-fedavg" if self.dp is not None else "fit"
+
+    def fit_description(self) -> str:
+        """What one round's sum releases."""
+        if self.dp is not None:
+            return "sum of clipped model updates plus distributed Gaussian noise (DP)"
+        return "sums of row-weighted local parameters, training rows and training loss"
+
+    def show_parties(self) -> bool:
+        """Under DP who took part is secret: history rows name no party (dropouts excepted)."""
+        return self.dp is None
+
+    def before_sum(self, server_round: int, survivors: Sequence[str], asked: Sequence[str]) -> None:
+        """Account the round at the noise a surviving party cannot subtract; abort if none is left."""
+        if self.dp is None or self.accountant is None:
+            return
+        m, k = len(survivors), len(asked)
+        if m - 1 < 1:
+            raise DropoutError(
+                f"DP-FedAvg round {server_round}: only {m} of {k} noise shares arrived; against the surviving "
+                "party no noise would remain, so nothing is decrypted", round=server_round, failures=[])
+        z = self.dp.noise_multiplier * math.sqrt((m - 1) / (k - 1))
+        if m < k and self._budget is not None:
+            from ..dp import GaussianEvent
+
+            # The planned run was charged at z up front; the missing shares weaken this round, charged on top
+            # (conservative) before release.  BudgetExceededError aborts the round with nothing decrypted.
+            self._budget.charge(self._parties, GaussianEvent(z, self.dp.sample_rate), mechanism="dp-fedavg",
+                                description=f"DP-FedAvg round {server_round}: {m} of {k} noise shares",
+                                parameters={"noise_multiplier": z, "sample_rate": self.dp.sample_rate,
+                                            "shares": m, "expected_shares": k})
+        self._round_z = z
+        self.accountant.add(z, outsider=self.dp.noise_multiplier * math.sqrt(m / (k - 1)))
+
+    _round_z: float = math.inf
+
     def skip_round(self, server_round: int) -> dict[str, Any]:
-        """A DP round where too few parties were sampled still counts for the accountant."""
-        if self.accountant is not None:
-            return {"epsilon": self.accountant.step()}
-        return {}
+        """A DP round where no contribution is summed releases nothing and costs nothing."""
+        return {"epsilon": self.accountant.epsilon()} if self.accountant is not None else {}
+
+    def privacy(self) -> dict[str, Any] | None:
+        """The DP part of the run's privacy summary (``None`` without DP)."""
+        if self.dp is None or self.accountant is None:
+            return None
+        acc = self.accountant
+        return {
+            "mechanism": "DP-FedAvg (distributed Gaussian noise, clipped updates)",
+            "noise_multiplier": self.dp.noise_multiplier,
+            "clip": self.dp.clip,
+            "sample_rate": self.dp.sample_rate,
+            "rounds": acc.rounds,
+            "delta": acc.delta,
+            "epsilon": acc.epsilon(),
+            "epsilon_pld": acc.epsilon_pld(),
+            "epsilon_outsider": acc.epsilon(outsider=True),
+            "participation": PARTICIPATION_NOTE,
+            "degraded_rounds": acc.degraded,
+        }
 
     def model(self, params: Any) -> Any:
         """The fitted estimator for ``params``."""
@@ -257,15 +362,15 @@ class FedAvg(Strategy):
 
     @property
     def epsilon(self) -> float | None:
-        """Epsilon so far (DP only)."""
+        """Epsilon against a party so far (DP only)."""
         return None if self.accountant is None else self.accountant.epsilon()
 
     def describe(self) -> str:
         """One line for the run summary."""
         what = "FedProx" if self.proximal_mu > 0 else "FedAvg"
         extra = f", mu={self.proximal_mu:g}" if self.proximal_mu > 0 else ""
-        dp = (f", DP (z={self.dp.noise_multiplier:g}, clip={self.dp.clip:g}, q={self.dp.sample_rate:g})"
-              if self.dp is not None else "")
+        dp = (f", DP (z={self.dp.noise_multiplier:g}, clip={self.dp.clip:g}, q={self.dp.sample_rate:g}, "
+              "hidden participation)" if self.dp is not None else "")
         return f"{what} ({self.local_epochs} local epoch{'s' if self.local_epochs != 1 else ''}{extra}{dp})"
 
 
@@ -277,3 +382,64 @@ class FedProx(FedAvg):
     def __init__(self, estimator: Any = None, *, proximal_mu: float = 0.1, **kwargs: Any) -> None:
         super().__init__(estimator, proximal_mu=proximal_mu, **kwargs)
         self.name = "fedprox"
+
+
+class _PartyAccountant:
+    """RDP accountant of DP-FedAvg rounds, each at its own effective noise multiplier.
+
+    Rounds with the same multiplier share one RDP curve (from dp-accounting);
+    the composition is their weighted sum, converted to epsilon at ``delta``.
+    Kept twice: against a party (the noise it cannot subtract) and against an
+    outsider who holds no share.
+    """
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.delta = float(config.delta)
+        self.rounds = 0
+        self.degraded = 0
+        self._party: dict[float, int] = {}
+        self._outsider: dict[float, int] = {}
+        self._curves: dict[float, tuple[tuple[float, ...], np.ndarray]] = {}
+
+    def add(self, z: float, *, outsider: float) -> None:
+        """Account one round: ``z`` against a party, ``outsider`` against someone holding no share."""
+        self.rounds += 1
+        self.degraded += z < self.config.noise_multiplier
+        self._party[z] = self._party.get(z, 0) + 1
+        self._outsider[outsider] = self._outsider.get(outsider, 0) + 1
+
+    def _curve(self, z: float) -> tuple[tuple[float, ...], np.ndarray]:
+        if z not in self._curves:
+            from ..dp import GaussianEvent
+            from ..dp.accounting import rdp_curve
+
+            self._curves[z] = rdp_curve([GaussianEvent(z, self.config.sample_rate)])
+        return self._curves[z]
+
+    def events(self, *, outsider: bool = False) -> list[Any]:
+        """The rounds so far as accounting events, one per effective noise multiplier."""
+        from ..dp import GaussianEvent
+
+        counts = self._outsider if outsider else self._party
+        return [GaussianEvent(z, self.config.sample_rate, n) for z, n in counts.items()]
+
+    def epsilon_pld(self, *, outsider: bool = False) -> float:
+        """Epsilon by PLD accounting (tighter; what the ledger uses) at ``delta``."""
+        from ..dp.accounting import epsilon_pld
+
+        events = self.events(outsider=outsider)
+        return float(epsilon_pld(events, self.delta)) if events else 0.0
+
+    def epsilon(self, *, outsider: bool = False) -> float:
+        """Epsilon (RDP) at ``delta`` after the rounds so far."""
+        from ..dp.accounting import rdp_epsilon_from_curve
+
+        counts = self._outsider if outsider else self._party
+        if not counts:
+            return 0.0
+        # RDP composes additively at each order: the run's curve is the count-weighted sum of the per-round curves.
+        curves = [(self._curve(z), n) for z, n in counts.items()]
+        orders = curves[0][0][0]
+        total = np.sum([n * np.asarray(rdp) for (_, rdp), n in curves], axis=0)
+        return float(rdp_epsilon_from_curve(orders, total, self.delta))

@@ -174,6 +174,8 @@ def fit_encoder(est: Any, session: Session, ctx: StageContext) -> Any:
         for p in session.parties:
             channel.send("coordinator", p.name, "category-union", dumps(union), encrypted=False)
         session.transcript.extend(channel.run)
+        for p in session.parties:  # each party's own category sets, in the clear: one exact release each
+            session.note_release("category_union", f"{ctx.name}: the category sets the party holds", [p.name])
         note = "union of the parties' category sets (reveals which values each party holds, not counts)"
     else:
         union = [list(np.asarray(c).tolist()) for c in est.categories]

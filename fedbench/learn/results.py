@@ -20,7 +20,7 @@ from ..results import THREAT_MODEL, render_card
 from ..transcript import Transcript, _fmt_bytes
 from .stages import METRICS
 
-__all__ = ["FitRun", "StepInfo", "comparison_figure", "history_figure"]
+__all__ = ["FitRun", "PrivacySummary", "StepInfo", "comparison_figure", "history_figure"]
 
 
 @dataclass
@@ -52,6 +52,73 @@ class StepInfo:
     converged: bool | None
     seconds: float
     secure_sums: int
+
+
+@dataclass
+class PrivacySummary:
+    """Everything a training run released to the analyst, and its DP guarantee.
+
+    Attributes
+    ----------
+    releases : list of Release
+        One entry per decrypted sum or plaintext message (:class:`fedbench.learn.engine.Release`).
+    dp : dict or None
+        DP-FedAvg's guarantee: ``epsilon`` (against a party: any other party,
+        the key holder or the analyst), ``epsilon_outsider`` (someone holding
+        no noise share, for information), ``delta``, ``noise_multiplier``,
+        ``sample_rate``, ``rounds``, ``participation`` and ``degraded_rounds``
+        (rounds accounted at less noise because shares were missing).
+    """
+
+    releases: list[Any] = field(default_factory=list)
+    dp: dict[str, Any] | None = None
+
+    def table(self) -> pl.DataFrame:
+        """The releases grouped by what was released: ``protocol, description, how, dp, count, parties``."""
+        groups: dict[tuple[str, str, str, bool], tuple[int, set[str]]] = {}
+        for r in self.releases:
+            # Round numbers are dropped so that 30 rounds of one kind of sum are one line.
+            what = _strip_round(r.description)
+            key = (r.protocol, what, r.how, r.differentially_private)
+            n, names = groups.get(key, (0, set()))
+            groups[key] = (n + 1, names | set(r.parties))
+        rows = [{"protocol": k[0], "description": k[1], "how": k[2],
+                 "privacy": "DP" if k[3] else "exact, not DP", "count": n, "parties": ", ".join(sorted(ps))}
+                for k, (n, ps) in groups.items()]
+        return pl.DataFrame(rows, schema={"protocol": pl.String, "description": pl.String, "how": pl.String,
+                                          "privacy": pl.String, "count": pl.Int64, "parties": pl.String})
+
+    @property
+    def exact(self) -> list[Any]:
+        """The releases that are not differentially private."""
+        return [r for r in self.releases if not r.differentially_private]
+
+    def headline(self) -> str:
+        """One line: the DP guarantee (or its absence) and the number of exact releases."""
+        n_exact = len(self.exact)
+        exact = f"{n_exact} exact release{'s' if n_exact != 1 else ''} (not DP)"
+        if self.dp is None:
+            return f"no differential privacy; {exact}"
+        d = self.dp
+        return (f"DP-FedAvg ε = {d['epsilon']:.3g} (RDP; {d['epsilon_pld']:.3g} by PLD) at δ = {d['delta']:g} "
+                f"against a party (ε = {d['epsilon_outsider']:.3g} against an outsider holding no noise share); "
+                f"{d['participation']}; plus {exact}")
+
+    def lines(self) -> list[str]:
+        """The summary as text lines (the headline, then one line per kind of release)."""
+        out = [self.headline()]
+        for r in self.table().iter_rows(named=True):
+            out.append(f"{r['privacy']}: {r['description']} ({r['how']}, {r['count']}x; {r['parties']})")
+        return out
+
+    def __repr__(self) -> str:
+        return "PrivacySummary:\n  " + "\n  ".join(self.lines())
+
+
+def _strip_round(description: str) -> str:
+    import re
+
+    return re.sub(r" round \d+:", ":", description)
 
 
 def _fmt(v: float | None) -> str:
@@ -95,7 +162,10 @@ class FitRun:
     single_class_parties : dict
         Parties whose training rows hold one class (warned about).
     epsilon, delta : float or None
-        DP-FedAvg guarantee after the run (RDP accountant).
+        DP-FedAvg guarantee after the run against a party (RDP accountant).
+    privacy : PrivacySummary or None
+        Every release of the run (DP ones and exact ones flagged "exact, not
+        DP") and the DP guarantee, against a party and against an outsider.
     """
 
     model: Any
@@ -118,6 +188,7 @@ class FitRun:
     single_class_parties: dict[str, Any] = field(default_factory=dict)
     epsilon: float | None = None
     delta: float | None = None
+    privacy: PrivacySummary | None = None
     _fed: Any = field(default=None, repr=False)
     _template: Any = field(default=None, repr=False)
     _spec: Any = field(default=None, repr=False)
@@ -201,7 +272,10 @@ class FitRun:
             lines.append(f"  step {s.name}: {s.protocol}, {s.rounds} rounds{conv}")
         lines.append(f"  {self._crypto()}: {len(self.transcript)} messages, {_fmt_bytes(self.nbytes)}, "
                      f"{self.elapsed:.2f} s")
-        if self.epsilon is not None:
+        if self.privacy is not None:
+            lines.append("  privacy: " + self.privacy.headline())
+            lines.extend(f"    {line}" for line in self.privacy.lines()[1:])
+        elif self.epsilon is not None:
             lines.append(f"  differential privacy: ε = {self.epsilon:.3g} at δ = {self.delta:g} (per party)")
         if self.score is not None:
             lines.append(f"  {self.metric} of the federated model on held-out rows: {self.score:.4f}")
@@ -230,7 +304,10 @@ class FitRun:
         ]
         if self.score is not None:
             rows.append((f"{self.metric} (held out)", f"<b>{self.score:.4f}</b>"))
-        if self.epsilon is not None:
+        if self.privacy is not None:
+            rows.append(("privacy", escape(self.privacy.headline())))
+            rows.append(("releases", "<br>".join(escape(line) for line in self.privacy.lines()[1:]) or "none"))
+        elif self.epsilon is not None:
             rows.append(("privacy", f"ε = {self.epsilon:.3g}, δ = {self.delta:g} per party (DP-FedAvg)"))
         if self.failures:
             rows.append(("dropouts", escape(", ".join(f"{f.party} (round {f.round}, {f.kind})"
@@ -280,6 +357,9 @@ def history_figure(history: pl.DataFrame, metric: str) -> Any:
     h = trained.filter(pl.col("stage") == last)
     for party in h.get_column("party").unique(maintain_order=True).to_list():
         sub = h.filter(pl.col("party") == party)
+        if sub.select(pl.col("loss", "metric").is_not_null().any()).row(0) == (False, False):
+            continue  # a party's own values stayed with it (party_metrics=False): nothing to draw
+
         mode = "lines+markers" if party == "<global>" else "markers"
         for col, idx in (("loss", 1), ("metric", 2)):
             fig.add_trace(go.Scatter(x=sub["round"].to_list(), y=sub[col].to_list(), mode=mode, name=party,

@@ -18,8 +18,11 @@ A :class:`Strategy` decides *what* happens in a round through hooks, and
 
 Local functions return ``{"sum": {...}, "party": {...}}``: ``"sum"`` holds the
 local aggregates that go into the secure sum; ``"party"`` holds the party's own
-diagnostics (its local loss), which the simulation reports in per-party
-history rows (``party_metrics=False`` leaves them out).
+diagnostics (its local loss, row count, held-out metric).  They stay inside
+the party unless the run opts in with ``party_metrics=True``, an explicit
+plaintext release to the analyst recorded in the transcript and the ledger
+(see :mod:`fedbench.learn.engine`); only then do per-party history rows carry
+numbers.
 """
 
 from __future__ import annotations
@@ -136,6 +139,22 @@ class Strategy(ABC):
         """The federation-wide metric from the summed statistics."""
         return {"metric": combine_scores(ctx.metric, dict(total))}
 
+    def fit_protocol(self) -> str:
+        """Protocol name of the round sums (the ledger and the privacy summary list releases by it)."""
+        return "fit"
+
+    def fit_description(self) -> str:
+        """What one round's sum releases, in words."""
+        return f"{self.name} round: sum of the parties' local model statistics"
+
+    def before_sum(self, server_round: int, survivors: Sequence[str], asked: Sequence[str]) -> None:
+        """Called between phase 1 and the sum; raise to abort the round before anything is decrypted."""
+        return None
+
+    def show_parties(self) -> bool:
+        """Whether per-party history rows may name the round's parties (not when participation is secret)."""
+        return True
+
     def skip_round(self, server_round: int) -> dict[str, Any]:
         """Called for a round with too few sampled parties; returns metrics to record (e.g. epsilon)."""
         return {}
@@ -200,9 +219,15 @@ def run_rounds(session: Session, strategy: Strategy, ctx: StageContext, rounds: 
         session.broadcast(chosen, "global-model", strategy.payload(params))
         fn = strategy.fit_fn(rnd, params, ctx)
         results, failures, seconds = session.run_local(chosen, fn, round=rnd, stage=ctx.name)
-        session.require(len(results), needed, round=rnd, stage=ctx.name, failures=failures)
-        total, _ = session.sum_held({n: r["sum"] for n, r in results.items()}, encoding=strategy.encoding(ctx),
-                                    protocol="fit")
+        held = {n: r["sum"] for n, r in results.items()}
+        try:
+            session.require(len(results), needed, round=rnd, stage=ctx.name, failures=failures)
+            strategy.before_sum(rnd, list(results), chosen)
+        except Exception:
+            session.forget(held)  # aborted before anything was decrypted: the parties drop what they kept
+            raise
+        total, _ = session.sum_held(held, encoding=strategy.encoding(ctx), protocol=strategy.fit_protocol(),
+                                    description=f"{ctx.name} round {rnd}: {strategy.fit_description()}")
         party_info = {n: r.get("party", {}) for n, r in results.items()}
         params, metrics = strategy.aggregate_fit(rnd, params, total, party_info, failures)
         last = rnd == rounds or strategy.converged
@@ -213,7 +238,9 @@ def run_rounds(session: Session, strategy: Strategy, ctx: StageContext, rounds: 
             eres, _, _ = session.run_local([i.party for i in evals], efn, round=rnd, stage=f"{ctx.name}:evaluate")
             if len(eres) >= session.min_parties:
                 etotal, _ = session.sum_held({n: r["sum"] for n, r in eres.items()}, encoding=ctx.encoding,
-                                             protocol="evaluate")
+                                             protocol="evaluate",
+                                             description=f"{ctx.name} round {rnd}: summed statistics of the "
+                                             f"{ctx.metric} on the parties' {ctx.evaluate_part} rows")
                 metrics.update(strategy.aggregate_evaluate(rnd, etotal, ctx))
             party_eval = {n: r.get("party", {}) for n, r in eres.items()}
         elapsed = time.perf_counter() - t0
@@ -228,6 +255,9 @@ def run_rounds(session: Session, strategy: Strategy, ctx: StageContext, rounds: 
                 session.record(stage=ctx.name, round=rnd, party=name, status=f"dropped ({f.kind})",
                                seconds=seconds.get(name), note=f.reason)
                 continue
+            if not strategy.show_parties():
+                continue  # participation is secret: no row ties a party to a round
+            # The values are here only when the run opted in (the engine released them to the analyst).
             info = results[name].get("party", {}) if ctx.party_metrics else {}
             pe = party_eval.get(name, {}) if ctx.party_metrics else {}
             session.record(stage=ctx.name, round=rnd, party=name, status="ok", loss=_party_row_values(info, "loss"),
