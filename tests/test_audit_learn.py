@@ -237,8 +237,8 @@ def test_a_party_that_sits_out_sends_a_zero_update_of_the_same_shape(data, monke
     sent: list[np.ndarray] = []
     real_share = fdp.update_noise_share
 
-    def no_noise(like, config, n_parties):
-        real_share(like, config, n_parties)  # still valid for n_parties (>= 2 shares expected)
+    def no_noise(like, config, n_parties, **kw):
+        real_share(like, config, n_parties, **kw)  # still valid for n_parties (>= 2 shares expected)
         sent.append(np.asarray(like).copy())
         return np.zeros_like(like)
 
@@ -261,7 +261,7 @@ def test_dp_round_over_paillier_equals_the_plaintext_sum_for_any_participation(d
     import fedbench.dp as fdp
     import fedbench.learn.fedavg as fedavg
 
-    monkeypatch.setattr(fdp, "update_noise_share", lambda like, config, n: np.zeros_like(like))
+    monkeypatch.setattr(fdp, "update_noise_share", lambda like, config, n, **kw: np.zeros_like(like))
     coefs = []
     for secure in (True, False):
         calls = iter(pattern * 2)  # one coin per party per round, parties in order (in-process backend)

@@ -142,14 +142,14 @@ def local_fedavg(
     loss = adapter.loss(local, x, y, kind)
     if dp is not None:
         from ..dp import clip_update, update_noise_share
-        from ..dp.mechanisms import to_grid
 
         delta = clip_update(theta - anchor, dp.clip)
         if not participates(dp.sample_rate):
             delta = np.zeros_like(delta)  # sits out, but sends a contribution like everyone else
         # Update and noise both on the secure sum's grid: the float sum is exact and encodes to the
-        # integer update plus the integer (discrete Gaussian) noise share.
-        delta = to_grid(delta, frac_bits)
+        # integer update plus the integer (discrete Gaussian) noise share.  Truncating toward zero never
+        # lengthens the vector, so the clipped norm (the sensitivity) still holds.
+        delta = np.ldexp(np.trunc(np.ldexp(delta, frac_bits)), -frac_bits)
         delta = delta + update_noise_share(delta, dp, n_shares, frac_bits=frac_bits)
         return {"sum": {"delta": delta}, "party": {"loss": loss, "n": n}}
     out: dict[str, Any] = {"theta": n * theta, "n": n, "loss": n * (loss if loss is not None else 0.0)}
