@@ -41,7 +41,8 @@ from fedbench.psi import (
     session_hash_key,
     shutdown_pool,
 )
-from fedbench.psi._parallel import BlindJob, Executor
+from fedbench.psi._kernels import new_scalar
+from fedbench.psi._parallel import BlindJob, Executor, GroupElementError
 from fedbench.psi.encoding import key_context
 from fedbench.transcript import Channel
 
@@ -531,7 +532,7 @@ def test_worker_pool_in_an_unguarded_script(tmp_path):
 
 
 def test_worker_pool_recovers_from_a_dead_worker():
-    job = BlindJob(b"\x07" * 32, b"\x09" + b"\x00" * 31)
+    job = BlindJob(new_scalar(), hash_to_group(b"k" * 32, [b"s1:x"]))
     first = Executor(2, force=True).run([job])
     pool = _parallel._pool
     assert pool is not None
@@ -543,8 +544,10 @@ def test_worker_pool_recovers_from_a_dead_worker():
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_low_order_point_is_a_protocol_error(workers):
-    with pytest.raises(ProtocolError):
-        Executor(workers, force=True).run([BlindJob(b"\x07" * 32, b"\x00" * 32 * 3)])
+    good = hash_to_group(b"k" * 32, [b"s1:x", b"s1:y"])
+    with pytest.raises(GroupElementError) as err:
+        Executor(workers, force=True).run([BlindJob(new_scalar(), good), BlindJob(new_scalar(), good + b"\x00" * 32)])
+    assert isinstance(err.value, ProtocolError) and err.value.job == 1
 
 
 # --------------------------------------------------------------------------- peer cross-check
