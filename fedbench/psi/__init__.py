@@ -131,7 +131,16 @@ map results back to its rows, at every hop, with permutations from the OS CSPRNG
 
 *Not covered.*  Malicious parties (a party may choose the elements it blinds,
 e.g. a large dictionary, or lie about results: use a malicious-secure PSI for
-that), collusion among parties, and the sizes of the sets, which every party learns.
+that; the subgroup check only stops malformed elements), collusion among
+parties, and the sizes of the sets, which every party learns.
+
+*Missing and duplicate counts* (rows dropped for a null key, rows repeating an
+identifier) are computed inside each party and never sent.  With every party in
+this process (the simulation) :class:`PSIResult` shows them, read from the
+parties' state; with parties elsewhere (Ray) they stay in the party and the
+result does not hold them.  On Ray the driver that calls :func:`intersect`
+relays every message and runs the comparisons for the comparing party, so it
+learns what that party learns; each result's leakage statement says so.
 
 Identifiers
 -----------
@@ -141,10 +150,14 @@ policies and kind checks are described in :mod:`fedbench.psi.encoding`.
 
 Performance
 -----------
-Hashing and blinding run in a persistent pool of worker processes (``spawn``)
-fed with large batches; comparisons are polars joins on 64-bit words.  Each
-element costs 2 X25519 operations (~40 us each on one core of the reference
-machine) in 2-party runs and k operations with k parties.
+Hashing and blinding run in a persistent pool of worker processes fed with large
+batches; comparisons are polars joins on 64-bit words.  On one core of the
+reference machine (2-core AMD EPYC) a hash costs ~60 us (two maps and an
+addition) and a blinding ~80 us (a scalar multiplication ~40 us plus libsodium's
+subgroup check of the input ~40 us); each element is hashed once and blinded k
+times with k parties: ~220 us per element in 2-party runs, against ~85 us for
+the former X25519 design, which checked nothing and put half of the elements on
+the twist.
 """
 
 from __future__ import annotations
