@@ -45,7 +45,7 @@ __all__ = ["BlindJob", "Executor", "GroupElementError", "HashJob", "available_co
 PARALLEL_MIN_OPS = 4096
 
 _MIN_CHUNK = 1024
-_MAX_CHUNK = 16384
+_MAX_CHUNK = 8192
 
 # The worker loads the kernel module from its file, not through the fedbench package:
 # the package imports polars, numpy and the rest of fedbench, which a worker never
@@ -299,8 +299,8 @@ class Executor:
         return _kernels.blind(job.scalar, job.values)
 
     def _run_pool(self, jobs: list[Job], total: int) -> list[tuple[bytes, float]]:
-        # ~8 chunks per worker even out the tail; bounded so that one chunk stays well
-        # under a second of work and a megabyte on the pipe.
+        # ~8 chunks per worker even out the tail; bounded so that one chunk stays around a
+        # second of work (8192 hashes at ~140 us each) and well under a megabyte on the pipe.
         chunk = min(_MAX_CHUNK, max(_MIN_CHUNK, total // (8 * self.workers) + 1))
         tasks: list[tuple[str, tuple[Any, ...]]] = []
         spans: list[tuple[int, int]] = []
