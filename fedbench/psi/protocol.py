@@ -6,8 +6,8 @@ and identifiers stay with the party (:mod:`fedbench.psi._parties`: in this
 process for the simulation, in the party's own actor on a Ray cluster).  The
 driver routes messages and runs the comparisons of the parties that receive
 blinded tags; with parties elsewhere (Ray) it therefore learns what those
-parties learn, and the leakage statement says so.  See the package documentation (:mod:`fedbench.psi`) for the
-protocols and their leakage.
+parties learn, and the leakage statement says so.  See the package
+documentation (:mod:`fedbench.psi`) for the protocols and their leakage.
 
 Flights
 -------
