@@ -157,7 +157,10 @@ addition) and a blinding ~80 us (a scalar multiplication ~40 us plus libsodium's
 subgroup check of the input ~40 us); each element is hashed once and blinded k
 times with k parties: ~220 us per element in 2-party runs, against ~85 us for
 the former X25519 design, which checked nothing and put half of the elements on
-the twist.
+the twist.  ``benchmarks/bench_psi.py`` at 100k x 100k (cardinality) measured
+48.6 s of CPU in all processes against 17.9 s for the X25519 design on the same
+loaded machine, i.e. ~24 s of wall time on two idle cores; wire size unchanged
+(40 bytes per identifier).
 """
 
 from __future__ import annotations
