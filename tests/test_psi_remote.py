@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedbench import party as party_module
-from fedbench.errors import DuplicateKeyError, NullValuesError
+from fedbench.errors import DuplicateKeyError, EmptyPartyError, NullValuesError
 from fedbench.party import Party
 from fedbench.psi import intersect
 from fedbench.psi._parties import SetInfo
@@ -193,3 +193,18 @@ def test_every_not_sent_claim_holds_for_what_the_parties_return(mode, kw, n):
         assert checks, f"no test checks this claim of the leakage statement: {sentence!r}"
         for check in checks:
             check(parties, r)
+
+
+@pytest.mark.parametrize(
+    "values,kw,error",
+    [([*ids("p", 5), *([None] * 7)], {"nulls": "error"}, NullValuesError),
+     ([*ids("p", 5), *(["p-00001"] * 13)], {"mode": "align"}, DuplicateKeyError),
+     ([None] * 11, {}, EmptyPartyError)],
+)
+def test_errors_from_a_remote_party_carry_no_count(values, kw, error):
+    # Errors travel from the party to the driver: the party's counts must not ride on them.
+    a = Remote("a", pl.DataFrame({"id": ids("p", 10)}))
+    b = Remote("b", pl.DataFrame({"id": pl.Series(values, dtype=pl.String)}))
+    with pytest.raises(error, match="party 'b'") as err:
+        intersect([a, b], "id", channel=chan(), **kw)
+    assert not re.search(r"\d", str(err.value)), str(err.value)

@@ -268,9 +268,10 @@ def _builder(
                 )  # empty identifiers are missing ones
             comp = _component(s, kind)
             if nulls == "error" and comp.null_count():
+                # No count in the message: errors reach the driver, and counts are the party's.
                 raise NullValuesError(
-                    f"party {name!r}: key column {col!r} has {comp.null_count()} missing or empty "
-                    "identifier(s); clean them or pass nulls='drop'",
+                    f"party {name!r}: key column {col!r} has missing or empty identifiers; "
+                    "clean them or pass nulls='drop'",
                     party=name,
                     column=col,
                 )
@@ -283,7 +284,7 @@ def _builder(
         n_dup = keyed.height - distinct.height
         if n_dup and duplicates == "error":
             raise DuplicateKeyError(
-                f"party {name!r}: {n_dup} row(s) repeat an identifier of key {list(on)!r} "
+                f"party {name!r}: rows repeat an identifier of key {list(on)!r} "
                 f"(after normalisation); {mode} needs unique keys: deduplicate, or pass duplicates='first' "
                 "to use the first row of each identifier",
                 party=name,
@@ -292,7 +293,7 @@ def _builder(
         if distinct.height == 0:
             raise EmptyPartyError(
                 f"party {name!r} has no usable identifier in {list(on)!r} "
-                f"({n_missing} of {df.height} rows missing or empty)",
+                "(every row's key is missing or empty)",
                 party=name,
             )
         return LocalSet(
