@@ -105,8 +105,8 @@ def _torsion(kind: str, element: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("kind", ["small-order", "torsion-component", "off-curve"])
-@pytest.mark.parametrize("remote", [False, True])
-def test_a_malformed_element_from_a_peer_is_rejected_naming_the_sender(kind, remote, monkeypatch):
+@pytest.mark.parametrize("remote,workers", [(False, 1), (False, 2), (True, 1)])
+def test_a_malformed_element_from_a_peer_is_rejected_naming_the_sender(kind, remote, workers, monkeypatch):
     a = text_party("a", [f"id-{i}" for i in range(50)])
     b = text_party("b", [f"id-{i}" for i in range(25, 80)])
     if remote:
@@ -132,7 +132,7 @@ def test_a_malformed_element_from_a_peer_is_rejected_naming_the_sender(kind, rem
         monkeypatch.setattr(_parties.InProcessParties, "first", first)
     ch = Channel("psi", [], keep_payloads=True)
     with pytest.raises(ProtocolError) as err:
-        intersect([a, b], "id", mode="reveal", receiver="a", channel=ch, workers=1)
+        intersect([a, b], "id", mode="reveal", receiver="a", channel=ch, workers=workers)
     assert getattr(err.value, "party", None) == "b"
     assert "'b'" in str(err.value) and "'a'" in str(err.value)
     # a refused before producing anything from b's set: no tags or size went out.
