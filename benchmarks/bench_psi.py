@@ -87,7 +87,8 @@ def child_fedbench(n: int, mode: str, workers: int | None) -> dict:
     import polars as pl
 
     from fedbench.party import Party
-    from fedbench.psi import _parallel, intersect, shutdown_pool
+    from fedbench.psi import _parallel, hash_to_group, intersect, shutdown_pool
+    from fedbench.psi._kernels import new_scalar
     from fedbench.transcript import Channel
 
     a = Party("bank_a", pl.DataFrame({"id": ids(0, n)}))
@@ -95,7 +96,8 @@ def child_fedbench(n: int, mode: str, workers: int | None) -> dict:
     t = time.perf_counter()
     w = workers or _parallel.available_cores()
     if w > 1:
-        _parallel._get_pool(w).map([("blind", (b"\x01" * 32, b"\x09" + b"\x00" * 31))] * w)
+        warm = hash_to_group(b"\x00" * 32, [b"warm-up"])
+        _parallel._get_pool(w).map([("blind", (new_scalar(), warm))] * w)
     startup = time.perf_counter() - t
 
     def pids() -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -32,6 +33,7 @@ from fedbench.errors import (
 from fedbench.party import Party
 from fedbench.psi import (
     PSIResult,
+    _kernels,
     _parallel,
     hash_to_group,
     intersect,
@@ -41,7 +43,8 @@ from fedbench.psi import (
     session_hash_key,
     shutdown_pool,
 )
-from fedbench.psi._parallel import BlindJob, Executor
+from fedbench.psi._kernels import new_scalar
+from fedbench.psi._parallel import BlindJob, Executor, GroupElementError
 from fedbench.psi.encoding import key_context
 from fedbench.transcript import Channel
 
@@ -531,7 +534,7 @@ def test_worker_pool_in_an_unguarded_script(tmp_path):
 
 
 def test_worker_pool_recovers_from_a_dead_worker():
-    job = BlindJob(b"\x07" * 32, b"\x09" + b"\x00" * 31)
+    job = BlindJob(new_scalar(), hash_to_group(b"k" * 32, [b"s1:x"]))
     first = Executor(2, force=True).run([job])
     pool = _parallel._pool
     assert pool is not None
@@ -543,8 +546,10 @@ def test_worker_pool_recovers_from_a_dead_worker():
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_low_order_point_is_a_protocol_error(workers):
-    with pytest.raises(ProtocolError):
-        Executor(workers, force=True).run([BlindJob(b"\x07" * 32, b"\x00" * 32 * 3)])
+    good = hash_to_group(b"k" * 32, [b"s1:x", b"s1:y"])
+    with pytest.raises(GroupElementError) as err:
+        Executor(workers, force=True).run([BlindJob(new_scalar(), good), BlindJob(new_scalar(), good + b"\x00" * 32)])
+    assert isinstance(err.value, ProtocolError) and err.value.job == 1
 
 
 # --------------------------------------------------------------------------- peer cross-check
@@ -568,3 +573,35 @@ def test_cross_check_with_openmined_psi():
     )
     assert set(r.ids.get_column("id").to_list()) == theirs
     assert r.size == len(theirs) == 50
+
+
+# --------------------------------------------------------------------------- group kernels
+def test_hash_and_blind_fast_path_equals_pynacl_bindings():
+    # The cffi fast path computes [s](E(h0) + E(h1)) exactly as PyNaCl's public bindings do.
+    import nacl.bindings as sodium
+
+    hkey = session_hash_key(b"\x02" * 32, key_context(["string"]))
+    items = [f"s5:id-{i}".encode() for i in range(50)]
+    s = new_scalar()
+    fast, _ = _kernels.hash_and_blind(s, hkey, items)
+    unblinded = hash_to_group(hkey, items)
+    ref = b"".join(
+        sodium.crypto_scalarmult_ed25519_noclamp(s, unblinded[i : i + 32]) for i in range(0, len(unblinded), 32)
+    )
+    assert fast == ref
+    assert _kernels.blind(s, unblinded)[0] == ref
+    for i, x in enumerate(items):
+        d = hashlib.blake2b(x, digest_size=64, key=hkey, person=_kernels.PERSON).digest()
+        h = sodium.crypto_core_ed25519_add(
+            sodium.crypto_core_ed25519_from_uniform(d[:32]), sodium.crypto_core_ed25519_from_uniform(d[32:])
+        )
+        assert unblinded[32 * i : 32 * i + 32] == h and sodium.crypto_core_ed25519_is_valid_point(h)
+    # Commutativity, which the protocol relies on.
+    t = new_scalar()
+    assert _kernels.blind(t, ref)[0] == _kernels.blind(s, _kernels.blind(t, unblinded)[0])[0]
+
+
+def test_group_element_error_survives_pickling():
+    # Raised inside a Ray actor, it must reach the driver with the sender's name.
+    err = pickle.loads(pickle.dumps(GroupElementError("party 'b' sent ...", party="b", job=3)))
+    assert isinstance(err, ProtocolError) and err.party == "b" and err.job == 3 and "'b'" in str(err)

@@ -10,19 +10,23 @@ scalar or a shuffle.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
+import re
 from typing import Any
 
 import cloudpickle
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedbench import party as party_module
-from fedbench.errors import DuplicateKeyError, NullValuesError
+from fedbench.errors import DuplicateKeyError, EmptyPartyError, NullValuesError
 from fedbench.party import Party
 from fedbench.psi import intersect
+from fedbench.psi._parties import SetInfo
 from fedbench.transcript import Channel
 
 
@@ -122,3 +126,85 @@ def test_remote_path_equals_set_intersection(sets, mode):
     assert r.size == len(expected)
     if mode == "reveal":
         assert set(r.ids["id"].to_list()) == expected
+
+
+# --------------------------------------------------------------------------- leakage claims vs what came back
+#: A leakage sentence that says something is not sent (or stays in a party).
+NOT_SENT = re.compile(r"\b(no party sent|not sent|never (?:sent|left|leaves?)|stayed in|does not hold)\b")
+
+
+def _returned_shapes(parties: list[Remote]) -> list[str]:
+    """Describe every value a party returned; fail on anything not in the protocol's list."""
+    shapes = []
+    for p in parties:
+        for v in p.returned:
+            if v is None:
+                shapes.append("nothing")  # clean-up calls
+            elif isinstance(v, SetInfo):
+                # The only declaration a party makes: public facts, nothing else.
+                assert {f.name for f in dataclasses.fields(v)} == {"name", "size"}, v
+                shapes.append("set-info")
+            elif isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], bytes) and isinstance(v[1], float):
+                shapes.append("blinded-elements")
+            elif isinstance(v, np.ndarray) and v.dtype.kind == "i":
+                shapes.append("row-positions")
+            elif isinstance(v, pl.DataFrame):
+                shapes.append("receiver-ids")
+            else:
+                raise AssertionError(f"{p.name} returned an unexpected value of type {type(v).__name__}")
+    return shapes
+
+
+def _counts_not_returned(parties: list[Remote], r: Any) -> None:
+    # "Counts of missing and duplicate identifiers stayed in each party: no party sent
+    # them, and this result does not hold them."
+    _returned_shapes(parties)
+    for p in parties:
+        for v in p.returned:
+            if isinstance(v, SetInfo):
+                assert v.size == r.set_sizes[v.name]
+    assert r.missing == {} and r.duplicates == {}
+    assert r._repr_html_().count("&ndash;") == 2 * len(parties)  # shown as unknown, per party
+
+
+#: Each "not sent" claim a leakage statement can make, and the check that proves it.
+CLAIMS = {"missing and duplicate": _counts_not_returned}
+
+
+@pytest.mark.parametrize(
+    "mode,kw,n",
+    [("cardinality", {}, 2), ("cardinality", {}, 3), ("reveal", {"receiver": "p1"}, 2),
+     ("reveal", {"receiver": "p0"}, 3), ("align", {"duplicates": "first"}, 2)],
+)
+def test_every_not_sent_claim_holds_for_what_the_parties_return(mode, kw, n):
+    # Every party has missing and duplicate identifiers, in distinctive numbers.
+    parties = []
+    for k in range(n):
+        values = [*ids("p", 40 + 10 * k, 5 * k), *([None] * (3 + k)), *ids("p", 2 + k, 5 * k)]
+        parties.append(Remote(f"p{k}", pl.DataFrame({"id": values})))
+    r = intersect(parties, "id", mode=mode, channel=chan(), **kw)
+    local = [Party(p.name, p._df) for p in parties]
+    assert intersect(local, "id", mode=mode, channel=chan(), **kw).missing == {
+        f"p{k}": 3 + k for k in range(n)}  # the simulation still shows them, read locally
+    claims = [s for s in re.split(r"(?<=\.) ", r.leakage) if NOT_SENT.search(s)]
+    assert claims, r.leakage
+    for sentence in claims:
+        checks = [fn for key, fn in CLAIMS.items() if key in sentence]
+        assert checks, f"no test checks this claim of the leakage statement: {sentence!r}"
+        for check in checks:
+            check(parties, r)
+
+
+@pytest.mark.parametrize(
+    "values,kw,error",
+    [([*ids("p", 5), *([None] * 7)], {"nulls": "error"}, NullValuesError),
+     ([*ids("p", 5), *(["p-00001"] * 13)], {"mode": "align"}, DuplicateKeyError),
+     ([None] * 11, {}, EmptyPartyError)],
+)
+def test_errors_from_a_remote_party_carry_no_count(values, kw, error):
+    # Errors travel from the party to the driver: the party's counts must not ride on them.
+    a = Remote("a", pl.DataFrame({"id": ids("p", 10)}))
+    b = Remote("b", pl.DataFrame({"id": pl.Series(values, dtype=pl.String)}))
+    with pytest.raises(error, match="party 'b'") as err:
+        intersect([a, b], "id", channel=chan(), **kw)
+    assert not re.search(r"\d", str(err.value)), str(err.value)

@@ -1,46 +1,88 @@
-"""Batch kernels of the PSI protocol: hash-to-group and X25519 blinding.
+"""Batch kernels of the PSI protocol: hash-to-group and blinding on edwards25519.
 
 These functions run either in the calling process or in worker processes of
 :mod:`fedbench.psi._parallel`.  They import nothing heavy so that a spawned worker
 starts quickly, and they work on *batches* (a list of identifiers, or one bytes
 object holding ``n`` concatenated 32-byte group elements) so that one task moves
-thousands of elements and the per-element Python work is one hash call and one
-call into libsodium.
+thousands of elements and the per-element Python work is one hash call and a few
+calls into libsodium.
 
 A worker process always acts for exactly one party and one batch: it receives
 that party's secret scalar and identifiers, like any other local computation of
 the party, and returns blinded elements.  Nothing here talks to another party.
 
-All group arithmetic is libsodium's ``crypto_scalarmult`` (X25519, RFC 7748);
+The group is the prime-order subgroup of edwards25519 (order
+``L = 2^252 + 27742317777372353535851937790883648493``), elements in the standard
+32-byte compressed encoding.  All group arithmetic is libsodium's
+(``crypto_core_ed25519_from_uniform``, ``crypto_core_ed25519_add``,
+``crypto_scalarmult_ed25519_noclamp``, ``crypto_core_ed25519_scalar_reduce``);
 none is written here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 from collections.abc import Sequence
 
 import nacl.bindings
 
-__all__ = ["ELEMENT_BYTES", "PERSON", "blind", "hash_and_blind", "hash_to_group", "session_hash_key"]
+__all__ = [
+    "ELEMENT_BYTES",
+    "PERSON",
+    "BadElementError",
+    "blind",
+    "hash_and_blind",
+    "hash_to_group",
+    "new_scalar",
+    "session_hash_key",
+]
 
-#: Size of one serialised group element (an X25519 u-coordinate).
+#: Size of one serialised group element (a compressed edwards25519 point).
 ELEMENT_BYTES = 32
 
 #: BLAKE2b personalisation: domain-separates the hash-to-group from every other
 #: use of BLAKE2b (16 bytes, the maximum BLAKE2b allows).
 PERSON = b"fedbench.psi.h2g"
 
+#: Version label mixed into the session key: hashes of the former X25519 design
+#: (``fedbench/psi/v1/x25519``) can never be compared with this one's.
+_SUITE = b"fedbench/psi/v2/edwards25519-ell2-ro"
+
 try:  # Fast path: libsodium through the cffi handle PyNaCl already loaded.
-    # ``nacl.bindings.crypto_scalarmult`` allocates and copies per call; calling the
-    # same libsodium function into one preallocated buffer saves ~5-10 % per element.
+    # ``nacl.bindings`` allocates, copies and checks types per call; calling the same
+    # libsodium functions into one preallocated buffer saves ~10-20 % per element.
     from nacl._sodium import ffi as _ffi
     from nacl._sodium import lib as _lib
 
-    _scalarmult = _lib.crypto_scalarmult
+    _from_uniform = _lib.crypto_core_ed25519_from_uniform
+    _add = _lib.crypto_core_ed25519_add
+    _scalarmult = _lib.crypto_scalarmult_ed25519_noclamp
 except (ImportError, AttributeError):  # pragma: no cover - depends on PyNaCl internals
     _ffi = None
+
+
+class BadElementError(ValueError):
+    """libsodium rejected a group element (not a point of the prime-order subgroup)."""
+
+
+def new_scalar() -> bytes:
+    """A party's secret blinding scalar: uniform in ``[1, L)``, from the OS CSPRNG.
+
+    64 random bytes reduced modulo ``L`` (libsodium's ``scalar_reduce``) are uniform
+    up to a statistical distance of ``2^-259``; zero (probability ``2^-252``) is
+    redrawn because it would map every element to the identity.
+
+    Returns
+    -------
+    bytes
+        32-byte little-endian scalar, fully reduced.
+    """
+    while True:
+        s = nacl.bindings.crypto_core_ed25519_scalar_reduce(secrets.token_bytes(64))
+        if any(s):
+            return s
 
 
 def session_hash_key(salt: bytes, context: bytes) -> bytes:
@@ -59,22 +101,35 @@ def session_hash_key(salt: bytes, context: bytes) -> bytes:
         32-byte BLAKE2b key used by :func:`hash_to_group`.
     """
     h = hashlib.blake2b(digest_size=32, person=b"fedbench.psi.key")
-    for part in (b"fedbench/psi/v1/x25519", salt, context):
+    for part in (_SUITE, salt, context):
         # Length-prefixed so that no two (salt, context) pairs feed the same bytes.
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     return h.digest()
 
 
-def _h2u(item: bytes, hkey: bytes) -> bytes:
-    d = hashlib.blake2b(item, digest_size=32, key=hkey, person=PERSON).digest()
-    # Clear bit 255: X25519 ignores it anyway (RFC 7748 section 5); clearing it makes
-    # the element's encoding canonical up to the 19 non-reduced values (probability 2^-250).
-    return d[:31] + bytes((d[31] & 0x7F,))
+def _h64(item: bytes, hkey: bytes) -> bytes:
+    # 64 bytes = two independent 32-byte inputs of libsodium's from_uniform (each: 255
+    # bits of field element, 1 bit for the sign of x).
+    return hashlib.blake2b(item, digest_size=64, key=hkey, person=PERSON).digest()
+
+
+def _h2g_bindings(item: bytes, hkey: bytes) -> bytes:
+    d = _h64(item, hkey)
+    b = nacl.bindings
+    return b.crypto_core_ed25519_add(b.crypto_core_ed25519_from_uniform(d[:32]),
+                                     b.crypto_core_ed25519_from_uniform(d[32:]))
 
 
 def hash_to_group(hkey: bytes, items: Sequence[bytes]) -> bytes:
-    """Hash canonical identifier encodings to X25519 u-coordinates (unblinded).
+    """Hash canonical identifier encodings to the prime-order subgroup (unblinded).
+
+    ``H(x) = E(h0) + E(h1)`` where ``h0 || h1 = BLAKE2b-512(x; key=hkey,
+    person=PERSON)`` and ``E`` is libsodium's ``crypto_core_ed25519_from_uniform``
+    (Elligator 2 then multiplication by the cofactor 8).  Adding two independent
+    map outputs is the random-oracle construction of RFC 9380 (``hash_to_curve``),
+    not its ``encode_to_curve``; see the package documentation for how it differs
+    from the RFC's suite.
 
     Parameters
     ----------
@@ -89,14 +144,7 @@ def hash_to_group(hkey: bytes, items: Sequence[bytes]) -> bytes:
         ``32 * len(items)`` bytes, the elements in input order.  Used by the tests and
         by audits; the protocol never sends these unblinded values.
     """
-    return b"".join([_h2u(x, hkey) for x in items])
-
-
-def _check(bad: int) -> None:
-    if bad:
-        # Only a low-order input gives an all-zero X25519 output; a hash hits one with
-        # probability ~2^-250, so this means a peer sent a malformed element.
-        raise ValueError("X25519 rejected a low-order group element")
+    return b"".join([_h2g_bindings(x, hkey) for x in items])
 
 
 def hash_and_blind(scalar: bytes, hkey: bytes, items: Sequence[bytes]) -> tuple[bytes, float]:
@@ -105,7 +153,7 @@ def hash_and_blind(scalar: bytes, hkey: bytes, items: Sequence[bytes]) -> tuple[
     Parameters
     ----------
     scalar : bytes
-        The party's 32-byte secret X25519 scalar for this run.
+        The party's secret scalar for this run (:func:`new_scalar`).
     hkey : bytes
         Key from :func:`session_hash_key`.
     items : sequence of bytes
@@ -115,16 +163,29 @@ def hash_and_blind(scalar: bytes, hkey: bytes, items: Sequence[bytes]) -> tuple[
     -------
     (bytes, float)
         Concatenated blinded elements (input order) and the CPU seconds spent.
+
+    Raises
+    ------
+    BadElementError
+        If a hash lands on the identity (probability about ``2^-250``), which
+        libsodium refuses to multiply.
     """
     t0 = time.process_time()
     n = len(items)
     if _ffi is not None:
         out = _ffi.new("unsigned char[]", ELEMENT_BYTES * n)
-        f = _scalarmult
+        tmp = _ffi.new("unsigned char[]", 2 * ELEMENT_BYTES)
+        tmp1 = tmp + ELEMENT_BYTES
+        fu, add, sm, h64 = _from_uniform, _add, _scalarmult, _h64
         bad = 0
         for i, x in enumerate(items):
-            bad |= f(out + ELEMENT_BYTES * i, scalar, _h2u(x, hkey))
-        _check(bad)
+            d = h64(x, hkey)
+            fu(tmp, d)  # reads the first 32 bytes
+            fu(tmp1, d[32:])
+            add(tmp, tmp, tmp1)
+            bad |= sm(out + ELEMENT_BYTES * i, scalar, tmp)
+        if bad:
+            raise BadElementError("a hashed identifier mapped to the identity element")
         res = _ffi.buffer(out)[:]
     else:  # pragma: no cover - fallback when PyNaCl internals move
         res = _blind_bindings(scalar, hash_to_group(hkey, items))
@@ -132,12 +193,17 @@ def hash_and_blind(scalar: bytes, hkey: bytes, items: Sequence[bytes]) -> tuple[
 
 
 def blind(scalar: bytes, values: bytes) -> tuple[bytes, float]:
-    """Raise every element of ``values`` to ``scalar`` (X25519), keeping the order.
+    """Multiply every element of ``values`` by ``scalar``, keeping the order.
+
+    libsodium's ``crypto_scalarmult_ed25519_noclamp`` validates each input: it
+    refuses a non-canonical encoding, a point not on the curve, a point of small
+    order and any point outside the prime-order subgroup, so an element sent by a
+    malicious or buggy peer is never multiplied by the party's secret scalar.
 
     Parameters
     ----------
     scalar : bytes
-        The party's 32-byte secret X25519 scalar for this run.
+        The party's secret scalar for this run (:func:`new_scalar`).
     values : bytes
         ``32 * n`` bytes of concatenated group elements.
 
@@ -148,12 +214,13 @@ def blind(scalar: bytes, values: bytes) -> tuple[bytes, float]:
 
     Raises
     ------
-    ValueError
-        If ``values`` is not a whole number of elements or holds a low-order element.
+    BadElementError
+        If ``values`` is not a whole number of elements or holds an element that is
+        not a point of the prime-order subgroup.
     """
     t0 = time.process_time()
     if len(values) % ELEMENT_BYTES:
-        raise ValueError("blinded set is not a whole number of 32-byte elements")
+        raise BadElementError("blinded set is not a whole number of 32-byte elements")
     if _ffi is not None:
         out = _ffi.new("unsigned char[]", len(values))
         src = _ffi.from_buffer(values)
@@ -161,7 +228,8 @@ def blind(scalar: bytes, values: bytes) -> tuple[bytes, float]:
         bad = 0
         for off in range(0, len(values), ELEMENT_BYTES):
             bad |= f(out + off, scalar, src + off)
-        _check(bad)
+        if bad:
+            raise BadElementError("an element is not a point of the prime-order subgroup of edwards25519")
         res = _ffi.buffer(out)[:]
     else:  # pragma: no cover - fallback when PyNaCl internals move
         res = _blind_bindings(scalar, values)
@@ -169,12 +237,12 @@ def blind(scalar: bytes, values: bytes) -> tuple[bytes, float]:
 
 
 def _blind_bindings(scalar: bytes, values: bytes) -> bytes:  # pragma: no cover - fallback
-    sm = nacl.bindings.crypto_scalarmult
+    sm = nacl.bindings.crypto_scalarmult_ed25519_noclamp
     mv = memoryview(values)
     try:
         return b"".join([sm(scalar, mv[o : o + ELEMENT_BYTES].tobytes()) for o in range(0, len(values), 32)])
-    except Exception as exc:  # PyNaCl raises RuntimeError on a low-order input
-        raise ValueError("X25519 rejected a low-order group element") from exc
+    except Exception as exc:  # PyNaCl raises RuntimeError on a rejected point
+        raise BadElementError("an element is not a point of the prime-order subgroup of edwards25519") from exc
 
 
 # --------------------------------------------------------------------------- worker loop
@@ -205,7 +273,7 @@ def serve() -> None:  # pragma: no cover - runs in the worker processes
         try:
             reply = (task_id, True, _OPS[op](*args))
         except Exception as exc:  # reported to the parent, which raises ProtocolError
-            reply = (task_id, False, f"{type(exc).__name__}: {exc}")
+            reply = (task_id, False, (isinstance(exc, BadElementError), f"{type(exc).__name__}: {exc}"))
         data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.write(struct.pack("<Q", len(data)))
         stdout.write(data)

@@ -1,7 +1,8 @@
 """Run PSI kernels on all cores with a persistent pool of worker processes.
 
-libsodium's X25519 costs ~40 microseconds per element and PyNaCl holds the GIL
-during the call (measured: 2 threads give 1.2x, 2 processes 1.9x), so the
+A blinding costs ~80 microseconds per element in libsodium (edwards25519
+scalar multiplication plus its subgroup check of the input) and PyNaCl holds the
+GIL during the call (measured: 2 threads give 1.2x, 2 processes 1.9x), so the
 protocol uses processes.  The pool is created on first use, kept for later runs
 (a notebook intersects many times) and stopped at
 exit.
@@ -37,14 +38,14 @@ from typing import Any
 from ..errors import ProtocolError
 from . import _kernels
 
-__all__ = ["BlindJob", "Executor", "HashJob", "available_cores", "shutdown_pool"]
+__all__ = ["BlindJob", "Executor", "GroupElementError", "HashJob", "available_cores", "shutdown_pool"]
 
 #: Below this many group operations in a step, the pool's overhead (pickling,
 #: scheduling) outweighs the gain; run in the calling process.
 PARALLEL_MIN_OPS = 4096
 
 _MIN_CHUNK = 1024
-_MAX_CHUNK = 16384
+_MAX_CHUNK = 8192
 
 # The worker loads the kernel module from its file, not through the fedbench package:
 # the package imports polars, numpy and the rest of fedbench, which a worker never
@@ -66,8 +67,41 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class GroupElementError(ProtocolError):
+    """A group element was rejected: it is not a point of the prime-order subgroup.
+
+    Parameters
+    ----------
+    message : str
+        Explanation; names the party that sent the element when known.
+    party : str or None
+        The party that sent the rejected element (``None`` for the party's own hash).
+    job : int or None
+        Index of the failing job in the batch given to :meth:`Executor.run`.
+    """
+
+    def __init__(self, message: str, *, party: str | None = None, job: int | None = None) -> None:
+        super().__init__(message)
+        self.party = party
+        self.job = job
+
+    def __reduce__(self) -> Any:  # keyword-only arguments: pickle (Ray) needs help
+        return (_rebuild_group_element_error, (str(self), self.party, self.job))
+
+
+def _rebuild_group_element_error(message: str, party: str | None, job: int | None) -> GroupElementError:
+    return GroupElementError(message, party=party, job=job)
+
+
 class _WorkerDied(RuntimeError):
     pass
+
+
+class _TaskFailed(Exception):
+    def __init__(self, index: int, exc: ValueError) -> None:
+        super().__init__(str(exc))
+        self.index = index
+        self.exc = exc
 
 
 class _Worker:
@@ -97,7 +131,8 @@ class _Worker:
         if task_id != self.next_id:
             raise _WorkerDied("PSI worker answered out of turn")
         if not ok:
-            raise ValueError(result)
+            bad, message = result
+            raise (_kernels.BadElementError if bad else ValueError)(message)
         return result
 
     def close(self, *, kill: bool = False) -> None:
@@ -138,6 +173,9 @@ class _Pool:
                     return
                 try:
                     results[i] = w.call(*tasks[i])
+                except ValueError as exc:  # the task failed, the worker is fine
+                    errors.append(_TaskFailed(i, exc))
+                    return
                 except BaseException as exc:
                     errors.append(exc)
                     return
@@ -238,16 +276,21 @@ class Executor:
 
         Raises
         ------
+        GroupElementError
+            If libsodium rejects a group element; ``job`` says which job held it.
         ProtocolError
-            If a group element is rejected (low-order point) or a worker dies.
+            If a worker dies.
         """
         total = sum(j.size for j in jobs)
-        try:
-            if self.workers <= 1 or (not self.force and total < PARALLEL_MIN_OPS):
-                return [self._run_one(j) for j in jobs]
-            return self._run_pool(jobs, total)
-        except ValueError as exc:
-            raise ProtocolError(f"PSI group operation failed: {exc}") from exc
+        if self.workers <= 1 or (not self.force and total < PARALLEL_MIN_OPS):
+            out = []
+            for k, j in enumerate(jobs):
+                try:
+                    out.append(self._run_one(j))
+                except ValueError as exc:
+                    raise _failure(exc, k) from exc
+            return out
+        return self._run_pool(jobs, total)
 
     @staticmethod
     def _run_one(job: Job) -> tuple[bytes, float]:
@@ -256,8 +299,8 @@ class Executor:
         return _kernels.blind(job.scalar, job.values)
 
     def _run_pool(self, jobs: list[Job], total: int) -> list[tuple[bytes, float]]:
-        # ~8 chunks per worker even out the tail; bounded so that one chunk stays well
-        # under a second of work and a megabyte on the pipe.
+        # ~8 chunks per worker even out the tail; bounded so that one chunk stays around a
+        # second of work (8192 hashes at ~140 us each) and well under a megabyte on the pipe.
         chunk = min(_MAX_CHUNK, max(_MIN_CHUNK, total // (8 * self.workers) + 1))
         tasks: list[tuple[str, tuple[Any, ...]]] = []
         spans: list[tuple[int, int]] = []
@@ -275,8 +318,9 @@ class Executor:
             pool = _get_pool(self.workers)
             try:
                 parts = pool.map(tasks)
-            except ValueError:
-                raise
+            except _TaskFailed as failed:
+                k = next(k for k, (a, b) in enumerate(spans) if a <= failed.index < b)
+                raise _failure(failed.exc, k) from failed.exc
             except BaseException as exc:
                 # A dead worker, or an interrupt that left replies in flight: start afresh.
                 _discard_pool()
@@ -284,3 +328,9 @@ class Executor:
                     raise ProtocolError(f"a PSI worker process failed ({exc}); the run was abandoned") from exc
                 raise
         return [(b"".join(p[0] for p in parts[a:b]), sum(p[1] for p in parts[a:b])) for a, b in spans]
+
+
+def _failure(exc: ValueError, job: int) -> ProtocolError:
+    if isinstance(exc, _kernels.BadElementError):
+        return GroupElementError(f"PSI group operation failed: {exc}", job=job)
+    return ProtocolError(f"PSI group operation failed: {exc}")

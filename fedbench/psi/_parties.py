@@ -15,8 +15,10 @@ rows) and gets back blinded elements or positions.  Two implementations:
     Parties live elsewhere (Ray actors).  Each state stays in the party's own
     memory (:func:`fedbench.party.remember_in_party`), each step is one call
     per party submitted concurrently through the backend, and the party hashes
-    and blinds on its own node's cores.  Only blinded elements, positions and
-    public counts come back.
+    and blinds on its own node's cores.  Only blinded elements, CPU seconds,
+    matched row positions and the set size (public: every party sees it in the
+    message sizes) come back; the counts of missing and duplicate identifiers
+    stay in the party.
 """
 
 from __future__ import annotations
@@ -37,33 +39,42 @@ import polars as pl
 
 from ..errors import FedbenchError
 from ..party import Party, recall_in_party, remember_in_party
-from ._kernels import ELEMENT_BYTES
-from ._parallel import BlindJob, Executor, HashJob, available_cores
+from ._kernels import ELEMENT_BYTES, new_scalar
+from ._parallel import BlindJob, Executor, GroupElementError, HashJob, available_cores
 from .encoding import LocalSet
 
 __all__ = ["TAG_BYTES", "InProcessParties", "PSIParties", "RemoteParties", "SetInfo", "Step"]
 
-#: Bytes of a doubly blinded element kept for comparison.  Matching 2^20 x 2^20
-#: elements gives a false match with probability ~2^40 / 2^128 = 2^-88.
+#: Bytes of a fully blinded element kept for comparison: the first 16 bytes of its
+#: compressed encoding, i.e. the low 128 bits of its y-coordinate.  Distinct points
+#: of the subgroup that are not each other's negatives have distinct y, and the low
+#: 128 bits of y of a random subgroup point are within a negligible distance of
+#: uniform, so two distinct identifiers share a tag with probability ~2^-128 (a point
+#: and its negative share y, but ``H(x) = -H(x')`` has probability 2^-252).  Comparing
+#: n x m elements thus gives a false match with probability at most ~n*m / 2^128:
+#: 2^-88 for 2^20 x 2^20, 2^-68 for 2^30 x 2^30.
 TAG_BYTES = 16
 
-#: One blinding step of one party: ``(party, values, shuffle, truncate)``.  The party
-#: blinds the concatenated elements with its scalar, then (if asked) shuffles them
-#: with a fresh secret permutation and truncates them to comparison tags.
-Step = tuple[str, bytes, bool, bool]
+#: One blinding step of one party: ``(party, values, shuffle, truncate, sender)``.  The
+#: party blinds the concatenated elements it received from ``sender`` with its scalar,
+#: then (if asked) shuffles them with a fresh secret permutation and truncates them to
+#: comparison tags.  ``sender`` is named if an element is rejected.
+Step = tuple[str, bytes, bool, bool, str]
 
 _RUN_IDS = count()
 
 
 @dataclass(frozen=True)
 class SetInfo:
-    """Public facts a party declares about its prepared identifiers."""
+    """What a party declares about its prepared identifiers: public facts only.
+
+    ``size`` (distinct identifiers) is public because every party sees it in the
+    message sizes.  The counts of missing and duplicate identifiers are not public
+    and are not here: they stay in the party (see :meth:`PSIParties.local_counts`).
+    """
 
     name: str
     size: int
-    n_rows: int
-    n_missing: int
-    n_duplicates: int
 
 
 @dataclass
@@ -71,16 +82,15 @@ class _State:
     """One party's protocol secrets for one run; kept where the party lives."""
 
     local: LocalSet
-    scalar: bytes  # secret X25519 scalar for this run
+    scalar: bytes  # secret scalar in [1, L) for this run
     perm: np.ndarray  # the owner's shuffle: sent position k holds distinct identifier perm[k]
 
     @classmethod
     def new(cls, local: LocalSet) -> _State:
-        return cls(local=local, scalar=secrets.token_bytes(32), perm=permutation(local.size))
+        return cls(local=local, scalar=new_scalar(), perm=permutation(local.size))
 
     def info(self) -> SetInfo:
-        s = self.local
-        return SetInfo(s.name, s.size, s.n_rows, s.n_missing, s.n_duplicates)
+        return SetInfo(self.local.name, self.local.size)
 
     def hash_job(self, hkey: bytes) -> HashJob:
         enc = self.local.encodings
@@ -135,6 +145,15 @@ class PSIParties(ABC):
         """Run one blinding step per entry (see :data:`Step`); ``(values, seconds)`` each."""
 
     @abstractmethod
+    def local_counts(self) -> dict[str, tuple[int, int]] | None:
+        """Missing and duplicate counts per party, or ``None`` for remote parties.
+
+        ``{party: (missing, duplicates)}`` where the caller already holds every party's
+        state (a simulation in this process); ``None`` when the parties live elsewhere:
+        those counts never leave a remote party.
+        """
+
+    @abstractmethod
     def rows(self, name: str, idx: np.ndarray, *, sort: bool) -> np.ndarray:
         """Rows of party ``name`` behind positions ``idx`` of the set it sent (sorted if ``sort``)."""
 
@@ -158,12 +177,25 @@ class InProcessParties(PSIParties):
 
     def first(self, hkeys: dict[str, bytes]) -> dict[str, tuple[bytes, float]]:
         names = list(hkeys)
-        outs = self._executor.run([self._states[n].hash_job(hkeys[n]) for n in names])
+        try:
+            outs = self._executor.run([self._states[n].hash_job(hkeys[n]) for n in names])
+        except GroupElementError as exc:
+            raise _own_hash_error(names[exc.job] if exc.job is not None else None) from exc
         return dict(zip(names, outs, strict=True))
 
     def blind(self, steps: Sequence[Step]) -> list[tuple[bytes, float]]:
-        outs = self._executor.run([BlindJob(self._states[n].scalar, v) for n, v, _, _ in steps])
-        return [_finish(v, cpu, sh, cut) for (_, _, sh, cut), (v, cpu) in zip(steps, outs, strict=True)]
+        try:
+            outs = self._executor.run([BlindJob(self._states[n].scalar, v) for n, v, _, _, _ in steps])
+        except GroupElementError as exc:
+            if exc.job is None:
+                raise
+            name, _, _, _, sender = steps[exc.job]
+            raise _rejected(sender, name) from exc
+        return [_finish(v, cpu, sh, cut) for (_, _, sh, cut, _), (v, cpu) in zip(steps, outs, strict=True)]
+
+    def local_counts(self) -> dict[str, tuple[int, int]] | None:
+        # Every party lives in this process: reading its state sends nothing.
+        return {n: (st.local.n_missing, st.local.n_duplicates) for n, st in self._states.items()}
 
     def rows(self, name: str, idx: np.ndarray, *, sort: bool) -> np.ndarray:
         return self._states[name].rows(idx, sort)
@@ -216,7 +248,10 @@ class RemoteParties(PSIParties):
 
     def blind(self, steps: Sequence[Step]) -> list[tuple[bytes, float]]:
         return self._call([(n, partial(_blind_in_party, key=self._key, values=v, shuffle=sh, cut=cut,
-                                       workers=self._workers)) for n, v, sh, cut in steps])
+                                       workers=self._workers, sender=sender, me=n)) for n, v, sh, cut, sender in steps])
+
+    def local_counts(self) -> dict[str, tuple[int, int]] | None:
+        return None  # they stay in each party: no call asks for them
 
     def rows(self, name: str, idx: np.ndarray, *, sort: bool) -> np.ndarray:
         (out,) = self._call([(name, partial(_rows_in_party, key=self._key, idx=idx, sort=sort))])
@@ -245,13 +280,20 @@ def _open_in_party(df: pl.DataFrame, *, key: str, build: Callable[[pl.DataFrame]
 
 
 def _first_in_party(df: pl.DataFrame, *, key: str, hkey: bytes, workers: int | None) -> tuple[bytes, float]:
-    ((values, cpu),) = _executor(workers).run([_state(df, key).hash_job(hkey)])
+    state = _state(df, key)
+    try:
+        ((values, cpu),) = _executor(workers).run([state.hash_job(hkey)])
+    except GroupElementError as exc:
+        raise _own_hash_error(state.local.name) from exc
     return values, cpu
 
 
 def _blind_in_party(df: pl.DataFrame, *, key: str, values: bytes, shuffle: bool, cut: bool,
-                    workers: int | None) -> tuple[bytes, float]:
-    ((out, cpu),) = _executor(workers).run([BlindJob(_state(df, key).scalar, values)])
+                    workers: int | None, sender: str, me: str) -> tuple[bytes, float]:
+    try:
+        ((out, cpu),) = _executor(workers).run([BlindJob(_state(df, key).scalar, values)])
+    except GroupElementError as exc:
+        raise _rejected(sender, me) from exc
     return _finish(out, cpu, shuffle, cut)
 
 
@@ -262,3 +304,20 @@ def _rows_in_party(df: pl.DataFrame, *, key: str, idx: np.ndarray, sort: bool) -
 def _close_in_party(df: pl.DataFrame, *, key: str) -> None:
     with contextlib.suppress(FedbenchError):  # a party whose preparation failed holds nothing
         recall_in_party(df, key=key).scalar = b""
+
+
+def _rejected(sender: str, receiver: str) -> GroupElementError:
+    return GroupElementError(
+        f"party {sender!r} sent {receiver!r} a blinded set holding an element that is not a point of the "
+        "prime-order subgroup of edwards25519 (malformed, small-order or torsion point); "
+        f"{receiver!r} refused to blind it and the run was abandoned",
+        party=sender,
+    )
+
+
+def _own_hash_error(name: str | None) -> GroupElementError:
+    who = f"party {name!r}" if name else "a party"
+    return GroupElementError(
+        f"{who}: an identifier hashed to the identity element (probability ~2^-250); the run was abandoned",
+        party=name,
+    )

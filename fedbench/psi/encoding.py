@@ -268,9 +268,10 @@ def _builder(
                 )  # empty identifiers are missing ones
             comp = _component(s, kind)
             if nulls == "error" and comp.null_count():
+                # No count in the message: errors reach the driver, and counts are the party's.
                 raise NullValuesError(
-                    f"party {name!r}: key column {col!r} has missing or empty "
-                    "identifiers; clean them or pass nulls='drop'",
+                    f"party {name!r}: key column {col!r} has missing or empty identifiers; "
+                    "clean them or pass nulls='drop'",
                     party=name,
                     column=col,
                 )
@@ -292,7 +293,7 @@ def _builder(
         if distinct.height == 0:
             raise EmptyPartyError(
                 f"party {name!r} has no usable identifier in {list(on)!r} "
-                "(every row's is missing or empty)",
+                "(every row's key is missing or empty)",
                 party=name,
             )
         return LocalSet(

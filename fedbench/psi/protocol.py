@@ -5,8 +5,9 @@ Parties only exchange *bytes* through the run's
 and identifiers stay with the party (:mod:`fedbench.psi._parties`: in this
 process for the simulation, in the party's own actor on a Ray cluster).  The
 driver routes messages and runs the comparisons of the parties that receive
-blinded tags.  See the package documentation (:mod:`fedbench.psi`) for the
-protocols and their leakage.
+blinded tags; with parties elsewhere (Ray) it therefore learns what those
+parties learn, and the leakage statement says so.  See the package
+documentation (:mod:`fedbench.psi`) for the protocols and their leakage.
 
 Flights
 -------
@@ -51,9 +52,11 @@ SALT_BYTES = 32
 _NULL_POLICIES = ("drop", "error")
 _DUPLICATE_POLICIES = ("first", "error")
 _MODEL = (
-    "Model: honest-but-curious, non-colluding parties; ECDH-PSI over X25519 "
-    "(DDH in the prime-order subgroups of Curve25519 and its twist, keyed BLAKE2b hash "
-    "modelled as a random oracle), fresh secret scalars and session salt per run."
+    "Model: honest-but-curious, non-colluding parties; ECDH-PSI in the prime-order subgroup of "
+    "edwards25519 (DDH assumption; identifiers hashed into that subgroup by keyed BLAKE2b-512 and "
+    "two Elligator 2 maps with the cofactor cleared, modelled as a random oracle); every received "
+    "element is checked to lie in the subgroup before it is blinded; fresh secret scalars and "
+    "session salt per run."
 )
 
 
@@ -152,11 +155,16 @@ class _Run:
     def fly(self, flights: list[_Flight]) -> None:
         """Advance every flight hop by hop until each reaches its destination."""
         while active := [f for f in flights if f.route]:
+            senders = []
             for f in active:
                 nxt = f.route[0]
                 f.values = self.send(f.holder, nxt, "blinded-set", f.values, encrypted=True, seconds=f.seconds)
+                senders.append(f.holder)
                 f.holder = nxt
-            steps = [(f.holder, f.values, f.shuffle, f.truncate and len(f.route) == 1) for f in active]
+            steps = [
+                (f.holder, f.values, f.shuffle, f.truncate and len(f.route) == 1, sender)
+                for f, sender in zip(active, senders, strict=True)
+            ]
             for f, (values, seconds) in zip(active, self.parties.blind(steps), strict=True):
                 f.values, f.seconds = values, seconds
                 f.route.pop(0)
@@ -197,7 +205,7 @@ def _reveal(run: _Run, order: list[str], receiver: str, parties: dict[str, Party
             combiner, receiver, "common-blinded-set", common, encrypted=True, seconds=time.perf_counter() - t
         )
         # The receiver applies its scalar to the common set and compares with its own tags.
-        ((full, _),) = run.parties.blind([(receiver, common, False, True)])
+        ((full, _),) = run.parties.blind([(receiver, common, False, True, combiner)])
         hits = _member_indices(flights[0].values, full, TAG_BYTES)
     size = int(hits.size)
     for p in others:
@@ -257,10 +265,21 @@ def _align(run: _Run, order: list[str]) -> _Outcome:
 
 
 # --------------------------------------------------------------------------- leakage
-def _leakage(mode: str, order: list[str], receiver: str | None) -> str:
+def _leakage(mode: str, order: list[str], receiver: str | None, *, remote: bool = False) -> str:
     names = ", ".join(order)
     sizes = f"Every party learned the number of distinct identifiers of each of {names} (from message sizes)."
-    local = "Counts of missing and duplicate identifiers appear in this result only; no party sent them."
+    if remote:
+        local = (
+            "The driver (the process that called intersect) relayed every message and ran the comparisons "
+            "for the parties that compare, so it learned everything they learned above, and it holds this "
+            "result. Counts of missing and duplicate identifiers stayed in each party: no party sent them, "
+            "and this result does not hold them."
+        )
+    else:
+        local = (
+            "Counts of missing and duplicate identifiers were read from each party's state in this process "
+            "(a simulation); no party sent them."
+        )
     if mode == "reveal":
         assert receiver is not None
         others = [p for p in order if p != receiver]
@@ -326,7 +345,7 @@ def intersect(
     backend: Any = None,
     **options: object,
 ) -> PSIResult:
-    """Private set intersection of the parties' identifiers (ECDH-PSI over X25519).
+    """Private set intersection of the parties' identifiers (ECDH-PSI over edwards25519).
 
     Parameters
     ----------
@@ -388,8 +407,11 @@ def intersect(
     DuplicateKeyError, EmptyPartyError, NormalizationError
         Likewise.  Every error above is raised before any message is sent: the
         channel stays empty.
+    GroupElementError
+        A party received an element that is not a point of the prime-order subgroup
+        (a malicious or buggy peer); the error names the sender (``party``).
     ProtocolError
-        A group element was rejected or a worker process died.
+        A worker process died.
     """
     t0 = time.perf_counter()
     if options:
@@ -457,6 +479,7 @@ def intersect(
         # Each party validates and encodes its identifiers where its rows live; any
         # bad input raises here, before a message is sent.
         infos = side.open(builds)
+        counts = side.local_counts()  # None: the counts stay in remote parties
         # ---- every input is valid: from here on, messages are sent ---------------
         run = _Run(side, order, channel)
         lead = receiver if receiver is not None else order[0]
@@ -478,13 +501,13 @@ def intersect(
         on=tuple(cols),
         size=out.size,
         receiver=lead if mode != "align" else None,
-        leakage=_leakage(mode, order, lead),
+        leakage=_leakage(mode, order, lead, remote=counts is None),
         transcript=channel.run,
         elapsed=time.perf_counter() - t0,
         nbytes=channel.run.nbytes,
         set_sizes={s.name: s.size for s in sets},
-        missing={s.name: s.n_missing for s in sets},
-        duplicates={s.name: s.n_duplicates for s in sets},
+        missing={n: c[0] for n, c in counts.items()} if counts is not None else {},
+        duplicates={n: c[1] for n, c in counts.items()} if counts is not None else {},
         ids=out.ids,
         positions=out.positions,
         overlap=out.overlap,

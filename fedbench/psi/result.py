@@ -45,9 +45,13 @@ class PSIResult:
     set_sizes : dict of str to int
         Distinct identifiers per party (revealed to all parties by message sizes).
     missing : dict of str to int
-        Rows dropped per party for a missing or empty identifier.
+        Rows dropped per party for a missing or empty identifier.  Filled only when
+        every party lives in this process (a simulation: read from the parties'
+        state, never sent); empty when parties live elsewhere (Ray), since these
+        counts never leave a party.
     duplicates : dict of str to int
-        Rows per party that repeated an identifier (kept out of the sets).
+        Rows per party that repeated an identifier (kept out of the sets); filled
+        like ``missing``.
     leakage : str
         Who learned what in this run.
     transcript : Transcript
@@ -102,8 +106,8 @@ class PSIResult:
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><td>{escape(p)}</td><td style='text-align:right'>{self.set_sizes.get(p, 0):,}</td>"
-            f"<td style='text-align:right'>{self.missing.get(p, 0):,}</td>"
-            f"<td style='text-align:right'>{self.duplicates.get(p, 0):,}</td></tr>"
+            f"<td style='text-align:right'>{_count(self.missing, p)}</td>"
+            f"<td style='text-align:right'>{_count(self.duplicates, p)}</td></tr>"
             for p in self.parties
         )
         overlap = ""
@@ -141,3 +145,8 @@ class PSIResult:
             f"{_fmt_bytes(self.nbytes)} ({self.bytes_per_element:.1f} B per element), "
             f"{self.elapsed:.2f} s</p></div>"
         )
+
+
+def _count(counts: dict[str, int], party: str) -> str:
+    # A remote party keeps these counts to itself: show that they are not known here.
+    return f"{counts[party]:,}" if party in counts else "&ndash;"
