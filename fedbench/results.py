@@ -39,13 +39,23 @@ def _fmt_value(v: Any) -> str:
     return repr(v)
 
 
+def _fmt_scale(privacy: dict[str, Any]) -> str:
+    # With per-entry sensitivities the plan's scale is per unit of sensitivity: show what each entry got.
+    entries = privacy.get("entry_sensitivity") or {}
+    if not entries:
+        return f"scale={privacy['scale']:.4g}"
+    if len(entries) <= 4:
+        return "scale " + ", ".join(f"{k}={privacy['scale'] * v:.4g}" for k, v in entries.items())
+    return f"scale={privacy['scale']:.4g} per unit of each entry's sensitivity"
+
+
 def _fmt_privacy(privacy: dict[str, Any] | None) -> str:
     if not privacy:
         return "exact release (not differentially private)"
     delta = f", delta={privacy['delta']:g}" if privacy.get("delta") else ""
     where = "by each party before encryption" if privacy["noise"] == "distributed" else "by the key holder"
     text = (
-        f"{privacy['mechanism']} noise, epsilon={privacy['epsilon']:g}{delta}, scale={privacy['scale']:.4g}, "
+        f"{privacy['mechanism']} noise, epsilon={privacy['epsilon']:g}{delta}, {_fmt_scale(privacy)}, "
         f"{privacy['noise']} (added {where})"
     )
     if privacy.get("adversary"):
