@@ -70,8 +70,12 @@ class Federation:
     audit : bool, default False
         Keep the bytes of every message in the transcript (for audits and tests).
     ledger_path : str or Path, optional
-        JSON file persisting the privacy ledger (budgets survive a kernel
-        restart); by default the ledger lives in memory.
+        JSON file persisting the privacy ledger.  By default the ledger is
+        persisted next to the notebook, in ``./.fedbench/<hash>.ledger.json``
+        named from the parties' names and sources (see
+        :func:`fedbench.dp.budget.federation_budget`), so budgets survive a
+        kernel restart and a new federation over the same parties.
+        ``":memory:"`` keeps it in memory only (not persistent; for tests).
 
     Examples
     --------
@@ -357,7 +361,7 @@ class Federation:
         if plan is not None and plan.noise == "central":
             value = plan.central_noise(value)  # the key holder adds the noise after decrypting
             result.value = value
-        elif plan is None and record_exact and self._budget is not None and self._budget.parties:
+        elif plan is None and record_exact and self.budget.parties:  # also a ledger persisted by an earlier kernel
             # Budgets are in force: exact releases are logged too, flagged as not differentially private.
             self._budget.record_exact(names, mechanism=protocol, description=description or protocol)
         return value, result
@@ -470,10 +474,16 @@ class Federation:
     @property
     def budget(self) -> PrivacyBudget:
         """The federation's privacy budgets and ledger (see :class:`fedbench.dp.PrivacyBudget`)."""
-        if self._budget is None:
-            from .dp import PrivacyBudget
+        from .dp.budget import federation_budget
+        from .dp.ledger import party_identity
 
-            self._budget = PrivacyBudget(self._ledger_path, parties=lambda: self.party_names)
+        def study() -> dict[str, str]:
+            return {
+                p.name: party_identity(p.name, p.source, p.schema if p.source.startswith("<") else None)
+                for p in self._parties.values()
+            }
+
+        self._budget = federation_budget(self._budget, self._ledger_path, study, lambda: self.party_names)
         return self._budget
 
     def set_budget(
@@ -1012,7 +1022,7 @@ class Federation:
         options.setdefault("workers", self.backend.workers)
         result = _intersect(chosen, on, mode=mode, receiver=receiver, channel=self._channel("psi"),
                             backend=self.backend, **options)
-        if self._budget is not None and self._budget.parties:
+        if self.budget.parties:  # also a ledger persisted by an earlier kernel
             # PSI sizes (and in reveal/align modes, memberships) are exact releases: logged, never DP.
             keys = on if isinstance(on, str) else ", ".join(on)
             self._budget.record_exact([p.name for p in chosen], mechanism="psi", description=f"psi {mode} on {keys}")

@@ -750,14 +750,6 @@ class PrivacyLedger:
         chain = _chain([item for item in doc["entries"]])
         if doc["chain"] != chain[-1]:
             raise self._fail("is corrupt: its hash chain does not match its entries")
-        recorded = self._read_head(key)
-        if recorded is not None:
-            count, head = recorded
-            if len(doc["entries"]) < count or chain[count] != head:
-                raise self._fail(
-                    f"was rolled back or truncated: this machine last wrote {count} entries to it, it now holds "
-                    f"{len(doc['entries'])} that do not extend them (restored from an older copy?)"
-                )
         stored_fed = doc["federation"]
         if stored_fed is not None and not isinstance(stored_fed, str):
             raise self._fail("is corrupt: federation must be a string or null")
@@ -778,6 +770,14 @@ class PrivacyLedger:
             except (ValueError, TypeError, KeyError, ConfigurationError) as exc:
                 raise self._fail(f"is corrupt: entry {i} is invalid ({exc})") from exc
             entries.append(entry)
+        recorded = self._read_head(key)
+        if recorded is not None:
+            count, head = recorded
+            if len(doc["entries"]) < count or chain[count] != head:
+                raise self._fail(
+                    f"was rolled back or truncated: this machine last wrote {count} entries to it, it now holds "
+                    f"{len(doc['entries'])} that do not extend them (restored from an older copy?)"
+                )
         federation = self._federation if stored_fed is None else stored_fed
         return _State(federation, study, entries, budgets, events)
 
