@@ -22,12 +22,16 @@ File format
 With a ``path`` the ledger lives in a UTF-8 JSON file, rewritten atomically
 (temporary file in the same directory, ``fsync``, ``os.replace``) after every
 change and reloaded on construction, so restarting a kernel does not reset a
-budget::
+budget.  A :class:`~fedbench.Federation` without ``ledger_path`` persists by
+default to ``./.fedbench/<hash>.ledger.json``, named from its parties' names
+and sources (:func:`default_ledger_path`); ``":memory:"`` is the explicit,
+non-persistent option::
 
     {
       "format": "fedbench-privacy-ledger",
-      "version": 1,
+      "version": 2,
       "federation": "<name or null>",
+      "study": {"<party>": "<identity>", ...} | null,
       "accounting": {"neighboring_relation": "add_or_remove_one",
                      "pld_value_discretization_interval": 0.0001,
                      "tolerance": 1e-09},
@@ -39,18 +43,42 @@ budget::
          "before": {"a": [eps, delta], ...}, "after": {"a": [eps, delta], ...}},
         ...
       ],
-      "sha256": "<digest of everything above, canonical JSON>"
+      "chain": "<head of the SHA-256 hash chain over the entries>",
+      "key_id": "<which key authenticates the file>",
+      "hmac": "<HMAC-SHA256 of everything above, canonical JSON>"
     }
 
-Budgets are themselves entries (kind ``"budget"``, ``parameters.budgets``), so
-the file is a pure append-only log and the current state is its replay.  A
-file that is not JSON, lacks the format marker, has another version or
-accounting settings, belongs to another federation, fails its checksum, or
-holds an invalid entry raises :class:`LedgerFileError` and is left untouched.
-Before every write the ledger checks that the file still holds what it last
-read or wrote, so two kernels sharing a file cannot silently overwrite each
-other's spending.  Refusals are kept in memory only: a refused request leaves
-the file byte-identical.
+Budgets are themselves entries (kind ``"budget"``: old and new budget, when,
+why; mechanism ``"budget_increase"`` for a raise after spending, which needs
+``allow_increase=True`` and a reason), so the file is a pure append-only log
+and the current state is its replay.
+
+Integrity
+---------
+* Concurrency: every charge and budget change holds an OS lock on
+  ``<file>.lock`` (the ``filelock`` package: ``fcntl.flock`` on POSIX) across
+  reload, check and write, so two kernels sharing a file cannot both spend
+  the last of a budget; reads reload the file when it changed.
+* Tamper evidence: the HMAC key is a per-user secret (32 CSPRNG bytes) in
+  :func:`default_key_path` (``~/.config/fedbench/ledger.key``, mode 0600),
+  never next to the ledger.  A file edited, with entries removed, reordered or
+  added, and its checksum or hash chain recomputed, fails the HMAC.
+* Rollback and deletion: after each write the entry count and chain head are
+  recorded (HMAC'd) under ``~/.config/fedbench/heads/``; a genuine older copy
+  restored over the file, a truncated file, or a deleted file is refused until
+  :meth:`PrivacyLedger.forget` is called deliberately.
+* Not covered: anyone who can read the key file (the same user, root) can
+  forge a ledger; deleting the ledger, the key and the head records together
+  starts from zero; a lock on a network file system without working locks
+  protects nothing; a ledger counts only what this fedbench installation ran
+  (parties keeping their own ledgers elsewhere are not coordinated).
+
+A file that is not JSON, lacks the format marker, has another version or
+accounting settings, belongs to another federation, fails its HMAC or chain,
+was rolled back, or holds an invalid entry raises :class:`LedgerFileError` and
+is left untouched.  Version-1 files (checksum only) are refused with a pointer
+to :meth:`PrivacyLedger.migrate`.  Refusals are kept in memory only: a refused
+request leaves the file byte-identical.
 """
 
 from __future__ import annotations
@@ -1368,7 +1396,7 @@ class PrivacyLedger:
                         "party": p,
                         "parties": list(e.parties),
                         "description": e.description,
-                        "event": e.event.describe() if e.event is not None else "",
+                        "event": e.event.describe() if e.event is not None else _budget_change(e, p),
                         "differentially_private": e.differentially_private,
                         "epsilon_before": b[0],
                         "delta_before": b[1],
@@ -1405,6 +1433,22 @@ class PrivacyLedger:
             f"<PrivacyLedger ({where}): {len(self._entries)} entries, {len(self._budgets)} budgets, "
             f"{len(self._refusals)} refusals>"
         )
+
+
+def _budget_change(entry: LedgerEntry, party: str) -> str:
+    """A budget entry in words for the ledger table, e.g. ``budget ε=0.5, δ=1e-06 -> ε=1, δ=1e-06``."""
+    new = entry.parameters.get("budgets", {}).get(party)
+    old = entry.parameters.get("previous", {}).get(party)
+    if new is None:
+        return ""
+    text = (
+        f"budget ε={new[0]:g}, δ={new[1]:g}"
+        if old is None
+        else (f"budget ε={old[0]:g}, δ={old[1]:g} -> ε={new[0]:g}, δ={new[1]:g}")
+    )
+    if party in entry.parameters.get("increased_after_spending", ()):
+        text += " (raised after spending)"
+    return text
 
 
 _TS = pl.Datetime("us", "UTC")
