@@ -493,8 +493,10 @@ class Federation:
         *,
         parties: Sequence[str] | None = None,
         overrides: Mapping[str, tuple[float, float]] | None = None,
+        description: str = "",
+        allow_increase: bool = False,
     ) -> PrivacyBudget:
-        """Set each party's privacy budget ``(epsilon, delta)``.
+        """Set each party's privacy budget ``(epsilon, delta)``; every change is a ledger entry.
 
         Parameters
         ----------
@@ -506,13 +508,20 @@ class Federation:
             Parties to set (default: all).
         overrides : dict of party to (epsilon, delta), optional
             Per-party budgets, e.g. ``{"west": (2.0, 1e-6)}``.
+        description : str
+            Why (recorded with the ledger entry).
+        allow_increase : bool, default False
+            Allow raising the budget of a party that has already spent some
+            (needs a ``description``; recorded and flagged).
 
         Returns
         -------
         PrivacyBudget
             ``fed.budget``: ``spent(party)``, ``remaining(party)``, ``ledger``, ``refusals``.
         """
-        self.budget.set_budget(epsilon, delta, parties=parties, overrides=overrides)
+        self.budget.set_budget(
+            epsilon, delta, parties=parties, overrides=overrides, description=description, allow_increase=allow_increase
+        )
         return self.budget
 
     def _plan(self, epsilon: float, delta: float | None, mechanism: str, noise: str, l1: float = 1.0,

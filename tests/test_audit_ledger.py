@@ -259,3 +259,24 @@ def test_version_1_files_are_refused_then_migrated_with_a_recorded_entry(tmp_pat
     migrated = PrivacyLedger.migrate(path)
     assert migrated[-1].mechanism == "migration" and migrated.spent("a") == (0.25, 0.0)
     assert PrivacyLedger(path).spent("a") == (0.25, 0.0)
+
+
+def test_budget_magic_records_a_raise_only_with_a_reason() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext fedbench")
+    fed = _fed(ledger_path=":memory:")
+    fed.add_parties(_frames())
+    ip.user_ns["study"] = fed
+    try:
+        assert ip.run_cell("%fedbench budget --fed study --epsilon 0.5 --static").success
+        fed.budget.charge(["north"], PureDPEvent(0.5))
+        assert not ip.run_cell("%fedbench budget --fed study --epsilon 1 --static").success
+        assert fed.budget.limit("north") == (0.5, 1e-6)
+        cell = '%fedbench budget --fed study --epsilon 1 --increase-reason "second wave approved" --static'
+        assert ip.run_cell(cell).success
+        assert fed.budget.limit("north") == (1.0, 1e-6)
+        assert fed.budget.ledger[-1].description == "second wave approved"
+    finally:
+        ip.user_ns.pop("study", None)
