@@ -363,7 +363,7 @@ class Federation:
             result.value = value
         elif plan is None and record_exact and self.budget.parties:  # also a ledger persisted by an earlier kernel
             # Budgets are in force: exact releases are logged too, flagged as not differentially private.
-            self._budget.record_exact(names, mechanism=protocol, description=description or protocol)
+            self.budget.record_exact(names, mechanism=protocol, description=description or protocol)
         return value, result
 
     def _encoding(self, max_abs: float | None, frac_bits: int | None) -> Encoding:
@@ -1034,7 +1034,7 @@ class Federation:
         if self.budget.parties:  # also a ledger persisted by an earlier kernel
             # PSI sizes (and in reveal/align modes, memberships) are exact releases: logged, never DP.
             keys = on if isinstance(on, str) else ", ".join(on)
-            self._budget.record_exact([p.name for p in chosen], mechanism="psi", description=f"psi {mode} on {keys}")
+            self.budget.record_exact([p.name for p in chosen], mechanism="psi", description=f"psi {mode} on {keys}")
         self.history.append(result)
         return result
 
