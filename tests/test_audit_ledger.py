@@ -70,12 +70,47 @@ def test_default_ledger_of_file_parties_is_named_from_resolved_paths(
     monkeypatch.chdir(data)  # another working directory, same files: same study
     two = fb.Federation.from_dir(".", key_bits=512, allow_insecure_key_size=True)
     assert two.budget.path == one.budget.path and two.budget.limit("north") == (1.0, 1e-6)
-    # A different set of parties is a different study: a new file, and a warning naming the old one.
-    three = _fed()
-    three.add_party("north", data / "north.csv")
-    with pytest.warns(UserWarning, match="north.*also have a privacy ledger"):
-        path = three.budget.path
-    assert path != one.budget.path
+    assert len(list(ledgers.glob("*.ledger.json"))) == 1
+
+
+def test_a_party_keeps_its_ledger_in_any_federation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDBENCH_LEDGER_DIR", str(tmp_path))
+    frames = _frames()
+    pair = _fed()
+    pair.add_parties(frames)
+    pair.set_budget(1.0, 1e-6)
+    pair.budget.charge(["north", "south"], PureDPEvent(0.75))
+    # A subset of the parties: the same ledger, the same spending.
+    alone = _fed()
+    alone.add_party("north", frames["north"])
+    assert alone.budget.path == pair.budget.path and alone.budget.spent("north") == (0.75, 0.0)
+    with pytest.raises(BudgetExceededError):
+        alone.budget.charge(["north"], PureDPEvent(0.5))
+    # A superset: the same ledger again; the new party is noted in it and found later on its own.
+    wider = _fed()
+    wider.add_parties({**frames, "east": pl.DataFrame({"age": [50, 60, 70]})})
+    assert wider.budget.path == pair.budget.path and wider.budget.remaining("south") == (0.25, 1e-6)
+    wider.set_budget(1.0, 1e-6, parties=["east"])
+    east = _fed()
+    east.add_party("east", pl.DataFrame({"age": [1, 2]}))
+    assert east.budget.path == pair.budget.path and east.budget.limit("east") == (1.0, 1e-6)
+    assert len(list(tmp_path.glob("*.ledger.json"))) == 1
+
+
+def test_spending_split_over_two_default_ledgers_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDBENCH_LEDGER_DIR", str(tmp_path))
+    frames = _frames()
+    for name in frames:
+        solo = _fed()
+        solo.add_party(name, frames[name])
+        solo.set_budget(1.0, 1e-6)
+    both = _fed()
+    both.add_parties(frames)
+    with pytest.raises(LedgerFileError, match=r"split over several ledgers.*ledger_path="):
+        both.budget  # noqa: B018
+    pinned = _fed(ledger_path=next(tmp_path.glob("*.ledger.json")))
+    pinned.add_parties(frames)
+    assert len(pinned.budget.parties) == 1
 
 
 def test_explicit_memory_ledger_is_labelled_not_persistent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from html import escape
 from pathlib import Path
@@ -16,7 +15,7 @@ from ..party import validate_party_name
 from ._checks import check_delta, check_epsilon
 from .accounting import AccountingEvent
 from .config import DPConfig
-from .ledger import LedgerEntry, PrivacyLedger, Refusal, default_ledger_path, overlapping_ledgers
+from .ledger import LedgerEntry, PrivacyLedger, Refusal, default_ledger_path
 from .planner import rounds_affordable
 
 __all__ = ["PrivacyBudget", "federation_budget"]
@@ -315,7 +314,7 @@ class PrivacyBudget:
         if self._ledger.path is None:
             return "in memory only: NOT persistent, lost when the kernel stops"
         return f"ledger file {self._ledger.path}" + (
-            " (default, named from the parties)" if self.default_location else ""
+            " (default ledger of these parties)" if self.default_location else ""
         )
 
     def _header(self) -> str:
@@ -406,12 +405,14 @@ def federation_budget(
     """The privacy budget of a :class:`~fedbench.Federation` (its ``budget`` property).
 
     With an explicit ``ledger_path`` (a file, or ``":memory:"``) the budget is
-    opened once.  Without one the ledger is persisted by default in
-    :func:`~fedbench.dp.ledger.default_ledger_path` of the parties' identities
-    (``./.fedbench/<hash>.ledger.json``), so a restarted kernel or a new
-    federation over the same parties and sources sees the same spending.  The
-    file follows the party set while the ledger is still empty; once anything
-    is recorded it stays bound for this federation object.
+    opened once.  Without one the ledger is persisted by default next to the
+    notebook, in the file :func:`~fedbench.dp.ledger.default_ledger_path`
+    picks for the parties' identities (``./.fedbench/<hash>.ledger.json``),
+    so a restarted kernel, or a new federation over the same parties (or a
+    subset or superset of them), charges the same ledger.  The choice follows
+    the party set while the ledger is still empty; once anything is recorded
+    it stays bound for this federation object, and parties added later are
+    noted in it.
 
     Parameters
     ----------
@@ -424,30 +425,24 @@ def federation_budget(
     parties : callable returning iterable of str
         Current party names.
 
-    Warns
-    -----
-    UserWarning
-        When another default ledger in the same folder already records spending
-        of some of these parties (a federation over a different set of them).
+    Raises
+    ------
+    LedgerFileError
+        When the parties' spending is split over several default ledgers.
     """
     if ledger_path is not None:
         if current is None:
             current = PrivacyBudget(ledger_path, parties=parties)
         return current
-    if current is not None and (len(current.ledger) or current.refusals):
-        return current  # bound: something was recorded in this file
     ids = dict(study())
+    if current is not None and (len(current.ledger) or current.refusals):
+        current.ledger.note_parties(ids)  # bound: something was recorded in this file
+        return current
     path = default_ledger_path(ids)
     if current is not None and current.path == path:
+        current.ledger.note_parties(ids)
         return current
     budget = PrivacyBudget(path, parties=parties, study=ids)
+    budget.ledger.note_parties(ids)
     budget.default_location = True
-    for other, common in overlapping_ledgers(path, ids).items():
-        warnings.warn(
-            f"parties {', '.join(common)} also have a privacy ledger in {other} (a federation over a different "
-            f"set of parties); this federation's default ledger {path} does not include that spending. Pass "
-            f"ledger_path={str(other)!r} to continue that accounting",
-            UserWarning,
-            stacklevel=3,
-        )
     return budget

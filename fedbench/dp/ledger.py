@@ -491,18 +491,45 @@ def default_ledger_dir() -> Path:
 
 
 def default_ledger_path(study: Mapping[str, str]) -> Path:
-    """The default ledger file of a set of parties: ``<default_ledger_dir()>/<hash>.ledger.json``.
+    """The default ledger file of a set of parties.
 
-    The hash (16 hex digits of SHA-256) covers the sorted party identities,
-    so the same parties over the same sources find the same file after a
-    restart or in a new :class:`~fedbench.Federation`.
+    Privacy is spent per party, so a party's spending must stay in one ledger
+    whatever federation it later joins.  The file is therefore, in
+    :func:`default_ledger_dir`:
+
+    * ``<hash>.ledger.json`` named from the sorted party identities (16 hex
+      digits of SHA-256), if it exists: the same parties over the same sources
+      after a restart or in a new :class:`~fedbench.Federation`;
+    * otherwise the one existing ledger there that already records some of
+      these parties (a federation over a subset or superset of them);
+    * otherwise a new ``<hash>.ledger.json``.
+
+    Raises
+    ------
+    LedgerFileError
+        When these parties' spending is split over several ledgers there:
+        pass ``ledger_path=`` explicitly (the others are then not counted).
     """
     digest = hashlib.sha256(_canonical(sorted(study.items()))).hexdigest()[:16]
-    return default_ledger_dir() / f"{digest}.ledger.json"
+    own = default_ledger_dir() / f"{digest}.ledger.json"
+    if own.exists():
+        return own
+    others = overlapping_ledgers(own, study)
+    if len(others) == 1:
+        return next(iter(others))
+    if others:
+        where = "; ".join(f"{f} ({', '.join(p)})" for f, p in others.items())
+        raise LedgerFileError(
+            f"these parties' privacy spending is split over several ledgers: {where}. A federation must charge "
+            "one ledger: pass ledger_path= explicitly (spending recorded only in the other files is then not "
+            "counted)",
+            path=str(next(iter(others))),
+        )
+    return own
 
 
 def overlapping_ledgers(path: Path, study: Mapping[str, str]) -> dict[Path, list[str]]:
-    """Other ledger files in ``path``'s folder created for some of the same parties (read, not verified)."""
+    """Other ledger files in ``path``'s folder with entries and some of the same parties (read, not verified)."""
     mine = {v: k for k, v in study.items()}
     out: dict[Path, list[str]] = {}
     with contextlib.suppress(OSError):
@@ -610,6 +637,15 @@ class PrivacyLedger:
     def study(self) -> Mapping[str, str] | None:
         """Party identities the file was created for (``None`` if not recorded)."""
         return None if self._study is None else MappingProxyType(dict(self._study))
+
+    def note_parties(self, study: Mapping[str, str]) -> None:
+        """Add party identities to :attr:`study` (persisted with the next entry).
+
+        Default ledgers are found by the identities in their ``study``, so a
+        party added to a federation later keeps using this ledger.
+        """
+        with self._lock:
+            self._study = {**study, **(self._study or {})}
 
     def _fail(self, why: str) -> LedgerFileError:
         return LedgerFileError(
@@ -811,8 +847,8 @@ class PrivacyLedger:
 
     def _adopt(self, state: _State) -> None:
         self._federation = state.federation
-        if state.study is not None:
-            self._study = dict(state.study)
+        if state.study is not None:  # parties noted in memory since are kept (written with the next entry)
+            self._study = {**(self._study or {}), **state.study}
         self._entries, self._budgets, self._events = state.entries, state.budgets, state.events
 
     @staticmethod
