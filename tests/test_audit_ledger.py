@@ -174,6 +174,29 @@ def test_two_processes_racing_for_one_budget_never_both_spend(tmp_path: Path) ->
     assert len(outcomes) == 20
 
 
+def _spender(path: str, n: int) -> None:
+    ledger = PrivacyLedger(path)
+    for _ in range(n):
+        ledger.charge(["a"], PureDPEvent(0.01))
+
+
+def test_a_reader_in_another_kernel_never_sees_a_false_rollback_or_a_torn_file(tmp_path: Path) -> None:
+    path = tmp_path / "shared.ledger.json"
+    PrivacyLedger(path).set_budget({"a": (1.0, 1e-6)})
+    reader = PrivacyLedger(path)
+    writer = mp.get_context("spawn").Process(target=_spender, args=(str(path), 40))
+    writer.start()
+    seen = [0.0]
+    while writer.is_alive() or seen[-1] < 0.395:
+        eps = reader.spent("a")[0]  # reloads whenever the other process wrote
+        assert eps >= seen[-1]
+        seen.append(eps)
+        if not writer.is_alive() and writer.exitcode != 0:
+            break
+    writer.join()
+    assert writer.exitcode == 0 and reader.spent("a")[0] == pytest.approx(0.4) and len(reader) == 41
+
+
 # -- 3. budget changes are entries; raising after spending is explicit ---------------------------
 def test_raising_an_exhausted_budget_needs_an_explicit_recorded_action(tmp_path: Path) -> None:
     path = tmp_path / "study.ledger.json"

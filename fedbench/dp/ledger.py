@@ -363,6 +363,10 @@ class Refusal:
     message: str
 
 
+class _RolledBack(LedgerFileError):
+    """The file does not extend what this machine last wrote to it (checked again under the lock)."""
+
+
 # -- keys, hash chain, atomic writes --------------------------------------------------------------
 class _State(NamedTuple):
     federation: str | None
@@ -741,7 +745,33 @@ class PrivacyLedger:
         if self._path is None:
             return
         with self._lock:
-            self._sync_locked(force)
+            try:
+                self._sync_locked(force)
+            except _RolledBack:
+                # Without the file lock we may have read the file just before another kernel replaced it and
+                # its head record just after: look again while holding the lock before calling it a rollback.
+                with self._file_lock():
+                    self._sync_locked(True)
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        assert self._path is not None
+        lock_file = self._path.with_name(self._path.name + ".lock")
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(lock_file), timeout=self._lock_timeout)
+            lock.acquire()
+        except Timeout:
+            raise self._fail(
+                f"is locked by another process (lock file {str(lock_file)!r} held for over "
+                f"{self._lock_timeout:g} s); nothing was charged"
+            ) from None
+        except OSError as exc:
+            raise self._fail(f"cannot be locked ({exc.strerror or exc}); nothing was charged") from exc
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _sync_locked(self, force: bool) -> None:
         assert self._path is not None
@@ -838,9 +868,12 @@ class PrivacyLedger:
         if recorded is not None:
             count, head = recorded
             if len(doc["entries"]) < count or chain[count] != head:
-                raise self._fail(
+                raise _RolledBack(
+                    f"privacy ledger {str(self._path)!r}: "
                     f"was rolled back or truncated: this machine last wrote {count} entries to it, it now holds "
-                    f"{len(doc['entries'])} that do not extend them (restored from an older copy?)"
+                    f"{len(doc['entries'])} that do not extend them (restored from an older copy?); "
+                    "the file was left untouched",
+                    path=str(self._path),
                 )
         federation = self._federation if stored_fed is None else stored_fed
         return _State(federation, study, entries, budgets, events)
@@ -891,23 +924,9 @@ class PrivacyLedger:
             if self._path is None:
                 yield
                 return
-            lock_file = self._path.with_name(self._path.name + ".lock")
-            try:
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                lock = FileLock(str(lock_file), timeout=self._lock_timeout)
-                lock.acquire()
-            except Timeout:
-                raise self._fail(
-                    f"is locked by another process (lock file {str(lock_file)!r} held for over "
-                    f"{self._lock_timeout:g} s); nothing was charged"
-                ) from None
-            except OSError as exc:
-                raise self._fail(f"cannot be locked ({exc.strerror or exc}); nothing was charged") from exc
-            try:
-                self._sync(force=True)  # another kernel may have spent since we last looked
+            with self._file_lock():
+                self._sync_locked(True)  # another kernel may have spent since we last looked
                 yield
-            finally:
-                lock.release()
 
     def _persist(self, entries: list[LedgerEntry]) -> None:
         """Atomically write the ledger with ``entries`` (lock held); raise before changing anything on failure."""
