@@ -314,7 +314,7 @@ class PrivacyBudget:
         if self._ledger.path is None:
             return "in memory only: NOT persistent, lost when the kernel stops"
         return f"ledger file {self._ledger.path}" + (
-            " (default ledger of these parties)" if self.default_location else ""
+            ", the default ledger of these parties" if self.default_location else ""
         )
 
     def _header(self) -> str:
