@@ -187,12 +187,10 @@ def test_a_reader_in_another_kernel_never_sees_a_false_rollback_or_a_torn_file(t
     writer = mp.get_context("spawn").Process(target=_spender, args=(str(path), 40))
     writer.start()
     seen = [0.0]
-    while writer.is_alive() or seen[-1] < 0.395:
+    while writer.is_alive():
         eps = reader.spent("a")[0]  # reloads whenever the other process wrote
         assert eps >= seen[-1]
         seen.append(eps)
-        if not writer.is_alive() and writer.exitcode != 0:
-            break
     writer.join()
     assert writer.exitcode == 0 and reader.spent("a")[0] == pytest.approx(0.4) and len(reader) == 41
 
