@@ -71,8 +71,12 @@ class Federation:
     audit : bool, default False
         Keep the bytes of every message in the transcript (for audits and tests).
     ledger_path : str or Path, optional
-        JSON file persisting the privacy ledger (budgets survive a kernel
-        restart); by default the ledger lives in memory.
+        JSON file persisting the privacy ledger.  By default the ledger is
+        persisted next to the notebook, in ``./.fedbench/<hash>.ledger.json``
+        named from the parties' names and sources (see
+        :func:`fedbench.dp.budget.federation_budget`), so budgets survive a
+        kernel restart and a new federation over the same parties.
+        ``":memory:"`` keeps it in memory only (not persistent; for tests).
     local_timeout : float or None, default 300
         Seconds a local function passed to :meth:`secure_sum` may run inside a
         party before the call fails with
@@ -378,9 +382,9 @@ class Federation:
             privacy=None if plan is None else plan.record(len(parties), encoding.frac_bits),
         )
         value = out.value
-        if plan is None and record_exact and self._budget is not None and self._budget.parties:
+        if plan is None and record_exact and self.budget.parties:  # also a ledger persisted by an earlier kernel
             # Budgets are in force: exact releases are logged too, flagged as not differentially private.
-            self._budget.record_exact(names, mechanism=protocol, description=description or protocol)
+            self.budget.record_exact(names, mechanism=protocol, description=description or protocol)
         return value, result
 
     def _encoding(self, max_abs: float | None, frac_bits: int | None) -> Encoding:
@@ -507,10 +511,16 @@ class Federation:
     @property
     def budget(self) -> PrivacyBudget:
         """The federation's privacy budgets and ledger (see :class:`fedbench.dp.PrivacyBudget`)."""
-        if self._budget is None:
-            from .dp import PrivacyBudget
+        from .dp.budget import federation_budget
+        from .dp.ledger import party_identity
 
-            self._budget = PrivacyBudget(self._ledger_path, parties=lambda: self.party_names)
+        def study() -> dict[str, str]:
+            return {
+                p.name: party_identity(p.name, p.source, p.schema if p.source.startswith("<") else None)
+                for p in self._parties.values()
+            }
+
+        self._budget = federation_budget(self._budget, self._ledger_path, study, lambda: self.party_names)
         return self._budget
 
     def set_budget(
@@ -520,8 +530,10 @@ class Federation:
         *,
         parties: Sequence[str] | None = None,
         overrides: Mapping[str, tuple[float, float]] | None = None,
+        description: str = "",
+        allow_increase: bool = False,
     ) -> PrivacyBudget:
-        """Set each party's privacy budget ``(epsilon, delta)``.
+        """Set each party's privacy budget ``(epsilon, delta)``; every change is a ledger entry.
 
         Parameters
         ----------
@@ -533,13 +545,20 @@ class Federation:
             Parties to set (default: all).
         overrides : dict of party to (epsilon, delta), optional
             Per-party budgets, e.g. ``{"west": (2.0, 1e-6)}``.
+        description : str
+            Why (recorded with the ledger entry).
+        allow_increase : bool, default False
+            Allow raising the budget of a party that has already spent some
+            (needs a ``description``; recorded and flagged).
 
         Returns
         -------
         PrivacyBudget
             ``fed.budget``: ``spent(party)``, ``remaining(party)``, ``ledger``, ``refusals``.
         """
-        self.budget.set_budget(epsilon, delta, parties=parties, overrides=overrides)
+        self.budget.set_budget(
+            epsilon, delta, parties=parties, overrides=overrides, description=description, allow_increase=allow_increase
+        )
         return self.budget
 
     def _plan(self, epsilon: float, delta: float | None, mechanism: str, noise: str, l1: float = 1.0,
@@ -1070,10 +1089,10 @@ class Federation:
         options.setdefault("workers", self.backend.workers)
         result = _intersect(chosen, on, mode=mode, receiver=receiver, channel=self._channel("psi"),
                             backend=self.backend, **options)
-        if self._budget is not None and self._budget.parties:
+        if self.budget.parties:  # also a ledger persisted by an earlier kernel
             # PSI sizes (and in reveal/align modes, memberships) are exact releases: logged, never DP.
             keys = on if isinstance(on, str) else ", ".join(on)
-            self._budget.record_exact([p.name for p in chosen], mechanism="psi", description=f"psi {mode} on {keys}")
+            self.budget.record_exact([p.name for p in chosen], mechanism="psi", description=f"psi {mode} on {keys}")
         self.history.append(result)
         return result
 

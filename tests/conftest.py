@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import numpy as np
 import polars as pl
 import pytest
@@ -16,8 +19,27 @@ settings.load_profile("ci")
 TEST_KEY_BITS = 512
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _ledger_key_outside_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # The ledger key and head records go to a throw-away folder, never the user's ~/.config.
+    old = os.environ.get("FEDBENCH_CONFIG_DIR")
+    os.environ["FEDBENCH_CONFIG_DIR"] = str(tmp_path_factory.mktemp("fedbench-config"))
+    yield
+    if old is None:
+        os.environ.pop("FEDBENCH_CONFIG_DIR", None)
+    else:
+        os.environ["FEDBENCH_CONFIG_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def _default_ledgers_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Federations made without ledger_path persist by default: one fresh folder per test, not the repo.
+    monkeypatch.setenv("FEDBENCH_LEDGER_DIR", str(tmp_path_factory.mktemp("ledgers")))
+
+
 def make_fed(**kwargs) -> fb.Federation:
     kwargs.setdefault("allow_insecure_key_size", True)
+    kwargs.setdefault("ledger_path", ":memory:")  # tests that care about persistence pass their own
     return fb.Federation(kwargs.pop("key_bits", TEST_KEY_BITS), **kwargs)
 
 

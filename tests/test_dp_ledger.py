@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from fedbench.dp import (
     PureDPEvent,
     epsilon_pld,
 )
-from fedbench.dp.ledger import FORMAT, VERSION
+from fedbench.dp.ledger import FORMAT, VERSION, default_key_path
 from fedbench.errors import BudgetError, ConfigurationError, PartyError, UnknownPartyError
 
 
@@ -313,16 +314,29 @@ def test_restart_reloads_the_same_spending(path: Path) -> None:
     assert snapshot(third) == snapshot(second.ledger)
 
 
-def test_file_format_marker_and_checksum(path: Path) -> None:
+def _canonical(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _key() -> bytes:
+    return bytes.fromhex(default_key_path().read_text().strip())
+
+
+def test_file_format_marker_chain_and_hmac(path: Path) -> None:
     ledger = PrivacyLedger(path, federation="f")
     ledger.set_budget({"a": (1.0, 1e-6)})
     doc = json.loads(path.read_text())
-    assert doc["format"] == FORMAT and doc["version"] == VERSION
+    assert doc["format"] == FORMAT and doc["version"] == VERSION == 2
     assert doc["accounting"]["pld_value_discretization_interval"] == 1e-4
-    body = {k: v for k, v in doc.items() if k != "sha256"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    assert doc["sha256"] == hashlib.sha256(canonical).hexdigest()
+    body = {k: v for k, v in doc.items() if k != "hmac"}
+    assert doc["hmac"] == hmac.new(_key(), _canonical(body), hashlib.sha256).hexdigest()
+    head = hashlib.sha256(b"fedbench-privacy-ledger-chain-v2").digest()
+    for item in doc["entries"]:
+        head = hashlib.sha256(head + _canonical(item)).digest()
+    assert doc["chain"] == head.hex()
     assert not list(path.parent.glob("*.tmp"))  # the temporary file was renamed away
+    if os.name == "posix":
+        assert default_key_path().stat().st_mode & 0o777 == 0o600
 
 
 def _valid_document(path: Path) -> dict:
@@ -333,13 +347,29 @@ def _valid_document(path: Path) -> dict:
 
 
 def _resealed(doc: dict) -> bytes:
-    body = {k: v for k, v in doc.items() if k != "sha256"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return json.dumps({**body, "sha256": hashlib.sha256(canonical).hexdigest()}).encode()
+    """Reseal with the real key (what a fedbench bug, not an editor, could write)."""
+    head = hashlib.sha256(b"fedbench-privacy-ledger-chain-v2").digest()
+    for item in doc["entries"]:
+        head = hashlib.sha256(head + _canonical(item)).digest()
+    body = {k: v for k, v in doc.items() if k != "hmac"}
+    body["chain"] = head.hex()
+    return json.dumps({**body, "hmac": hmac.new(_key(), _canonical(body), hashlib.sha256).hexdigest()}).encode()
 
 
 def _tampered(doc: dict) -> bytes:
     doc["entries"][1]["after"]["a"] = [0.0, 0.0]
+    return json.dumps(doc).encode()
+
+
+def _entry_removed_sha256_recomputed(doc: dict) -> bytes:
+    # What an editor without the key can do: drop the spend, fix up the old-style checksum and the chain.
+    del doc["entries"][1]
+    head = hashlib.sha256(b"fedbench-privacy-ledger-chain-v2").digest()
+    for item in doc["entries"]:
+        head = hashlib.sha256(head + _canonical(item)).digest()
+    doc["chain"] = head.hex()
+    body = {k: v for k, v in doc.items() if k != "hmac"}
+    doc["hmac"] = hashlib.sha256(_canonical(body)).hexdigest()
     return json.dumps(doc).encode()
 
 
@@ -374,7 +404,8 @@ def _other_accounting(doc: dict) -> bytes:
         (lambda doc: json.dumps({"cells": [], "nbformat": 4}).encode(), "not a fedbench privacy ledger"),
         (_newer_version, "version"),
         (_other_accounting, "accounting settings"),
-        (_tampered, "checksum"),
+        (_tampered, "authentication check"),
+        (_entry_removed_sha256_recomputed, "authentication check"),
         (_bad_entry_resealed, "entry 1 is invalid"),
         (_reordered_resealed, "invalid"),
     ],
@@ -398,16 +429,18 @@ def test_file_of_another_federation_is_refused(path: Path) -> None:
     assert PrivacyLedger(path).federation == "heart"
 
 
-def test_concurrent_writer_is_detected(path: Path) -> None:
+def test_second_kernel_reloads_before_checking(path: Path) -> None:
     one = PrivacyLedger(path)
     one.set_budget({"a": (1.0, 1e-6)})
     two = PrivacyLedger(path)  # e.g. a second kernel on the same file
     one.charge(["a"], PureDPEvent(0.8))
-    raw, state = path.read_bytes(), snapshot(two)
-    with pytest.raises(LedgerFileError, match="changed by another process"):
+    assert two.spent("a") == (0.8, 0.0)  # reads follow the file
+    raw = path.read_bytes()
+    with pytest.raises(BudgetExceededError, match=r"spent ε=0\.8, requested ε=0\.8, remaining ε=0\.2"):
         two.charge(["a"], PureDPEvent(0.8))
-    assert path.read_bytes() == raw and snapshot(two) == state
-    assert PrivacyLedger(path).spent("a") == (0.8, 0.0)
+    assert path.read_bytes() == raw
+    two.charge(["a"], PureDPEvent(0.2))
+    assert one.spent("a") == (1.0, 0.0) and len(one) == len(two) == 3
 
 
 def test_deleted_file_is_not_silently_recreated(path: Path) -> None:
@@ -433,7 +466,7 @@ def test_failed_write_charges_nothing(path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.undo()
     assert path.read_bytes() == raw and snapshot(ledger) == state
     assert ledger.spent("a") == (0.0, 0.0)
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    assert [p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")] == [path.name]  # no temp file
     ledger.charge(["a"], PureDPEvent(0.1))  # and the ledger still works afterwards
     assert PrivacyLedger(path).spent("a") == (0.1, 0.0)
 

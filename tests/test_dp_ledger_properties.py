@@ -124,3 +124,60 @@ def test_random_mixed_sequences_never_exceed_a_budget(budget: dict[str, float], 
             eps, delta = ledger.spent(p)
             assert eps <= budget[p] * (1 + TOLERANCE)
             assert delta <= DELTA * (1 + 1e-6)
+
+
+def _forge(doc: dict, how: str, i: int, j: int) -> dict:
+    """Edit a stored ledger the way someone without the key could, then redo chain and checksum."""
+    import hashlib
+
+    entries = doc["entries"]
+    if how == "delete":
+        del entries[i]
+    elif how == "swap":
+        entries[i], entries[j] = entries[j], entries[i]
+    elif how == "renumber":  # delete and renumber, so that the sequence looks intact
+        del entries[i]
+        for k, e in enumerate(entries):
+            e["seq"] = k
+    else:  # "edit": shrink a recorded epsilon
+        event = entries[i]["event"]
+        if event is not None and event.get("type") == "pure":
+            event["epsilon"] = event["epsilon"] / 2
+        else:
+            entries[i]["description"] += " (edited)"
+
+    def canonical(v: object) -> bytes:
+        return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    head = hashlib.sha256(b"fedbench-privacy-ledger-chain-v2").digest()
+    for item in entries:
+        head = hashlib.sha256(head + canonical(item)).digest()
+    doc["chain"] = head.hex()
+    body = {k: v for k, v in doc.items() if k != "hmac"}
+    doc["hmac"] = hashlib.sha256(canonical(body)).hexdigest()
+    return doc
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(touched, epsilons), min_size=2, max_size=8),
+    st.sampled_from(["delete", "swap", "renumber", "edit"]),
+    st.data(),
+)
+def test_any_edit_without_the_key_is_refused(ops: list, how: str, data: st.DataObject) -> None:
+    from fedbench.dp import LedgerFileError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ledger.json"
+        ledger = PrivacyLedger(path)
+        ledger.set_budget({p: (100.0, DELTA) for p in PARTIES})
+        for parties, eps in ops:
+            ledger.charge(parties, PureDPEvent(eps))
+        n = len(ledger)
+        i = data.draw(st.integers(0, n - 1))
+        j = data.draw(st.integers(0, n - 1).filter(lambda k: k != i))
+        forged = json.dumps(_forge(json.loads(path.read_text()), how, i, j)).encode()
+        path.write_bytes(forged)
+        with pytest.raises(LedgerFileError, match="authentication check"):
+            PrivacyLedger(path)
+        assert path.read_bytes() == forged

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from html import escape
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -14,10 +15,10 @@ from ..party import validate_party_name
 from ._checks import check_delta, check_epsilon
 from .accounting import AccountingEvent
 from .config import DPConfig
-from .ledger import LedgerEntry, PrivacyLedger, Refusal
+from .ledger import LedgerEntry, PrivacyLedger, Refusal, default_ledger_path
 from .planner import rounds_affordable
 
-__all__ = ["PrivacyBudget"]
+__all__ = ["PrivacyBudget", "federation_budget"]
 
 Pair = tuple[float, float]
 
@@ -33,7 +34,9 @@ class PrivacyBudget:
     ----------
     path : str or Path, optional
         Ledger file (JSON), reloaded if it exists so budgets survive a kernel
-        restart.  ``None`` keeps everything in memory.
+        restart.  ``None`` or ``":memory:"`` keeps everything in memory (shown
+        as "not persistent").  A :class:`~fedbench.Federation` passes a
+        default file next to the notebook; see :func:`federation_budget`.
     federation : str, optional
         Federation name recorded in the ledger file.
     parties : callable returning an iterable of str, optional
@@ -41,6 +44,12 @@ class PrivacyBudget:
         :meth:`set_budget` and to reject unknown parties.
     ledger : PrivacyLedger, optional
         Use this ledger instead of opening ``path``.
+    study : Mapping of str to str, optional
+        Party identities recorded in a new ledger file (see
+        :func:`fedbench.dp.ledger.party_identity`).
+    key_path : str or Path, optional
+        Key authenticating the ledger file (default: per user, see
+        :func:`fedbench.dp.ledger.default_key_path`).
 
     Examples
     --------
@@ -59,11 +68,26 @@ class PrivacyBudget:
         federation: str | None = None,
         parties: Callable[[], Iterable[str]] | None = None,
         ledger: PrivacyLedger | None = None,
+        study: Mapping[str, str] | None = None,
+        key_path: str | os.PathLike[str] | None = None,
     ) -> None:
         if ledger is not None and path is not None:
             raise ConfigurationError("pass either path or ledger, not both")
-        self._ledger = ledger if ledger is not None else PrivacyLedger(path, federation=federation)
+        self._ledger = (
+            ledger if ledger is not None else PrivacyLedger(path, federation=federation, study=study, key_path=key_path)
+        )
         self._party_names = parties
+        self.default_location = False  # set by federation_budget for the default file
+
+    @property
+    def path(self) -> Path | None:
+        """The ledger file, or ``None`` when the ledger lives in memory only."""
+        return self._ledger.path
+
+    @property
+    def persistent(self) -> bool:
+        """Whether spending survives the kernel (``False`` for ``ledger_path=":memory:"``)."""
+        return self._ledger.persistent
 
     # -- parties -----------------------------------------------------------------------------
     def _known(self) -> list[str] | None:
@@ -93,12 +117,16 @@ class PrivacyBudget:
         overrides: Mapping[str, tuple[float, float]] | None = None,
         *,
         description: str = "",
+        allow_increase: bool = False,
     ) -> LedgerEntry | None:
         """Set the budget ``(epsilon, delta)`` of parties, with per-party overrides.
 
         Setting the same budget again changes nothing (re-running a notebook cell
-        is harmless); a change is recorded in the ledger.  A budget can be
-        lowered, but not below what a party has already spent.
+        is harmless); a change is recorded in the ledger (old and new budget,
+        when, ``description``).  A budget can be lowered, but not below what a
+        party has already spent.  Raising the budget of a party that has spent
+        something needs ``allow_increase=True`` and a reason in ``description``;
+        the raise is recorded and flagged in the repr.
 
         Parameters
         ----------
@@ -111,7 +139,9 @@ class PrivacyBudget:
         overrides : Mapping of str to (epsilon, delta), optional
             Per-party budgets replacing the default, e.g. ``{"cleveland": (2.0, 1e-6)}``.
         description : str
-            Recorded with the ledger entry.
+            Recorded with the ledger entry (the reason for a change).
+        allow_increase : bool, default False
+            Allow raising the budget of a party that has already spent some.
 
         Returns
         -------
@@ -122,7 +152,8 @@ class PrivacyBudget:
         ------
         ConfigurationError
             Invalid epsilon or delta (naming the party for overrides), no parties,
-            or a budget below what is already spent.  Nothing changes.
+            a budget below what is already spent, or a raise after spending
+            without ``allow_increase=True`` and a reason.  Nothing changes.
         UnknownPartyError
             A party that is not in the federation.
         """
@@ -150,7 +181,7 @@ class PrivacyBudget:
         if not budgets:
             raise ConfigurationError("set_budget needs at least one party")
         self._check_known(budgets)
-        return self._ledger.set_budget(budgets, description=description)
+        return self._ledger.set_budget(budgets, description=description, allow_increase=allow_increase)
 
     def limit(self, party: str) -> Pair:
         """The party's budget ``(epsilon, delta)`` (raises ``BudgetNotSetError`` if unset)."""
@@ -278,15 +309,33 @@ class PrivacyBudget:
         }
         return pl.DataFrame(rows, schema=schema)
 
+    def location(self) -> str:
+        """Where the ledger lives, in words (shown by the reprs and the budget panel)."""
+        if self._ledger.path is None:
+            return "in memory only: NOT persistent, lost when the kernel stops"
+        return f"ledger file {self._ledger.path}" + (
+            ", the default ledger of these parties" if self.default_location else ""
+        )
+
     def _header(self) -> str:
-        where = str(self._ledger.path) if self._ledger.path is not None else "in memory"
         return (
-            f"PrivacyBudget ({where}): {len(self.parties)} parties, {len(self._ledger)} ledger entries, "
+            f"PrivacyBudget ({self.location()}): {len(self.parties)} parties, {len(self._ledger)} ledger entries, "
             f"{len(self.refusals)} refused requests"
         )
 
+    def _increases(self) -> list[str]:
+        out = []
+        for p in self.parties:
+            raised = self._ledger.budget_increases(p)
+            if raised:
+                out.append(f"{p} ({len(raised)}x, last: {raised[-1].description})")
+        return out
+
     def __repr__(self) -> str:
         lines = [self._header()]
+        raised = self._increases()
+        if raised:
+            lines.append("  budget raised after spending (recorded in the ledger): " + "; ".join(raised))
         if not self.parties:
             lines.append("  no budget set: budget.set_budget(epsilon=..., delta=..., parties=[...])")
             return "\n".join(lines)
@@ -307,6 +356,13 @@ class PrivacyBudget:
 
     def _repr_html_(self) -> str:
         head = f"<p><b>{escape(self._header())}</b></p>"
+        raised = self._increases()
+        if raised:
+            head += (
+                "<p style='color:#c62828'>Budget raised after spending (recorded in the ledger): "
+                + escape("; ".join(raised))
+                + "</p>"
+            )
         if not self.parties:
             return head + "<p>No budget set: <code>budget.set_budget(epsilon=..., delta=..., parties=[...])</code></p>"
         cells = []
@@ -338,3 +394,55 @@ class PrivacyBudget:
             items = "".join(f"<li>{escape(r.message)}</li>" for r in self.refusals[-5:])
             refused = f"<details><summary>{len(self.refusals)} refused requests</summary><ul>{items}</ul></details>"
         return head + table + refused
+
+
+def federation_budget(
+    current: PrivacyBudget | None,
+    ledger_path: str | os.PathLike[str] | None,
+    study: Callable[[], Mapping[str, str]],
+    parties: Callable[[], Iterable[str]],
+) -> PrivacyBudget:
+    """The privacy budget of a :class:`~fedbench.Federation` (its ``budget`` property).
+
+    With an explicit ``ledger_path`` (a file, or ``":memory:"``) the budget is
+    opened once.  Without one the ledger is persisted by default next to the
+    notebook, in the file :func:`~fedbench.dp.ledger.default_ledger_path`
+    picks for the parties' identities (``./.fedbench/<hash>.ledger.json``),
+    so a restarted kernel, or a new federation over the same parties (or a
+    subset or superset of them), charges the same ledger.  The choice follows
+    the party set while the ledger is still empty; once anything is recorded
+    it stays bound for this federation object, and parties added later are
+    noted in it.
+
+    Parameters
+    ----------
+    current : PrivacyBudget or None
+        The budget made so far.
+    ledger_path : str, Path or None
+        The federation's ``ledger_path`` argument.
+    study : callable returning Mapping of str to str
+        Current party identities.
+    parties : callable returning iterable of str
+        Current party names.
+
+    Raises
+    ------
+    LedgerFileError
+        When the parties' spending is split over several default ledgers.
+    """
+    if ledger_path is not None:
+        if current is None:
+            current = PrivacyBudget(ledger_path, parties=parties)
+        return current
+    ids = dict(study())
+    if current is not None and (len(current.ledger) or current.refusals):
+        current.ledger.note_parties(ids)  # bound: something was recorded in this file
+        return current
+    path = default_ledger_path(ids)
+    if current is not None and current.path == path:
+        current.ledger.note_parties(ids)
+        return current
+    budget = PrivacyBudget(path, parties=parties, study=ids)
+    budget.ledger.note_parties(ids)
+    budget.default_location = True
+    return budget

@@ -70,7 +70,7 @@ SUBCOMMANDS: dict[str, str] = {
 _SUB_OPTIONS: dict[str, frozenset[str]] = {
     "status": frozenset(),
     "parties": frozenset({"static"}),
-    "budget": frozenset({"epsilon", "delta", "parties", "static"}),
+    "budget": frozenset({"epsilon", "delta", "parties", "increase_reason", "static"}),
     "transcript": frozenset({"party", "kind", "run", "static"}),
     "keys": frozenset({"run", "static"}),
     "reset": frozenset({"all"}),

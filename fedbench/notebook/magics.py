@@ -513,6 +513,8 @@ class Fedbench(Magics, FedbenchConfig):
     @argument("--epsilon", type=float, metavar="E", help="budget: set every party's epsilon budget.")
     @argument("--delta", type=float, metavar="D", help="budget: delta budget (default 1e-6).")
     @argument("--parties", metavar="A,B", help="budget: only these parties.")
+    @argument("--increase-reason", metavar="WHY",
+              help="budget: allow raising a budget after spending; the raise and WHY are recorded in the ledger.")
     @argument("--party", metavar="P", help="transcript: messages sent or received by P.")
     @argument("--kind", metavar="K", help="transcript: messages of kind K (e.g. ciphertexts).")
     @argument("--run", type=int, metavar="N", help="transcript/keys: run N only.")
@@ -577,10 +579,14 @@ class Fedbench(Magics, FedbenchConfig):
             delta = cmd.args.delta if cmd.args.delta is not None else 1e-6
             parties = cmd.list_option("parties")
             setter = getattr(fed, "set_budget", None)
+            reason = cmd.args.increase_reason
+            if reason and len(reason) >= 2 and reason[0] == reason[-1] and reason[0] in "\"'":
+                reason = reason[1:-1]  # IPython keeps the quotes of a quoted argument
+            extra = {"allow_increase": True, "description": reason} if reason else {}
             if setter is not None:
-                setter(epsilon=cmd.args.epsilon, delta=delta, **({"parties": parties} if parties else {}))
+                setter(epsilon=cmd.args.epsilon, delta=delta, **({"parties": parties} if parties else {}), **extra)
             else:
-                budget.set_budget(cmd.args.epsilon, delta, parties=parties)
+                budget.set_budget(cmd.args.epsilon, delta, parties=parties, **extra)
         panel = BudgetPanel(budget, figure_backend=self._backend(cmd))
         REGISTRY.watch(fed, panel)
         return panel

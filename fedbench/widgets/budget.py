@@ -174,6 +174,7 @@ class BudgetPanel(Dashboard):
         self.header.value = (
             f"<b>{len(parties)} parties with a budget</b> · {len(self.budget.ledger)} ledger entries · "
             f"<span style='color:{'#c62828' if refusals else 'inherit'}'>{len(refusals)} refused requests</span>"
+            + self._location_html()
         )
         self._show("spent", self._spent_figure())
         self._draw_party()
@@ -187,6 +188,14 @@ class BudgetPanel(Dashboard):
             )
         else:
             self.refused.value = "<i>no refused request</i>"
+
+    def _location_html(self) -> str:
+        """Where the ledger lives: a file path, or a warning that it is not persistent."""
+        location = getattr(self.budget, "location", None)
+        if not callable(location):
+            return ""
+        colour = "inherit" if getattr(self.budget, "persistent", True) else "#c62828"
+        return f"<br><small style='color:{colour}'>{escape(location())}</small>"
 
     def update(self, budget: Any | None = None) -> None:
         """Show another budget (or re-read this one) and redraw."""
