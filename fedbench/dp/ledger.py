@@ -852,18 +852,7 @@ class PrivacyLedger:
         study = doc["study"]
         if study is not None and not (isinstance(study, dict) and all(isinstance(v, str) for v in study.values())):
             raise self._fail("is corrupt: study must map party names to identities")
-        budgets: dict[str, Pair] = {}
-        events: dict[str, list[AccountingEvent]] = {}
-        entries: list[LedgerEntry] = []
-        for i, item in enumerate(doc["entries"]):
-            try:
-                entry = LedgerEntry.from_json(item)
-                if entry.seq != i:
-                    raise ValueError(f"sequence number {entry.seq} out of order")
-                self._replay(entry, budgets, events)
-            except (ValueError, TypeError, KeyError, ConfigurationError) as exc:
-                raise self._fail(f"is corrupt: entry {i} is invalid ({exc})") from exc
-            entries.append(entry)
+        budgets, events, entries = self._replay_all(doc["entries"])
         recorded = self._read_head(key)
         if recorded is not None:
             count, head = recorded
@@ -883,6 +872,23 @@ class PrivacyLedger:
         if state.study is not None:  # parties noted in memory since are kept (written with the next entry)
             self._study = {**(self._study or {}), **state.study}
         self._entries, self._budgets, self._events = state.entries, state.budgets, state.events
+
+    def _replay_all(self, items: list[Any]) -> tuple[dict[str, Pair], dict[str, list[AccountingEvent]],
+                                                     list[LedgerEntry]]:
+        """Parse and replay stored entries in order; any invalid one makes the whole file corrupt."""
+        budgets: dict[str, Pair] = {}
+        events: dict[str, list[AccountingEvent]] = {}
+        entries: list[LedgerEntry] = []
+        for i, item in enumerate(items):
+            try:
+                entry = LedgerEntry.from_json(item)
+                if entry.seq != i:
+                    raise ValueError(f"sequence number {entry.seq} out of order")
+                self._replay(entry, budgets, events)
+            except (ValueError, TypeError, KeyError, ConfigurationError) as exc:
+                raise self._fail(f"is corrupt: entry {i} is invalid ({exc})") from exc
+            entries.append(entry)
+        return budgets, events, entries
 
     @staticmethod
     def _replay(entry: LedgerEntry, budgets: dict[str, Pair], events: dict[str, list[AccountingEvent]]) -> None:
@@ -986,18 +992,8 @@ class PrivacyLedger:
             body = {k: v for k, v in doc.items() if k != "sha256"}
             if doc["sha256"] != hashlib.sha256(_canonical(body)).hexdigest():
                 raise ledger._fail("was modified outside fedbench or is truncated (checksum mismatch)")
-            budgets: dict[str, Pair] = {}
-            events: dict[str, list[AccountingEvent]] = {}
-            entries: list[LedgerEntry] = []
-            for i, item in enumerate(doc["entries"] if isinstance(doc["entries"], list) else [None]):
-                try:
-                    entry = LedgerEntry.from_json(item)
-                    if entry.seq != i:
-                        raise ValueError(f"sequence number {entry.seq} out of order")
-                    cls._replay(entry, budgets, events)
-                except (ValueError, TypeError, KeyError, ConfigurationError) as exc:
-                    raise ledger._fail(f"is corrupt: entry {i} is invalid ({exc})") from exc
-                entries.append(entry)
+            budgets, events, entries = ledger._replay_all(doc["entries"] if isinstance(doc["entries"], list)
+                                                          else [None])
             if not budgets:
                 raise ledger._fail("holds no budget, so there is nothing to migrate; delete it instead")
             ledger._federation = doc["federation"] if isinstance(doc["federation"], str) else None
