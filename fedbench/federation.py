@@ -294,6 +294,7 @@ class Federation:
             # The new party made an agreement some party cannot cast to: refuse it, restore the others.
             del self._parties[party.name]
             self._agree()
+            self.backend.release_party(party)
             raise
         for column, dtypes in report.conflicts.items():
             if party.name in dtypes:

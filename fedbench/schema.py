@@ -111,9 +111,10 @@ def agree_dtypes(dtypes: Mapping[str, pl.DataType]) -> tuple[pl.DataType | None,
 
 def conflict_fix(column: str, party: str) -> str:
     """The advice given with a text-versus-numbers conflict on ``column`` in ``party``."""
-    return (f"if party {party!r}'s file marks missing values with a code (e.g. '?', 'NA'), declare it once: "
-            f"null_values=['?', 'NA'] on from_dir/add_party; otherwise fix column {column!r} in party {party!r}'s "
-            "file (thousands separators, decimal commas: decimal_comma=True, units or text in a number cell)")
+    return (f"if the file of party {party!r} marks missing values with a code (e.g. '?', 'NA'), declare the "
+            "codes once: null_values=['?', 'NA'] on from_dir/add_party; otherwise fix column "
+            f"{column!r} in the file of party {party!r} (thousands separators, decimal commas: "
+            "decimal_comma=True, units or text in a number cell)")
 
 
 @dataclass(frozen=True)
@@ -290,11 +291,13 @@ def check_numeric_columns(parties: Sequence[Party], columns: Sequence[str]) -> N
         typed = {n: k for n, k in kinds.items() if k != "null"}
         numeric = {n for n, k in typed.items() if k in _NUMERIC_KINDS}
         if numeric and len(numeric) < len(typed):
-            odd = next(n for n in typed if n not in numeric)
+            odds = [n for n in typed if n not in numeric]
+            odd = odds[0]
             num_types = sorted({str(p.schema[c]) for p in parties if p.name in numeric})
+            also = f" (also in {', '.join(repr(n) for n in odds[1:])})" if len(odds) > 1 else ""
             raise DtypeConflictError(
                 f"column {c!r} is numeric ({', '.join(num_types)}) in {', '.join(sorted(numeric))} but "
-                f"{typed[odd]} ({next(p for p in parties if p.name == odd).schema[c]}) in party {odd!r}, "
+                f"{typed[odd]} ({next(p for p in parties if p.name == odd).schema[c]}) in party {odd!r}{also}, "
                 f"so the types cannot be unified; {conflict_fix(c, odd)}",
                 party=odd,
                 column=c,
