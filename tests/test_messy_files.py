@@ -237,9 +237,14 @@ def test_frames_unify_and_a_leaving_party_restores_the_agreement():
     fed.add_party("c", pl.DataFrame({"x": [0.5]}))
     assert {p.name: p.schema["x"] for p in fed} == dict.fromkeys("abc", pl.Float64)
     assert fed["a"].declared_schema["x"] == pl.Int64
+    # The party itself casts: its frame (what every protocol and local function sees) is Float64 now.
+    assert fed["a"].compute(lambda df: df.schema["x"]) == pl.Float64
+    assert fed.secure_sum(lambda df: {"t": float(df.schema["x"] == pl.Float64)}).value["t"] == 3
     assert fed.sum("x") == pytest.approx(float(big) + 6.5)
     fed.remove_party("c")
     assert fed["a"].schema["x"] == pl.Int64
+    assert fed["a"].compute(lambda df: (df.schema["x"], df["x"][0])) == (pl.Int64, big)
+    assert fed["b"].compute(lambda df: df.schema["x"]) == pl.Int64  # Int32 agreed up to Int64 with a
     assert fed.sum("x") == big + 6  # restored from the column as read, not from the float cast
 
 
@@ -378,3 +383,27 @@ def test_add_parties_takes_the_reading_options_all_or_nothing(tmp_path):
     assert _state(fed) == before
     fed.add_parties({"a": a, "b": b}, null_values="?")
     assert fed.schema.agreed["x"] == "Float64" and fed.sum("x") == pytest.approx(1.5)
+
+
+def test_ray_parties_cast_inside_their_actor(tmp_path):
+    pytest.importorskip("ray", reason="the Ray backend is an optional extra")
+    import os
+
+    from fedbench.ray_backend import RayBackend
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    _write(tmp_path / "a.csv", "x,y\n?,1\n?,2\n")
+    _write(tmp_path / "b.csv", "x;y\n3;1\n4;2\n")
+    _write(tmp_path / "c.csv", "x,y\n0.5,1\n?,2\n")
+    fed = fb.Federation.from_dir(tmp_path, null_values=["?"], backend=RayBackend(num_cpus=1, timeout=60), **SMALL)
+    try:
+        assert {p.name: p.declared_schema["x"] for p in fed} == {"a": pl.Null, "b": pl.Int64, "c": pl.Float64}
+        assert all(p.schema["x"] == pl.Float64 for p in fed)
+        assert fed["a"].compute(lambda df: str(df.schema["x"])) == "Float64"  # cast inside the actor
+        assert fed.sum("x") == pytest.approx(7.5)
+        fed.remove_party("c")
+        assert fed["b"].compute(lambda df: str(df.schema["x"])) == "Int64"
+        assert fed.sum("x") == 7
+    finally:
+        fed.close()
