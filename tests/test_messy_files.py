@@ -407,3 +407,27 @@ def test_ray_parties_cast_inside_their_actor(tmp_path):
         assert fed.sum("x") == 7
     finally:
         fed.close()
+
+
+def test_federate_magic_declares_null_values(tmp_path):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from fedbench.notebook import REGISTRY
+
+    _write(tmp_path / "a.csv", "x,y\n?,1\n?,2\n", bom=True)
+    _write(tmp_path / "b.csv", "x;y\n3;1\nNA;2\n")
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext fedbench")
+    for line in ("key_bits = 512", "allow_insecure_key_size = True", "figure_backend = 'static'"):
+        ip.run_cell(f"%config Fedbench.{line}")
+    try:
+        res = ip.run_cell(f"%%federate --fed messy --null-values ?,NA\na: {tmp_path / 'a.csv'}\n"
+                          f"b: {tmp_path / 'b.csv'}\n")
+        assert res.success, res.error_in_exec or res.error_before_exec
+        fed = ip.user_ns["messy"]
+        assert fed.schema.conflicts == {} and fed.schema.agreed["x"] == "Int64"
+        assert fed.sum("x") == 3
+    finally:
+        for name, fed in zip(REGISTRY.names, REGISTRY.clear(), strict=True):
+            ip.user_ns.pop(name, None)
+            fed.close()
