@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -109,12 +110,14 @@ def agree_dtypes(dtypes: Mapping[str, pl.DataType]) -> tuple[pl.DataType | None,
     return agreed, notes
 
 
-def conflict_fix(column: str, party: str) -> str:
-    """The advice given with a text-versus-numbers conflict on ``column`` in ``party``."""
-    return (f"if the file of party {party!r} marks missing values with a code (e.g. '?', 'NA'), declare the "
-            "codes once: null_values=['?', 'NA'] on from_dir/add_party; otherwise fix column "
-            f"{column!r} in the file of party {party!r} (thousands separators, decimal commas: "
-            "decimal_comma=True, units or text in a number cell)")
+def conflict_fix(column: str, party: str, source: str | None = None) -> str:
+    """The advice given with a text-versus-numbers conflict on ``column`` in ``party`` (read from ``source``)."""
+    where = f"the file of party {party!r}"
+    if source and not source.startswith("<"):  # a path the analyst declared; "<polars DataFrame>" otherwise
+        where = f"{Path(source).name} (party {party!r})"
+    return (f"if {where} marks missing values with a code (e.g. '?', 'NA'), declare the codes once: "
+            f"null_values=['?', 'NA'] on from_dir/add_party; otherwise fix column {column!r} in {where} "
+            "(thousands separators, decimal commas: decimal_comma=True, units or text in a number cell)")
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class SchemaReport:
     agreed: Mapping[str, str | None] = field(default_factory=dict)
     notes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     agreed_dtypes: Mapping[str, pl.DataType | None] = field(default_factory=dict, repr=False, compare=False)
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, parties: Sequence[Party]) -> SchemaReport:
@@ -161,6 +165,7 @@ class SchemaReport:
             agreed={c: None if t is None else str(t) for c, t in agreed.items()},
             notes=notes,
             agreed_dtypes=agreed,
+            sources={p.name: p.source for p in parties},
         )
 
     @property
@@ -225,7 +230,7 @@ class SchemaReport:
         odd = next((p for p, k in kinds.items() if k != "numeric"), next(iter(kinds))) \
             if "numeric" in kinds.values() else next(iter(kinds))
         return (f"  {c!r} kind conflict: " + ", ".join(f"{p}={t}" for p, t in d.items())
-                + f"; fix: {conflict_fix(c, odd)}")
+                + f"; fix: {conflict_fix(c, odd, self.sources.get(odd))}")
 
     def __repr__(self) -> str:
         lines = [f"Schema of {len(self.parties)} parties: {len(self.shared)} shared columns"]
@@ -298,7 +303,7 @@ def check_numeric_columns(parties: Sequence[Party], columns: Sequence[str]) -> N
             raise DtypeConflictError(
                 f"column {c!r} is numeric ({', '.join(num_types)}) in {', '.join(sorted(numeric))} but "
                 f"{typed[odd]} ({next(p for p in parties if p.name == odd).schema[c]}) in party {odd!r}{also}, "
-                f"so the types cannot be unified; {conflict_fix(c, odd)}",
+                f"so the types cannot be unified; {conflict_fix(c, odd, _source(parties, odd))}",
                 party=odd,
                 column=c,
             )
@@ -307,10 +312,14 @@ def check_numeric_columns(parties: Sequence[Party], columns: Sequence[str]) -> N
             raise NonNumericColumnError(
                 f"party {first!r}: column {c!r} is {typed[first]}, not numeric; "
                 "choose a numeric column or encode it first (e.g. group_counts for categories); if it should be "
-                f"numeric: {conflict_fix(c, first)}",
+                f"numeric: {conflict_fix(c, first, _source(parties, first))}",
                 party=first,
                 column=c,
             )
+
+
+def _source(parties: Sequence[Party], name: str) -> str | None:
+    return next((getattr(p, "source", None) for p in parties if p.name == name), None)
 
 
 def _kind_conflicts_involving(report: SchemaReport, party: str) -> dict[str, dict[str, str]]:

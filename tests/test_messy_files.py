@@ -330,6 +330,7 @@ def test_text_against_numbers_is_a_named_conflict_with_its_fix(tmp_path):
     assert e.value.party == "a" and e.value.column == "x"
     assert "'x'" in msg and "String" in msg and "Int64" in msg and "party 'a'" in msg
     assert "thousands separators" in msg and "null_values" in msg
+    assert "a.csv (party 'a')" in msg  # the file to fix
     assert "1,234" not in msg and "5,678" not in msg
     assert "'x' kind conflict" in repr(fed.schema) and "conflict" in fed.schema._repr_html_()
     assert _state(fed) == before
