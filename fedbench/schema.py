@@ -58,9 +58,9 @@ def _numeric_supertype(dtypes: Sequence[pl.DataType]) -> pl.DataType:
         frames = [pl.Series("x", [], dtype=t).to_frame() for t in dtypes]
         out = pl.concat(frames, how="vertical_relaxed").schema["x"]
     except Exception:  # polars has no supertype: the widest safe choice
-        return pl.Float64
+        return pl.Float64()
     if out in (pl.Int128, pl.UInt128) or not (out.is_numeric() or out == pl.Boolean):
-        return pl.Float64  # e.g. UInt64 with Int64: 128-bit ints do not reach numpy
+        return pl.Float64()  # e.g. UInt64 with Int64: 128-bit ints do not reach numpy
     return out
 
 
@@ -84,7 +84,7 @@ def agree_dtypes(dtypes: Mapping[str, pl.DataType]) -> tuple[pl.DataType | None,
     typed = {p: t for p, t in dtypes.items() if t != pl.Null}
     untyped = [p for p in dtypes if p not in typed]
     if not typed:
-        return pl.Null, (["no party declares a type (all-null everywhere)"] if len(dtypes) > 1 else [])
+        return pl.Null(), (["no party declares a type (all-null everywhere)"] if len(dtypes) > 1 else [])
     kinds = {p: _coarse(column_kind(t)) for p, t in typed.items()}
     if len(set(kinds.values())) > 1:
         return None, ["conflict: " + ", ".join(f"{p}={t}" for p, t in typed.items())]
@@ -218,7 +218,7 @@ class SchemaReport:
 
     def to_polars(self) -> pl.DataFrame:
         """One row per column: a declared-dtype column per party (null where absent), ``agreed type``, ``note``."""
-        data: dict[str, list[str | None]] = {"column": self.columns}
+        data: dict[str, list[str | None]] = {"column": list[str | None](self.columns)}
         for p, d in self.dtypes.items():
             data[p] = [d.get(c) for c in self.columns]
         data["agreed type"] = [self.agreed.get(c) for c in self.columns]
