@@ -29,7 +29,7 @@ from .errors import (
     TooFewPartiesError,
     UnknownPartyError,
 )
-from .party import FORMATS, Party, validate_party_name
+from .party import FORMATS, Party, column_kind, validate_party_name
 from .results import THREAT_MODEL, HistogramResult, SecureSumResult, render_card
 from .schema import SchemaReport, check_numeric_columns
 from .secagg import MIN_PARTIES, secure_aggregate
@@ -119,7 +119,8 @@ class Federation:
     # -- construction ---------------------------------------------------------
     @classmethod
     def from_dir(cls, path: str | Path, *, pattern: str = "*", read_options: Mapping[str, Any] | None = None,
-                 **kwargs: Any) -> Federation:
+                 null_values: str | Sequence[str] | None = None, separator: str | None = None,
+                 encoding: str = "utf-8", **kwargs: Any) -> Federation:
         """Make one party per data file in a folder (party name = file stem).
 
         Parameters
@@ -129,16 +130,37 @@ class Federation:
         pattern : str, default "*"
             Glob restricting the files used.
         read_options : mapping, optional
-            Passed to the polars reader for every file.
+            Passed to the polars reader for every file (e.g. ``{"decimal_comma": True}``).
+        null_values : str or list of str, optional
+            CSV/TSV cell texts that mean "missing" in every file, declared once
+            (e.g. ``["?", "NA"]``), as in polars' and pandas' readers: such
+            cells are nulls, so a numeric column stays numeric.  Empty cells
+            are always nulls.
+        separator : str, optional
+            CSV field separator; by default sniffed per file from its header
+            line (``,``, ``;`` or tab; see :func:`fedbench.party.load_frame`).
+        encoding : str, default "utf-8"
+            Text encoding of CSV/TSV files (a UTF-8 byte order mark is
+            ignored); e.g. ``"latin-1"``, or ``"utf8-lossy"``.
         **kwargs
             Passed to :class:`Federation`.
+
+        Notes
+        -----
+        The parties then agree on one type per column from their declared
+        schemas (see :mod:`fedbench.schema` and :attr:`schema`): integer and
+        float columns unify to a common numeric type, and a column that is
+        all-null in one file takes the type of the others.
 
         Raises
         ------
         DataLoadError
-            The folder is missing or holds no data file.
+            The folder is missing or holds no data file, or a file cannot be
+            read (naming the party, the file and, for encoding errors, the column).
         DuplicatePartyError
             Two files share a stem (``a.csv`` and ``a.parquet``).
+        EmptyPartyError, DuplicateColumnError, ConfigurationError
+            A file holds no rows, names a column twice, or an option is invalid.
         """
         folder = Path(path)
         if not folder.is_dir():
@@ -153,7 +175,8 @@ class Federation:
                 raise DuplicatePartyError(
                     f"two files give the party name {f.stem!r} in {folder}: rename one", party=f.stem
                 )
-            parties[f.stem] = fed.backend.make_party(f.stem, f, **dict(read_options or {}))
+            parties[f.stem] = fed.backend.make_party(
+                f.stem, f, **_reading(read_options, null_values=null_values, separator=separator, encoding=encoding))
         for p in parties.values():
             fed._insert(p)
         return fed
@@ -164,6 +187,9 @@ class Federation:
         data: str | Path | pl.DataFrame | pd.DataFrame,
         *,
         format: str | None = None,
+        null_values: str | Sequence[str] | None = None,
+        separator: str | None = None,
+        encoding: str = "utf-8",
         **read_options: Any,
     ) -> Party:
         """Add a party over a file path or a polars/pandas DataFrame.
@@ -176,8 +202,14 @@ class Federation:
             The party's rows or where to read them.
         format : str, optional
             ``"csv"``, ``"tsv"``, ``"parquet"`` or ``"ndjson"`` when the suffix does not say.
+        null_values : str or list of str, optional
+            CSV/TSV cell texts that mean "missing" (e.g. ``["?", "NA"]``).
+        separator : str, optional
+            CSV field separator (default: sniffed from the header line).
+        encoding : str, default "utf-8"
+            CSV/TSV text encoding (e.g. ``"latin-1"``).
         **read_options
-            Passed to the polars reader (e.g. ``null_values="?"``).
+            Passed to the polars reader (e.g. ``decimal_comma=True``).
 
         Returns
         -------
@@ -186,7 +218,9 @@ class Federation:
         Warns
         -----
         SchemaWarning
-            When the new party's columns disagree in kind with another party's.
+            When the new party's columns disagree in kind with another party's
+            (text against numbers); harmless differences (integer against float,
+            a column all-null in one file) are unified instead (see :attr:`schema`).
 
         Raises
         ------
@@ -196,7 +230,9 @@ class Federation:
         validate_party_name(name)
         if name in self._parties:
             raise DuplicatePartyError(f"party {name!r} already exists; choose another name", party=name)
-        party = self.backend.make_party(name, data, format=format, **read_options)
+        party = self.backend.make_party(
+            name, data, format=format,
+            **_reading(read_options, null_values=null_values, separator=separator, encoding=encoding))
         self._insert(party)
         return party
 
@@ -205,6 +241,9 @@ class Federation:
         sources: Mapping[str, str | Path | pl.DataFrame | pd.DataFrame],
         *,
         replace: bool = False,
+        null_values: str | Sequence[str] | None = None,
+        separator: str | None = None,
+        encoding: str = "utf-8",
         **read_options: Any,
     ) -> list[Party]:
         """Add several parties at once, all or none.
@@ -215,6 +254,8 @@ class Federation:
             One entry per party.
         replace : bool, default False
             Replace parties that already exist instead of refusing them.
+        null_values, separator, encoding
+            CSV/TSV reading options for every file, as in :meth:`add_party`.
         **read_options
             Passed to the polars reader for every file.
 
@@ -236,7 +277,9 @@ class Federation:
         made: list[Party] = []
         try:
             for name, src in sources.items():
-                made.append(self.backend.make_party(name, src, **read_options))
+                made.append(self.backend.make_party(
+                    name, src, **_reading(read_options, null_values=null_values, separator=separator,
+                                          encoding=encoding)))
         except BaseException:
             for party in made:  # all or nothing: free the parties already created (their actors on Ray)
                 self.backend.release_party(party)
@@ -249,23 +292,39 @@ class Federation:
 
     def _insert(self, party: Party) -> None:
         self._parties[party.name] = party
-        report = self.schema
+        try:
+            report = self._agree()
+        except BaseException:
+            # The new party made an agreement some party cannot cast to: refuse it, restore the others.
+            del self._parties[party.name]
+            self._agree()
+            self.backend.release_party(party)
+            raise
         for column, dtypes in report.conflicts.items():
             if party.name in dtypes:
                 warnings.warn(
                     f"party {party.name!r}: column {column!r} is {dtypes[party.name]} but "
                     + ", ".join(f"{p} has {t}" for p, t in dtypes.items() if p != party.name)
-                    + "; computations on it will fail until the types agree",
+                    + "; computations on it will fail until the types agree ("
+                    + report._conflict_line(column, dtypes).split("; fix: ", 1)[1] + ")",
                     SchemaWarning,
                     stacklevel=3,
                 )
 
+    def _agree(self) -> SchemaReport:
+        """Agree on one type per column from the declared schemas; each party casts its own columns."""
+        report = self.schema
+        for p in self._parties.values():
+            p.conform(report.agreed_dtypes)
+        return report
+
     def remove_party(self, name: str) -> None:
-        """Remove a party."""
+        """Remove a party (the others' agreed column types are re-derived without it)."""
         party = self._get(name)
         del self._parties[name]
         self._key_holders.discard(name)
         self.backend.release_party(party)
+        self._agree()
 
     # -- inspection -----------------------------------------------------------
     @property
@@ -292,7 +351,11 @@ class Federation:
 
     @property
     def schema(self) -> SchemaReport:
-        """Columns of every party side by side, with shared columns and conflicts."""
+        """Columns of every party side by side: declared and agreed types, what was unified and why, conflicts.
+
+        Built from the declared schemas only (column names and dtypes, public
+        by design); see :mod:`fedbench.schema` for what a dtype reveals.
+        """
         return SchemaReport.of(list(self._parties.values()))
 
     @property
@@ -672,7 +735,7 @@ class Federation:
         if columns is None:
             report = SchemaReport.of(chosen)
             columns = [c for c in report.shared
-                       if all(report.kinds[p.name][c] == "numeric" for p in chosen)]
+                       if all(column_kind(p.schema[c]) == "numeric" for p in chosen)]
             if not columns:
                 raise ConfigurationError("the parties share no numeric column; name the columns to describe")
         return self._moments(_columns_arg(columns), chosen, nulls, ddof)
@@ -1153,6 +1216,19 @@ class Federation:
             f"<tbody>{rows}</tbody></table>"
         )
         return render_card("Federation", info, table)
+
+
+def _reading(read_options: Mapping[str, Any] | None, *, null_values: str | Sequence[str] | None,
+             separator: str | None, encoding: str) -> dict[str, Any]:
+    """The reading options of one party: the polars options plus fedbench's declared ones."""
+    opts = dict(read_options or {})
+    if null_values is not None:
+        opts["null_values"] = null_values
+    if separator is not None:
+        opts["separator"] = separator
+    if encoding != "utf-8":
+        opts["encoding"] = encoding
+    return opts
 
 
 def _noop(df: pl.DataFrame) -> dict[str, float]:

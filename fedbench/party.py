@@ -8,12 +8,15 @@ anything leaves.  The repr shows the shape and the schema, never a value.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import re
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
@@ -35,12 +38,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMATS",
+    "SNIFFED_SEPARATORS",
     "Party",
     "check_csv_header",
     "column_kind",
+    "conform_frame",
     "load_frame",
     "recall_in_party",
     "remember_in_party",
+    "sniff_separator",
     "validate_party_name",
 ]
 
@@ -79,7 +85,23 @@ def validate_party_name(name: object) -> str:
     return name
 
 
-def load_frame(name: str, source: Any, *, format: str | None = None, **read_options: Any) -> pl.DataFrame:
+#: Separators sniffed from a ``.csv`` file's header line when none is given.
+SNIFFED_SEPARATORS: tuple[str, ...] = (",", ";", "\t")
+
+#: Spellings of the default encoding (polars' reader calls it ``"utf8"``).
+_UTF8 = {"utf8", "utf-8", "utf_8", "utf-8-sig"}
+
+
+def load_frame(
+    name: str,
+    source: Any,
+    *,
+    format: str | None = None,
+    null_values: str | Sequence[str] | None = None,
+    separator: str | None = None,
+    encoding: str = "utf-8",
+    **read_options: Any,
+) -> pl.DataFrame:
     """Read a party's data into a polars DataFrame.
 
     Parameters
@@ -90,14 +112,47 @@ def load_frame(name: str, source: Any, *, format: str | None = None, **read_opti
         A file path or a data frame.
     format : {"csv", "tsv", "parquet", "ndjson"}, optional
         File format; by default inferred from the suffix.
+    null_values : str or list of str, optional
+        CSV/TSV: cell texts that mean "missing" (e.g. ``["?", "NA"]``), read
+        as nulls so that a numeric column stays numeric.  Empty cells are
+        always nulls.
+    separator : str, optional
+        CSV/TSV field separator.  By default ``.tsv`` files use a tab and
+        ``.csv`` files the one of ``,``, ``;`` and tab that occurs most often
+        in the header line (outside quotes; ``,`` on a tie or when the header
+        has a single column).
+    encoding : str, default "utf-8"
+        CSV/TSV text encoding.  A UTF-8 byte order mark is ignored.  Other
+        encodings (e.g. ``"latin-1"``) are decoded by Python before parsing;
+        ``"utf8-lossy"`` replaces invalid bytes with U+FFFD.
     **read_options
-        Passed to the polars reader (e.g. ``null_values="?"``).
+        Passed to the polars reader (e.g. ``decimal_comma=True``).  CSV/TSV
+        files are read with ``infer_schema_length=None`` unless given: the
+        dtypes are inferred from every row, not the first 100.
+
+    Returns
+    -------
+    polars.DataFrame
+        For CSV/TSV files, a column whose every cell is empty or a declared
+        null marker has dtype ``Null`` ("no declared type"): the federation
+        gives it the type the other parties declare.  In-memory frames are
+        returned as given (the reading options do not apply to them).
 
     Raises
     ------
+    ConfigurationError
+        Invalid reading options.
     DataLoadError
-        Missing or unreadable file, or unknown format.
+        Missing or unreadable file, unknown format, or bytes that are not in
+        the declared encoding (naming the party, the file and the column).
+    DuplicateColumnError
+        A CSV/TSV header names a column twice.
     """
+    nulls = _check_null_values(name, null_values)
+    if separator is not None and (not isinstance(separator, str) or len(separator) != 1):
+        raise ConfigurationError(f"party {name!r}: separator must be one character, got {separator!r}")
+    if not isinstance(encoding, str) or not encoding:
+        raise ConfigurationError(f"party {name!r}: encoding must be a codec name, got {encoding!r}")
     if isinstance(source, pl.DataFrame):
         return source.clone()
     if type(source).__module__.startswith("pandas"):
@@ -131,26 +186,141 @@ def load_frame(name: str, source: Any, *, format: str | None = None, **read_opti
     if not path.is_file():
         raise DataLoadError(f"party {name!r}: no such file: {path}", party=name)
     if fmt in ("csv", "tsv"):
-        check_csv_header(name, path, separator="\t" if fmt == "tsv" else ",", read_options=read_options)
+        codec = _python_codec(name, encoding)
+        skip = int(read_options.get("skip_rows", 0) or 0)
+        quote = read_options.get("quote_char", '"')
+        sep = separator or ("\t" if fmt == "tsv" else sniff_separator(path, encoding=codec, skip_rows=skip,
+                                                                      quote_char=quote))
+        check_csv_header(name, path, separator=sep, read_options={**read_options, "encoding": codec})
+        read_options = {"infer_schema_length": None, **read_options, "separator": sep,
+                        "encoding": "utf8" if encoding.lower() in _UTF8 else encoding}
+        if nulls:
+            read_options["null_values"] = nulls
     failure = None
     try:
-        if fmt == "csv":
-            return pl.read_csv(path, **read_options)
-        if fmt == "tsv":
-            return pl.read_csv(path, separator="\t", **read_options)
+        if fmt in ("csv", "tsv"):
+            return _untyped_to_null(pl.read_csv(path, **read_options))
         if fmt == "parquet":
             return pl.read_parquet(path, **read_options)
         return pl.read_ndjson(path, **read_options)
     except Exception as exc:  # polars raises several error types for bad files
         failure = type(exc).__name__
+    if fmt in ("csv", "tsv") and encoding.lower() in _UTF8:
+        column = _first_non_utf8_column(path, separator=read_options["separator"], quote_char=quote, skip_rows=skip)
+        if column is not None:
+            raise DataLoadError(
+                f"party {name!r}: {path.name} is not valid UTF-8 (column {column!r} holds bytes of another "
+                "encoding); pass the file's encoding, e.g. encoding='latin-1' (or 'cp1252'), or "
+                "encoding='utf8-lossy' to replace the undecodable bytes",
+                party=name,
+            )
     # Raised outside the handler and without the reader's message: polars quotes the cell it could not
     # parse, and errors leave the party.
     raise DataLoadError(
         f"party {name!r}: cannot read {path.name} as {fmt} ({failure}); the reader's message is withheld "
         "because it can quote the file's rows: inspect the file where it lives, or pass read options "
-        "(e.g. infer_schema_length=None, null_values=...)",
+        "(e.g. null_values=[...], separator=..., encoding=...)",
         party=name,
     )
+
+
+def _check_null_values(name: str, null_values: object) -> list[str] | None:
+    if null_values is None:
+        return None
+    values = [null_values] if isinstance(null_values, str) else null_values
+    if not isinstance(values, Sequence) or not all(isinstance(v, str) for v in values):
+        raise ConfigurationError(
+            f"party {name!r}: null_values must be a string or a list of strings (the cell texts that mean "
+            f"'missing', e.g. ['?', 'NA']), got {null_values!r}"
+        )
+    return list(values)
+
+
+def _python_codec(name: str, encoding: str) -> str:
+    """The Python codec that reads the header the way polars will read the file."""
+    low = encoding.lower()
+    if low in _UTF8:
+        return "utf-8-sig"
+    if low == "utf8-lossy":
+        return "utf-8-sig"  # opened with errors="replace" below
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigurationError(
+            f"party {name!r}: unknown encoding {encoding!r}; use e.g. 'utf-8', 'latin-1', 'cp1252' or 'utf8-lossy'"
+        ) from None
+    return encoding
+
+
+def sniff_separator(path: Path, *, encoding: str = "utf-8-sig", skip_rows: int = 0,
+                    quote_char: str | None = '"') -> str:
+    """Guess a CSV file's separator from its header line.
+
+    Counts ``,``, ``;`` and tab outside quotes in the first line (after
+    ``skip_rows``) and returns the most frequent, ``,`` on a tie or when none
+    occurs.  Only the header (the column names, public by design) is read.
+    """
+    try:
+        with path.open(encoding=encoding, errors="replace", newline="") as fh:
+            for _ in range(skip_rows):
+                fh.readline()
+            line = fh.readline()
+    except OSError:
+        return ","
+    counts = dict.fromkeys(SNIFFED_SEPARATORS, 0)
+    quoted = False
+    for ch in line:
+        if quote_char and ch == quote_char:
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(SNIFFED_SEPARATORS, key=lambda s: counts[s])  # max keeps the first (",") on a tie
+    return best if counts[best] else ","
+
+
+def _first_non_utf8_column(path: Path, *, separator: str, quote_char: str | None, skip_rows: int) -> str | None:
+    """Name of the first column holding bytes that are not UTF-8 (None if the file is valid UTF-8).
+
+    Runs inside the party, only after the reader failed; the column *name* is public, the bytes stay.
+    """
+    try:
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8")
+            return None
+        except UnicodeDecodeError:
+            pass
+        text = raw.decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
+        rows = csv.reader(io.StringIO(text, newline=""), delimiter=separator, quotechar=quote_char or '"',
+                          quoting=csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE)
+        for _ in range(skip_rows):
+            next(rows, None)
+        header = next(rows, [])
+        if any(_has_surrogate(h) for h in header):
+            return "(the header)"
+        for row in rows:
+            for i, cell in enumerate(row):
+                if _has_surrogate(cell):
+                    return header[i] if i < len(header) else f"(field {i + 1})"
+    except (OSError, csv.Error):
+        return None
+    return "(unknown)"
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _untyped_to_null(df: pl.DataFrame) -> pl.DataFrame:
+    """Give dtype ``Null`` to text columns whose every cell is empty or a declared null marker.
+
+    polars types such a column ``String``, which would conflict with the other
+    parties' numbers although the file declares nothing about it.
+    """
+    if df.height == 0:
+        return df
+    untyped = [c for c, t in df.schema.items() if t == pl.String and df.get_column(c).null_count() == df.height]
+    return df.with_columns(pl.col(untyped).cast(pl.Null)) if untyped else df
 
 
 def check_csv_header(name: str, path: Path, *, separator: str = ",", read_options: Mapping[str, Any] | None = None
@@ -174,13 +344,13 @@ def check_csv_header(name: str, path: Path, *, separator: str = ",", read_option
     quote = opts.get("quote_char", '"')
     skip = int(opts.get("skip_rows", 0) or 0)
     try:
-        with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        with path.open(encoding=opts.get("encoding", "utf-8-sig"), errors="replace", newline="") as fh:
             for _ in range(skip):
                 fh.readline()
             reader = csv.reader(fh, delimiter=sep, quotechar=quote or '"', quoting=csv.QUOTE_MINIMAL
                                 if quote else csv.QUOTE_NONE)
             header = next(reader, [])
-    except (OSError, csv.Error, TypeError):
+    except (OSError, csv.Error, TypeError, LookupError):
         return  # unreadable here: the reader reports it
     dup = _first_duplicate(header)
     if dup is not None:
@@ -202,7 +372,13 @@ def _first_duplicate(names: list[str]) -> str | None:
 
 
 def column_kind(dtype: pl.DataType) -> str:
-    """Coarse kind of a polars dtype: numeric, boolean, string, temporal or other."""
+    """Coarse kind of a polars dtype: numeric, boolean, string, temporal, null or other.
+
+    ``null`` is the dtype of a column with no declared type (every cell empty
+    or a declared null marker); it agrees with any other kind.
+    """
+    if dtype == pl.Null:
+        return "null"
     if dtype.is_numeric():
         return "numeric"
     if dtype == pl.Boolean:
@@ -252,6 +428,31 @@ def recall_in_party(df: pl.DataFrame, *, key: str, field: str | None = None, kee
     return value if field is None else value[field]
 
 
+_ORIGINALS = "fedbench.schema.originals"
+
+
+def conform_frame(df: pl.DataFrame, *, targets: Mapping[str, pl.DataType | None]) -> None:
+    """Cast columns of a party's frame, in place and inside the party, to the agreed types.
+
+    ``targets`` maps a column to its agreed dtype, or to ``None`` to restore
+    the column as read.  The columns as read are kept in the party (never
+    returned), so that a later agreement (a party left) starts from them, not
+    from a rounded cast.  Every cast is computed before any column changes.
+    """
+    ref, store = _MEMORY.get(id(df), (None, None))
+    originals: dict[str, pl.Series] = (
+        store.get(_ORIGINALS, {}) if ref is not None and ref() is df and store is not None else {}
+    )
+    new = {}
+    for c, dtype in targets.items():
+        src = originals.get(c, df.get_column(c))
+        new[c] = (src, src if dtype is None else src.cast(dtype, strict=True))
+    for c, (src, series) in new.items():
+        originals.setdefault(c, src)
+        df.replace_column(df.get_column_index(c), series)
+    remember_in_party(df, key=_ORIGINALS, fn=lambda _df: originals)
+
+
 class Party:
     """A data holder in a federation.
 
@@ -270,7 +471,15 @@ class Party:
     -----
     The rows are kept in a private attribute and are never part of a repr, a
     result or a message.  Use :meth:`compute` to run code inside the party.
+
+    :attr:`declared_schema` is the schema as read; :attr:`schema` is the
+    schema computations see once the federation agreed on a type per column
+    (see :mod:`fedbench.schema`): the party casts its own columns, inside
+    itself, and nothing computed from its rows leaves it.
     """
+
+    #: Columns whose agreed type differs from the declared one (set by :meth:`conform`; public).
+    _agreed: Mapping[str, pl.DataType] = MappingProxyType({})
 
     #: Whether the rows live in another process or node (a Ray actor): protocols then keep
     #: each party's secrets there instead of in this process.
@@ -293,6 +502,7 @@ class Party:
         if df.width == 0:
             raise EmptyPartyError(f"party {self.name!r} has no columns ({self.source})", party=self.name)
         self._df = df
+        self._declared = dict(df.schema)
 
     # Public metadata: shape and schema are declared to the federation.
     @property
@@ -306,9 +516,39 @@ class Party:
         return self._df.columns
 
     @property
+    def declared_schema(self) -> dict[str, pl.DataType]:
+        """Column name to polars dtype, as read (``Null``: no declared type)."""
+        return dict(self._declared)
+
+    @property
     def schema(self) -> dict[str, pl.DataType]:
-        """Column name to polars dtype."""
-        return dict(self._df.schema)
+        """Column name to the polars dtype computations see (the agreed type where one was agreed)."""
+        return {c: self._agreed.get(c, t) for c, t in self.declared_schema.items()}
+
+    def conform(self, agreed: Mapping[str, pl.DataType | None]) -> None:
+        """Cast this party's columns, inside the party, to the federation's agreed types.
+
+        Parameters
+        ----------
+        agreed : mapping of column to dtype or None
+            The agreed type of each column (``None``: no agreement, keep the
+            declared type).  Columns this party lacks are ignored.
+
+        Notes
+        -----
+        Derived from declared schemas only; the party returns nothing.  A cast
+        that fails raises (and changes nothing): the federation then refuses
+        the party that made the agreement.
+        """
+        declared = self.declared_schema
+        want = {c: t for c, t in agreed.items() if c in declared and t is not None and t != declared[c]}
+        current = dict(self._agreed)
+        targets: dict[str, pl.DataType | None] = {c: t for c, t in want.items() if current.get(c) != t}
+        targets.update({c: None for c in current if c not in want})
+        if not targets:
+            return
+        self.compute(partial(conform_frame, targets=targets))
+        self._agreed = MappingProxyType(want)
 
     def require_columns(self, columns: list[str]) -> None:
         """Raise :class:`MissingColumnError` naming the first absent column."""

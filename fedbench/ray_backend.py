@@ -102,7 +102,7 @@ class _PartyActor:
 
         party = Party(name, source, format=format, **read_options)
         self.parties[key] = party
-        return party.n_rows, party.schema, ray.get_runtime_context().get_node_id()
+        return party.n_rows, party.declared_schema, ray.get_runtime_context().get_node_id()
 
     def drop(self, key: str) -> None:
         self.parties.pop(key, None)
@@ -156,8 +156,8 @@ class RayParty(Party):
         return list(self._schema)
 
     @property
-    def schema(self) -> dict[str, pl.DataType]:
-        """Column name to polars dtype."""
+    def declared_schema(self) -> dict[str, pl.DataType]:
+        """Column name to polars dtype, as read by the actor (``schema`` adds the agreed types)."""
         return dict(self._schema)
 
     def compute(self, fn: Callable[[pl.DataFrame], R]) -> R:

@@ -2,7 +2,7 @@
 
 The grammar is small on purpose::
 
-    %%federate [parties] [--fed NAME] [--dir FOLDER] [--replace]   # body: 'name: path' lines
+    %%federate [parties] [--fed NAME] [--dir FOLDER] [--replace] [--null-values ?,NA]   # body: 'name: path' lines
     %%federate run [--parties a,b] [--out NAME] [--epsilon E --sensitivity S]   # body: Python
     %federate stats [COLUMN ...] [--parties a,b] [--nulls skip|error] [--out NAME]
     %federate psi --on COL[,COL] [--mode cardinality|reveal|align] [--receiver P] [--normalize STEPS]
@@ -49,7 +49,7 @@ FORMS: dict[str, str] = {
 
 #: Options (argparse destinations) each form accepts besides --fed.
 FORM_OPTIONS: dict[str, frozenset[str]] = {
-    "parties": frozenset({"dir", "replace", "out", "dashboard"}),
+    "parties": frozenset({"dir", "replace", "out", "dashboard", "null_values"}),
     "run": frozenset({"parties", "out", "epsilon", "sensitivity", "delta", "mechanism", "noise", "max_abs"}),
     "stats": frozenset({"parties", "out", "nulls"}),
     "psi": frozenset({"parties", "out", "on", "mode", "receiver", "normalize", "cast", "dashboard"}),

@@ -239,6 +239,8 @@ class Fedbench(Magics, FedbenchConfig):
     @argument("--dir", metavar="FOLDER", help="parties: one party per data file of FOLDER (name = file stem).")
     @argument("--replace", action="store_true", default=False,
               help="parties: re-read parties that already exist instead of refusing.")
+    @argument("--null-values", metavar="A,B", help="parties: cell texts that mean 'missing' in every file "
+              "(e.g. ?,NA), read as nulls so that numeric columns stay numeric.")
     @argument("--epsilon", type=float, metavar="E",
               help="run: release the sums with epsilon-DP noise (needs --sensitivity and a budget); "
               "fit: DP training, if the trainer supports it.")
@@ -308,6 +310,8 @@ class Fedbench(Magics, FedbenchConfig):
             fed = Federation(**self.federation_options())
         result = PartiesResult(fed_name, fed)
         sources = REGISTRY.sources(fed)  # re-running a parties cell must be harmless
+        nulls = cmd.list_option("null_values")
+        reading = {"null_values": nulls} if nulls else {}
         # Phase 1: read and check every party; nothing changes if one fails.
         loaded: list[tuple[str, Any, bool]] = []
         # The backend creates each party where its data lives (a Ray actor on its node, or here).
@@ -325,7 +329,7 @@ class Fedbench(Magics, FedbenchConfig):
                             f"party {name!r} already exists (from {fed[name].source}); add --replace to re-read it, "
                             "or use another name"
                         )
-                loaded.append((name, fed.backend.make_party(name, source), name in fed))
+                loaded.append((name, fed.backend.make_party(name, source, **reading), name in fed))
                 bar.advance(note=name)
         # Phase 2: insert.  Federation._insert is what add_party does after reading; using it avoids reading
         # every file twice.  Fallback: add_party (reads again).
