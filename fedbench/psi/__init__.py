@@ -93,8 +93,10 @@ random-oracle sum of two maps, against ~7 us here, for a sharper property.  The
 price is that the number of candidates, hence the hashing time of one
 identifier, depends on the identifier (Python and gmpy2 are not constant-time
 anyway): an attacker who can time the hashing of *single* identifiers inside a
-party's process could learn about one bit per identifier; the other parties see
-only the CPU seconds of whole batches in the transcript.  The salt, the suite
+party's process could learn how many candidates each one needed (under 2 bits of
+information per identifier, which anyone can compute for a guessed identifier,
+the session key being public); the other parties see only the CPU seconds of
+whole batches in the transcript.  Scalar multiplication (X25519) is constant-time.  The salt, the suite
 label (``v3``, so hashes of earlier designs never compare) and the
 personalisation domain-separate this hash from every other hash of the same
 identifiers: hashes from another run or another system cannot be compared with
