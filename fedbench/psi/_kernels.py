@@ -82,8 +82,10 @@ _INVALID = (
 
 try:  # Fast path: OpenSSL's X25519 through ``cryptography`` (~36 us per element here).
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+    _HAVE_OPENSSL = True
 except ImportError:  # pragma: no cover - cryptography is a dependency; libsodium then
-    X25519PrivateKey = X25519PublicKey = None
+    _HAVE_OPENSSL = False
 
 try:  # Second choice: libsodium through the cffi handle PyNaCl already loaded (~40 us).
     # ``nacl.bindings`` allocates, copies and checks types per call; calling libsodium
@@ -104,7 +106,7 @@ def _multiply(scalar: bytes, points: Sequence[bytes], *, engine: str | None = No
     ~40 us on the 2-core x86-64 machine measured.  Each refuses an all-zero
     result (a point of small order), which :func:`check_elements` already excludes.
     """
-    engine = engine or ("openssl" if X25519PrivateKey is not None else "sodium" if _ffi is not None else "bindings")
+    engine = engine or ("openssl" if _HAVE_OPENSSL else "sodium" if _ffi is not None else "bindings")
     if engine == "openssl":
         ex = X25519PrivateKey.from_private_bytes(scalar).exchange
         pk = X25519PublicKey.from_public_bytes
@@ -330,7 +332,7 @@ def blind(scalar: bytes, values: bytes) -> tuple[bytes, float]:
 
 
 # --------------------------------------------------------------------------- worker loop
-_OPS = {"hash_and_blind": hash_and_blind, "blind": blind}
+_OPS: dict[str, Any] = {"hash_and_blind": hash_and_blind, "blind": blind}
 
 
 def serve() -> None:  # pragma: no cover - runs in the worker processes
