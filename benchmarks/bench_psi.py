@@ -1,26 +1,29 @@
-"""Benchmark fedbench's PSI against openmined-psi (where installed).
+"""Benchmark fedbench's PSI against openmined-psi (where installed), in the same run.
 
 Usage::
 
-    python benchmarks/bench_psi.py --sizes 10000 100000 1000000 [--skip-peer] [--mode cardinality]
+    python benchmarks/bench_psi.py --sizes 10000 100000 [--repeat 3] [--skip-peer] [--mode cardinality]
 
 Each size N intersects two parties of N identifiers each, half of them shared
 (``user<i>@example.org``).  Every measurement runs in a fresh child process so
-that peak memory is that measurement's own:
+that peak memory and CPU time are that measurement's own:
 
-- fedbench: ``intersect`` end to end (validation, encoding, hashing, blinding,
-  comparison, transcript), in ``--mode``; the worker pool is started before the
-  clock (it is started once per session and kept) and its start-up time printed.
+- fedbench, default path: ``Federation()`` with its defaults (in-process
+  backend), ``fed.intersect("id", mode=...)`` end to end (validation, encoding,
+  hashing, blinding, comparison, transcript) *including* the start of the PSI
+  worker pool, which a fresh process does on its first large run.
+- fedbench, process backend: ``Federation(backend="process")``, likewise (cold).
 - openmined-psi: server setup, client request, server response, client result,
   with its default GCS setup message, ``reveal_intersection=False`` for cardinality
   and ``True`` otherwise; single-threaded (the library does not parallelise).
 
-Figures: seconds, identifiers per second (both sides: 2N / s), peak resident
-memory of the measuring process plus its workers (sampled from /proc every
-50 ms; rusage's ru_maxrss of the process and of its largest reaped child is also
-shown, the latter inflated by the parent image a child has before it execs),
-total CPU seconds (process and workers) with the wall time they would take on
-idle cores, and bytes on the wire per identifier (2N identifiers).
+Figures: wall seconds, identifiers per second (both sides: 2N / s), CPU seconds
+of the measurement (process plus its workers), peak resident memory (sampled
+from /proc every 50 ms), bytes on the wire per identifier (2N identifiers), and
+the load average (``os.getloadavg``, as ``uptime`` shows it) before and after:
+the machine may be shared, and CPU seconds stay interpretable under load when
+wall seconds do not.  ``--repeat`` runs the three measurements in turn that many
+times and prints every run.
 """
 
 from __future__ import annotations
@@ -83,22 +86,15 @@ def ids(start: int, stop: int) -> list[str]:
     return [f"user{i}@example.org" for i in range(start, stop)]
 
 
-def child_fedbench(n: int, mode: str, workers: int | None) -> dict:
+def child_fedbench(n: int, mode: str, backend: str) -> dict:
     import polars as pl
 
-    from fedbench.party import Party
-    from fedbench.psi import _parallel, hash_to_group, intersect, shutdown_pool
-    from fedbench.psi._kernels import new_scalar
-    from fedbench.transcript import Channel
+    import fedbench as fb
+    from fedbench.psi import _parallel, shutdown_pool
 
-    a = Party("bank_a", pl.DataFrame({"id": ids(0, n)}))
-    b = Party("bank_b", pl.DataFrame({"id": ids(n // 2, n + n // 2)}))
-    t = time.perf_counter()
-    w = workers or _parallel.available_cores()
-    if w > 1:
-        warm = hash_to_group(b"\x00" * 32, [b"warm-up"])
-        _parallel._get_pool(w).map([("blind", (new_scalar(), warm))] * w)
-    startup = time.perf_counter() - t
+    fed = fb.Federation() if backend == "default" else fb.Federation(backend=backend)
+    fed.add_party("bank_a", pl.DataFrame({"id": ids(0, n)}))
+    fed.add_party("bank_b", pl.DataFrame({"id": ids(n // 2, n + n // 2)}))
 
     def pids() -> list[int]:
         pool = _parallel._pool
@@ -108,24 +104,22 @@ def child_fedbench(n: int, mode: str, workers: int | None) -> dict:
     cpu0 = _cpu_seconds(resource.RUSAGE_SELF)
     with PeakSampler(pids) as sampler:
         t = time.perf_counter()
-        r = intersect([a, b], "id", mode=mode, channel=Channel("psi", []), workers=workers, **kw)
+        r = fed.intersect("id", mode=mode, **kw)  # cold: the worker pool starts inside
         seconds = time.perf_counter() - t
     assert r.size == n - n // 2, r
     parent_cpu = _cpu_seconds(resource.RUSAGE_SELF) - cpu0
+    workers = len(pids()) or 1
     shutdown_pool()  # reap the workers so that RUSAGE_CHILDREN sees them
+    fed.close()
     return {
-        # CPU of the run: this process during the run, plus the workers over their life
-        # (their start-up, ~0.3 s each, is included: it cannot be split off).
+        # CPU of the run: this process during the run, plus the workers over their life.
         "cpu": parent_cpu + _cpu_seconds(resource.RUSAGE_CHILDREN),
         "seconds": seconds,
-        "startup": startup,
         "peak_mb": sampler.peak_kb / 1024,
-        "maxrss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "maxrss_child_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "bytes_per_element": r.nbytes / (2 * n),
         "nbytes": r.nbytes,
         "size": r.size,
-        "workers": w,
+        "workers": workers,
     }
 
 
@@ -135,6 +129,7 @@ def child_peer(n: int, mode: str) -> dict:
     client_items = ids(0, n)
     server_items = ids(n // 2, n + n // 2)
     reveal = mode != "cardinality"
+    cpu0 = _cpu_seconds(resource.RUSAGE_SELF)
     with PeakSampler(lambda: []) as sampler:
         t = time.perf_counter()
         client = psi.client.CreateWithNewKey(reveal)
@@ -149,6 +144,7 @@ def child_peer(n: int, mode: str) -> dict:
     wire = len(setup.SerializeToString()) + len(request.SerializeToString()) + len(response.SerializeToString())
     return {
         "seconds": seconds,
+        "cpu": _cpu_seconds(resource.RUSAGE_SELF) - cpu0,
         "peak_mb": sampler.peak_kb / 1024,
         "maxrss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "bytes_per_element": wire / (2 * n),
@@ -157,10 +153,8 @@ def child_peer(n: int, mode: str) -> dict:
     }
 
 
-def measure(kind: str, n: int, mode: str, workers: int | None) -> dict | None:
-    cmd = [sys.executable, __file__, "--_child", kind, "--mode", mode, "--sizes", str(n)]
-    if workers:
-        cmd += ["--workers", str(workers)]
+def measure(kind: str, n: int, mode: str, backend: str = "default") -> dict | None:
+    cmd = [sys.executable, __file__, "--_child", kind, "--mode", mode, "--sizes", str(n), "--backend", backend]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -169,18 +163,34 @@ def measure(kind: str, n: int, mode: str, workers: int | None) -> dict | None:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _load() -> str:
+    if not hasattr(os, "getloadavg"):
+        return "load n/a"
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} (uptime's figures)"
+
+
+def _fb_line(label: str, n: int, fb: dict) -> str:
+    return (
+        f"  {label:<22} {fb['seconds']:7.2f} s  {2 * n / fb['seconds']:9,.0f} ids/s  CPU {fb['cpu']:6.1f} s "
+        f"({fb['workers']} worker(s); {fb['cpu'] / 2:.1f} s of wall on 2 idle cores)  "
+        f"peak {fb['peak_mb']:6.1f} MB  {fb['bytes_per_element']:.1f} B/id"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--mode", choices=["cardinality", "reveal", "align"], default="cardinality")
-    ap.add_argument("--workers", type=int, default=None, help="fedbench worker processes (default: all cores)")
+    ap.add_argument("--repeat", type=int, default=1, help="run every measurement this many times")
     ap.add_argument("--skip-peer", action="store_true", help="do not run openmined-psi")
+    ap.add_argument("--backend", default="default", help=argparse.SUPPRESS)
     ap.add_argument("--_child", choices=["fedbench", "peer"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args._child:
         n = args.sizes[0]
-        res = child_fedbench(n, args.mode, args.workers) if args._child == "fedbench" else child_peer(n, args.mode)
+        res = child_fedbench(n, args.mode, args.backend) if args._child == "fedbench" else child_peer(n, args.mode)
         print(json.dumps(res))
         return
 
@@ -194,34 +204,31 @@ def main(argv: list[str] | None = None) -> None:
             print("openmined-psi is not installed: peer skipped (pip install openmined-psi)")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"machine: {cores} cores; python {sys.version.split()[0]}; mode {args.mode}; 2 parties x N ids, N/2 shared")
-    print(f"load average before: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "")
     for n in args.sizes:
         print(f"\nN = {n:,} per party ({2 * n:,} identifiers)")
-        fb = measure("fedbench", n, args.mode, args.workers)
-        if fb:
-            print(
-                f"  fedbench   {fb['seconds']:8.2f} s  {2 * n / fb['seconds']:9,.0f} ids/s  "
-                f"peak {fb['peak_mb']:7.1f} MB (rusage maxrss: parent {fb['maxrss_self_mb']:.0f} MB, largest child "
-                f"{fb['maxrss_child_mb']:.0f} MB*)  {fb['bytes_per_element']:.1f} B/id on the wire  "
-                f"[{fb['workers']} workers, start-up {fb['startup']:.2f} s not counted]"
-            )
-            print(
-                f"             CPU {fb['cpu']:.1f} s in all processes: {fb['cpu'] / fb['workers']:.1f} s of wall "
-                f"time at best on {fb['workers']} idle cores (wall above {fb['seconds']:.1f} s; the gap is "
-                "other load on the machine or idle cores)"
-            )
-            print("             * a child's ru_maxrss counts the parent's image it was forked from before exec")
-        if peer_ok:
-            pe = measure("peer", n, args.mode, None)
-            if pe:
-                print(
-                    f"  openmined  {pe['seconds']:8.2f} s  {2 * n / pe['seconds']:9,.0f} ids/s  "
-                    f"peak {pe['peak_mb']:7.1f} MB  {pe['bytes_per_element']:.1f} B/id on the wire  "
-                    f"[openmined-psi {pe['version']}, 1 thread]"
-                )
-                if fb:
-                    print(f"  ratio      fedbench is {pe['seconds'] / fb['seconds']:.2f}x faster")
-        print(f"  load average after: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "")
+        for rep in range(1, args.repeat + 1):
+            print(f" run {rep}/{args.repeat}: {_load()}")
+            fd = measure("fedbench", n, args.mode, "default")
+            if fd:
+                print(_fb_line("fedbench Federation()", n, fd))
+            fp = measure("fedbench", n, args.mode, "process")
+            if fp:
+                print(_fb_line("fedbench backend=process", n, fp))
+            if peer_ok:
+                pe = measure("peer", n, args.mode)
+                if pe:
+                    print(
+                        f"  {'openmined-psi ' + pe['version']:<22} {pe['seconds']:7.2f} s  "
+                        f"{2 * n / pe['seconds']:9,.0f} ids/s  CPU {pe['cpu']:6.1f} s (1 thread)  "
+                        f"peak {pe['peak_mb']:6.1f} MB  {pe['bytes_per_element']:.1f} B/id"
+                    )
+                    for label, f in (("default path", fd), ("process backend", fp)):
+                        if f:
+                            print(
+                                f"  ratio {label}: {pe['seconds'] / f['seconds']:.2f}x faster (wall); "
+                                f"openmined CPU / (fedbench CPU / 2 cores) = {pe['cpu'] / (f['cpu'] / 2):.2f}x"
+                            )
+            print(f"  after: {_load()}")
 
 
 if __name__ == "__main__":

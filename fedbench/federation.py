@@ -1149,7 +1149,10 @@ class Federation:
         from .psi import intersect as _intersect
 
         chosen = self._select(parties)
-        options.setdefault("workers", self.backend.workers)
+        if self.backend.name != "inprocess":
+            # In-process, PSI keeps its own default: its worker pool on every core for
+            # large sets, none for small ones (the backend's single worker would force 1).
+            options.setdefault("workers", self.backend.workers)
         result = _intersect(chosen, on, mode=mode, receiver=receiver, channel=self._channel("psi"),
                             backend=self.backend, **options)
         if self.budget.parties:  # also a ledger persisted by an earlier kernel

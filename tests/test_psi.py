@@ -576,29 +576,52 @@ def test_cross_check_with_openmined_psi():
 
 
 # --------------------------------------------------------------------------- group kernels
-def test_hash_and_blind_fast_path_equals_pynacl_bindings():
-    # The cffi fast path computes [s](E(h0) + E(h1)) exactly as PyNaCl's public bindings do.
+def _reference_hash_u(x: bytes, hkey: bytes) -> int:
+    # Written from the specification in the docstring, with Euler's criterion for squares.
+    p, a = 2**255 - 19, 486662
+    small = {0, 1} | {u for u in _kernels.SMALL_ORDER_U}
+    ctr = 0
+    while True:
+        salt = ctr.to_bytes(16, "little")
+        d = hashlib.blake2b(x, digest_size=64, key=hkey, person=_kernels.PERSON, salt=salt).digest()
+        for half in (d[:32], d[32:]):
+            u = int.from_bytes(half, "little") % 2**255
+            rhs = (u**3 + a * u * u + u) % p
+            if u < p and u not in small and pow(rhs, (p - 1) // 2, p) == 1:
+                return u
+        ctr += 1
+
+
+def test_hash_and_blind_equals_reference_and_both_x25519_engines_agree():
     import nacl.bindings as sodium
 
     hkey = session_hash_key(b"\x02" * 32, key_context(["string"]))
-    items = [f"s5:id-{i}".encode() for i in range(50)]
+    items = [f"s5:id-{i}".encode() for i in range(200)]
+    unblinded = hash_to_group(hkey, items)
+    assert unblinded == b"".join(_reference_hash_u(x, hkey).to_bytes(32, "little") for x in items)
     s = new_scalar()
     fast, _ = _kernels.hash_and_blind(s, hkey, items)
-    unblinded = hash_to_group(hkey, items)
-    ref = b"".join(
-        sodium.crypto_scalarmult_ed25519_noclamp(s, unblinded[i : i + 32]) for i in range(0, len(unblinded), 32)
-    )
+    # PyNaCl's public binding of libsodium's X25519 gives the same bytes as the fast path (OpenSSL).
+    ref = b"".join(sodium.crypto_scalarmult(s, unblinded[i : i + 32]) for i in range(0, len(unblinded), 32))
     assert fast == ref
+    pts = [unblinded[i : i + 32] for i in range(0, len(unblinded), 32)]
+    assert {_kernels._multiply(s, pts, engine=e) for e in ("openssl", "sodium", "bindings")} == {ref}
     assert _kernels.blind(s, unblinded)[0] == ref
-    for i, x in enumerate(items):
-        d = hashlib.blake2b(x, digest_size=64, key=hkey, person=_kernels.PERSON).digest()
-        h = sodium.crypto_core_ed25519_add(
-            sodium.crypto_core_ed25519_from_uniform(d[:32]), sodium.crypto_core_ed25519_from_uniform(d[32:])
-        )
-        assert unblinded[32 * i : 32 * i + 32] == h and sodium.crypto_core_ed25519_is_valid_point(h)
+    assert _kernels.check_elements(fast) == -1
     # Commutativity, which the protocol relies on.
     t = new_scalar()
     assert _kernels.blind(t, ref)[0] == _kernels.blind(s, _kernels.blind(t, unblinded)[0])[0]
+
+
+@pytest.mark.parametrize("bad", [2, 0, 1, 2**255 - 19 + 9, 2**255 + 9])
+def test_check_elements_finds_the_first_invalid_value(bad):
+    good = hash_to_group(b"k" * 32, [b"s1:x", b"s1:y", b"s1:z"])
+    values = good[:64] + bad.to_bytes(32, "little") + good[64:]
+    assert _kernels.check_elements(good) == -1
+    assert _kernels.check_elements(values) == 2
+    with pytest.raises(_kernels.BadElementError) as err:
+        _kernels.blind(new_scalar(), values)
+    assert str(err.value) == _kernels._INVALID  # a fixed text: no value, no position
 
 
 def test_group_element_error_survives_pickling():

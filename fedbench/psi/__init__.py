@@ -1,4 +1,4 @@
-"""Private set intersection (PSI) for record linkage: ECDH-PSI over edwards25519.
+"""Private set intersection (PSI) for record linkage: ECDH-PSI in the prime-order subgroup of Curve25519.
 
 Two banks want to know how many customers they share, a hospital and an insurer
 want to line up shared patients before a vertical analysis, without showing each
@@ -52,78 +52,94 @@ the leakage to the statement attached to each result (:attr:`PSIResult.leakage`)
 
 Group and security argument
 ---------------------------
-*Group.*  The prime-order subgroup ``G`` of edwards25519 (RFC 8032's curve,
-birationally equivalent to Curve25519), of prime order
-``L = 2^252 + 27742317777372353535851937790883648493``; the whole curve has
-``8*L`` points.  Elements travel in the standard 32-byte compressed encoding
-(y-coordinate and the sign of x).  All arithmetic is libsodium's, through PyNaCl:
-``crypto_core_ed25519_from_uniform``, ``crypto_core_ed25519_add``,
-``crypto_scalarmult_ed25519_noclamp``, ``crypto_core_ed25519_scalar_reduce``.  No
-curve arithmetic is written in fedbench.
+*Group.*  The prime-order subgroup ``G`` of Curve25519 (RFC 7748's curve
+``v^2 = u^3 + A u^2 + u`` over ``GF(p)``, ``p = 2^255 - 19``, ``A = 486662``), of
+prime order ``L = 2^252 + 27742317777372353535851937790883648493``; the curve has
+``8*L`` points, its 8-torsion is cyclic.  It is the same group as the prime-order
+subgroup of edwards25519 (the curves are birationally equivalent,
+``u = (1 + y) / (1 - y)``).  Elements travel as canonical 32-byte little-endian
+u-coordinates, which identify a point up to sign; that is harmless here (below).
+Scalar multiplication is X25519 (RFC 7748), computed by OpenSSL through
+``cryptography`` (libsodium's ``crypto_scalarmult`` through PyNaCl when
+``cryptography`` lacks it; both give identical bytes, tested).  fedbench
+evaluates the curve equation and Legendre symbols (gmpy2) to *test* u-coordinates,
+and writes no point arithmetic.
 
-*Scalars.*  Each party draws a fresh secret scalar per run, uniform in ``[1, L)``:
-64 bytes from the OS CSPRNG reduced modulo ``L`` (statistical distance ``2^-259``
-from uniform), zero redrawn.  Scalars are used unclamped, so blinding is a
-permutation of ``G``: distinct elements never collide.
+*Scalars.*  Each party draws a fresh secret scalar per run: 32 bytes from the OS
+CSPRNG, clamped as RFC 7748 prescribes, ``s = 8*k`` with ``k`` uniform in
+``[2^251, 2^252)``.  ``s mod L`` is never 0, so ``[s]`` permutes ``G`` (distinct
+elements never collide); ``k`` ranges over 2^251 of the ``L - 1`` non-zero residues,
+which costs at most one bit in the DDH bound below.  The factor 8 maps every point of
+the curve into ``G``: ``[s](Q + T) = [s]Q`` for ``Q`` in ``G`` and any 8-torsion
+point ``T``.
 
-*Hash to group.*  ``h0 || h1 = BLAKE2b-512(encoding; key = K_session, person =
-"fedbench.psi.h2g")``, where ``K_session`` is derived from a public 32-byte salt
-drawn by the coordinator for this run, a suite label and the key's public
-description (number and kinds of columns); then ``H(x) = E(h0) + E(h1)``.  ``E``
-is libsodium's ``crypto_core_ed25519_from_uniform``: it reads the low 255 bits
-of its 32-byte input as a field element ``r`` (modulo ``p = 2^255 - 19``; values
-``>= p`` have probability ``2^-250``) and the top bit as the sign of x, applies
-the Elligator 2 map to Curve25519 (non-square ``2``), converts the Montgomery
-point to edwards25519 (``y = (u - 1) / (u + 1)``, x recovered with the given
-sign), and multiplies by the cofactor 8, so its output always lies in ``G``
-(the identity only with probability ~``2^-250``, which libsodium then refuses to
-multiply and fedbench reports).  A single map is a non-uniform encoding: its
-image is a fraction of ``G``.  The sum of two maps of independent hash outputs is
-the random-oracle construction (Brier et al., CRYPTO 2010; Farashahi et al.,
-Math. Comp. 2013: indifferentiable from a random oracle to the group when the
-inner hash is one), which is what the security argument below assumes.  This
-is the structure of RFC 9380's ``hash_to_curve`` (``edwards25519_XMD:SHA-512_ELL2_RO_``)
-but not that suite: the field elements come from keyed BLAKE2b rather than
-``expand_message_xmd`` with SHA-512 and 48-byte reduction, and the sign of each
-mapped point comes from the input bit rather than from ``sgn0``, so outputs do
-not match the RFC's test vectors.  The salt, the suite label and the
+*Hash to the group.*  ``u_0 || u_1 = BLAKE2b-512(encoding; key = K_session,
+person = "fedbench.psi.h2g", salt = counter)`` for counter 0, 1, ...; each 32-byte
+half, read little-endian with bit 255 cleared, is a candidate ``u``, accepted when
+``u < p``, ``u`` is not one of the four small-order u-coordinates (0, 1 and the two
+of order 8) and ``u^3 + A u^2 + u`` is a non-zero square mod ``p`` (Legendre
+symbol), i.e. ``u`` is the u-coordinate of a point ``P(x)`` of the curve, not of its
+twist (try-and-increment; every candidate is accepted with probability ~1/2, 2
+candidates per identifier on average).  The group element of ``x`` is
+``H(x) = [8]P(x)``, applied by the clamped first blinding: ``[s]P(x) = [k]H(x)``.
+With BLAKE2b modelled as a random oracle, the accepted ``u`` is uniform over the
+u-coordinates of the curve's points outside the 8-torsion, so ``H(x)`` is uniform
+over ``G`` minus the identity, up to sign: ``H`` is a random oracle to ``G`` (not
+merely an encoding; the bias of dropping ``u >= p`` is ``2^-250``).  This is not
+RFC 9380's ``hash_to_curve`` (Elligator 2): measured on the reference machine,
+libsodium's ``crypto_core_ed25519_from_uniform`` plus the conversion to ``u`` costs
+~26 us per identifier (one map, a non-uniform encoding) and ~64 us for the
+random-oracle sum of two maps, against ~7 us here, for a sharper property.  The
+price is that the number of candidates, hence the hashing time of one
+identifier, depends on the identifier (Python and gmpy2 are not constant-time
+anyway): an attacker who can time the hashing of *single* identifiers inside a
+party's process could learn how many candidates each one needed (under 2 bits of
+information per identifier, which anyone can compute for a guessed identifier,
+the session key being public); the other parties see only the CPU seconds of
+whole batches in the transcript.  Scalar multiplication (X25519) is constant-time.  The salt, the suite
+label (``v3``, so hashes of earlier designs never compare) and the
 personalisation domain-separate this hash from every other hash of the same
 identifiers: hashes from another run or another system cannot be compared with
 this run's.
 
-*Validation.*  ``crypto_scalarmult_ed25519_noclamp`` refuses (and fedbench raises
-:class:`~fedbench.psi.GroupElementError` naming the sending party, before the
-element is multiplied) any input that is not a canonical encoding of a point of
-``G``: off-curve encodings, points of small order, and points with a torsion
-component (it multiplies the input by ``L`` and requires the identity).  So every
-element a party multiplies by its secret is in ``G``: a malicious or buggy peer
-cannot make a party's reply depend on its scalar modulo the cofactor, and
-honestly produced elements carry no side information (with the former X25519
-design, a hash landed on Curve25519 or on its twist with probability ~1/2 each,
-blinding kept that bit, and a receiver learned one bit per non-matching
-identifier; here every element is in one prime-order group).  Tags (16-byte
-truncations, see below) are only compared, never multiplied.
+*Validation.*  Before a party multiplies a set it received by its secret (and before
+it multiplies any element of it), it checks every value: 32 bytes, ``u < p``
+(canonical; a set bit 255 fails too), not a small-order u-coordinate, and
+``u^3 + A u^2 + u`` a square mod ``p`` (on the curve, not on the twist).  A failure
+raises :class:`~fedbench.psi.GroupElementError` naming the sending party, and the
+run stops.  A value that passes is the u-coordinate of ``Q + T`` with ``Q`` in ``G``
+and ``T`` 8-torsion; the clamped scalar removes ``T``, so the reply is ``[s]Q`` in
+``G``, exactly the reply to ``Q``: a malicious peer cannot learn anything about the
+scalar modulo the cofactor, nor get a reply outside ``G``, and testing ``[L]P = O``
+(a full scalar multiplication, which libsodium's ed25519 calls do) is not needed.
+Honestly produced elements are all in ``G`` (a u-coordinate carries no curve/twist
+bit: with the first X25519 design about half the hashes lay on the twist, blinding
+kept that bit, and a receiver learned one bit per non-matching identifier).  Tags
+(16-byte truncations, see below) are only compared, never multiplied.
+
+*Sign.*  X25519 works on u-coordinates, i.e. on points up to sign; multiplication
+commutes with negation, so the doubly blinded u of ``x`` is the same on both
+sides.  Two identifiers collide only if ``H(x) = +-H(x')``, which for a random
+oracle to ``G`` has probability ``2/L`` per pair.
 
 *Why it hides the identifiers.*  In the honest-but-curious model the classic
 reduction applies: with ``H`` a random oracle to ``G``, a party's view of the
-other's blinded elements ``H(x)^b`` and of the doubly blinded tags is
+other's blinded elements ``[k]H(x)`` and of the doubly blinded tags is
 indistinguishable from random elements of ``G`` under the decisional
 Diffie-Hellman assumption in ``G`` (De Cristofaro & Tsudik 2010; Pinkas,
 Schneider & Zohner 2014), which is believed to hold in the prime-order subgroup
-of edwards25519 (~2^126 generic security).  Values are truncated to 16-byte tags
-only when they are compared, never before they are blinded again.  The session
-salt and the scalars are fresh per run (``secrets``/``os.urandom``), so results of
-two runs cannot be linked; the scalars are dropped at the end of the run (Python
-cannot guarantee memory erasure).
+of Curve25519 (~2^126 generic security; u-coordinates only, the sign is dropped).
+Values are truncated to 16-byte tags only when they are compared, never before
+they are blinded again.  The session salt and the scalars are fresh per run
+(``secrets``), so results of two runs cannot be linked; the scalars are dropped at
+the end of the run (Python cannot guarantee memory erasure).
 
-*Tags.*  A tag is the first 16 bytes of a fully blinded element's encoding: the
-low 128 bits of its y-coordinate.  Distinct elements that are not each other's
-negatives have distinct y, and for elements of ``G`` the low 128 bits of y are
-heuristically uniform, so two different identifiers give equal tags with
-probability ~``2^-128``; comparing ``n x m`` elements gives a false match with
-probability at most ~``n*m*2^-128`` (``2^-88`` for ``2^20 x 2^20``).  The wire
-size per element is unchanged by the change of group (32-byte elements, 16-byte
-tags).
+*Tags.*  A tag is the first 16 bytes of a fully blinded element's u-coordinate: its
+low 128 bits.  For elements of ``G`` the low 128 bits of ``u`` are heuristically
+uniform, so two different identifiers give equal tags with probability
+~``2^-128``; comparing ``n x m`` elements gives a false match with probability at
+most ~``n*m*2^-128`` (``2^-88`` for ``2^20 x 2^20``).  Wire sizes: 32-byte
+elements, 16-byte tags.
 
 *Shuffles.*  Every set is shuffled by its owner and, except where the owner must
 map results back to its rows, at every hop, with permutations from the OS CSPRNG
@@ -151,16 +167,18 @@ policies and kind checks are described in :mod:`fedbench.psi.encoding`.
 Performance
 -----------
 Hashing and blinding run in a persistent pool of worker processes fed with large
-batches; comparisons are polars joins on 64-bit words.  On one core of the
-reference machine (2-core AMD EPYC) a hash costs ~60 us (two maps and an
-addition) and a blinding ~80 us (a scalar multiplication ~40 us plus libsodium's
-subgroup check of the input ~40 us); each element is hashed once and blinded k
-times with k parties: ~220 us per element in 2-party runs, against ~85 us for
-the former X25519 design, which checked nothing and put half of the elements on
-the twist.  ``benchmarks/bench_psi.py`` at 100k x 100k (cardinality) measured
-48.6 s of CPU in all processes against 17.9 s for the X25519 design on the same
-loaded machine, i.e. ~24 s of wall time on two idle cores; wire size unchanged
-(40 bytes per identifier).
+batches (also on a default ``Federation()``: every core for large sets, in-process
+for small ones); comparisons are polars joins on 64-bit words.  On one core of the
+reference machine (2-core x86-64) a hash costs ~7 us (BLAKE2b and two Legendre
+symbols on average), a blinding ~37 us (OpenSSL's X25519; libsodium's ~40 us) and
+a validation ~3 us; each element is hashed once and blinded k times with k
+parties: ~85 us per element in 2-party runs, against ~220 us for the previous
+edwards25519 design (libsodium's ``from_uniform`` twice, an addition, and
+``crypto_scalarmult_ed25519_noclamp``, whose subgroup check is a second full
+scalar multiplication) and ~81 us for the first X25519 design, which checked
+nothing and put half of the elements on the twist.  ``benchmarks/bench_psi.py``
+prints the figures at 100k x 100k against openmined-psi in the same run; wire size
+40 bytes per identifier.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Run PSI kernels on all cores with a persistent pool of worker processes.
 
-A blinding costs ~80 microseconds per element in libsodium (edwards25519
-scalar multiplication plus its subgroup check of the input) and PyNaCl holds the
-GIL during the call (measured: 2 threads give 1.2x, 2 processes 1.9x), so the
+A blinding costs ~40 microseconds per element (X25519 plus a Legendre symbol to
+validate the input) and neither ``cryptography`` nor PyNaCl releases the GIL for
+so short a call (measured: 2 threads give 1.2x, 2 processes 1.9x), so the
 protocol uses processes.  The pool is created on first use, kept for later runs
 (a notebook intersects many times) and stopped at
 exit.
@@ -45,7 +45,7 @@ __all__ = ["BlindJob", "Executor", "GroupElementError", "HashJob", "available_co
 PARALLEL_MIN_OPS = 4096
 
 _MIN_CHUNK = 1024
-_MAX_CHUNK = 8192
+_MAX_CHUNK = 4096
 
 # The worker loads the kernel module from its file, not through the fedbench package:
 # the package imports polars, numpy and the rest of fedbench, which a worker never
@@ -68,7 +68,7 @@ def available_cores() -> int:
 
 
 class GroupElementError(ProtocolError):
-    """A group element was rejected: it is not a point of the prime-order subgroup.
+    """A group element was rejected: not the canonical u-coordinate of a point of Curve25519 of large order.
 
     Parameters
     ----------
@@ -277,7 +277,7 @@ class Executor:
         Raises
         ------
         GroupElementError
-            If libsodium rejects a group element; ``job`` says which job held it.
+            If a group element is rejected; ``job`` says which job held it.
         ProtocolError
             If a worker dies.
         """
@@ -299,8 +299,9 @@ class Executor:
         return _kernels.blind(job.scalar, job.values)
 
     def _run_pool(self, jobs: list[Job], total: int) -> list[tuple[bytes, float]]:
-        # ~8 chunks per worker even out the tail; bounded so that one chunk stays around a
-        # second of work (8192 hashes at ~140 us each) and well under a megabyte on the pipe.
+        # ~8 chunks per worker even out the tail; bounded so that one chunk stays well under
+        # a quarter second of work (4096 elements at ~45 us): the last chunk of a step leaves
+        # the other core idle for at most that long.
         chunk = min(_MAX_CHUNK, max(_MIN_CHUNK, total // (8 * self.workers) + 1))
         tasks: list[tuple[str, tuple[Any, ...]]] = []
         spans: list[tuple[int, int]] = []

@@ -46,11 +46,11 @@ from .encoding import LocalSet
 __all__ = ["TAG_BYTES", "InProcessParties", "PSIParties", "RemoteParties", "SetInfo", "Step"]
 
 #: Bytes of a fully blinded element kept for comparison: the first 16 bytes of its
-#: compressed encoding, i.e. the low 128 bits of its y-coordinate.  Distinct points
-#: of the subgroup that are not each other's negatives have distinct y, and the low
-#: 128 bits of y of a random subgroup point are within a negligible distance of
-#: uniform, so two distinct identifiers share a tag with probability ~2^-128 (a point
-#: and its negative share y, but ``H(x) = -H(x')`` has probability 2^-252).  Comparing
+#: u-coordinate, i.e. its low 128 bits.  Distinct points of the subgroup that are not
+#: each other's negatives have distinct u, and the low 128 bits of u of a random
+#: subgroup point are heuristically uniform, so two distinct identifiers share a tag
+#: with probability ~2^-128 (a point and its negative share u, but ``H(x) = -H(x')``
+#: has probability 2^-252).  Comparing
 #: n x m elements thus gives a false match with probability at most ~n*m / 2^128:
 #: 2^-88 for 2^20 x 2^20, 2^-68 for 2^30 x 2^30.
 TAG_BYTES = 16
@@ -308,9 +308,9 @@ def _close_in_party(df: pl.DataFrame, *, key: str) -> None:
 
 def _rejected(sender: str, receiver: str) -> GroupElementError:
     return GroupElementError(
-        f"party {sender!r} sent {receiver!r} a blinded set holding an element that is not a point of the "
-        "prime-order subgroup of edwards25519 (malformed, small-order or torsion point); "
-        f"{receiver!r} refused to blind it and the run was abandoned",
+        f"party {sender!r} sent {receiver!r} a blinded set holding a value that is not the canonical "
+        "u-coordinate of a point of Curve25519 of large order (twist point, small-order point or "
+        f"non-canonical encoding); {receiver!r} refused to blind it and the run was abandoned",
         party=sender,
     )
 
@@ -318,6 +318,7 @@ def _rejected(sender: str, receiver: str) -> GroupElementError:
 def _own_hash_error(name: str | None) -> GroupElementError:
     who = f"party {name!r}" if name else "a party"
     return GroupElementError(
-        f"{who}: an identifier hashed to the identity element (probability ~2^-250); the run was abandoned",
+        f"{who}: libsodium/OpenSSL refused to blind a hashed identifier (the hash never yields a point of "
+        "small order: an internal error); the run was abandoned",
         party=name,
     )

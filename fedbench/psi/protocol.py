@@ -53,9 +53,10 @@ _NULL_POLICIES = ("drop", "error")
 _DUPLICATE_POLICIES = ("first", "error")
 _MODEL = (
     "Model: honest-but-curious, non-colluding parties; ECDH-PSI in the prime-order subgroup of "
-    "edwards25519 (DDH assumption; identifiers hashed into that subgroup by keyed BLAKE2b-512 and "
-    "two Elligator 2 maps with the cofactor cleared, modelled as a random oracle); every received "
-    "element is checked to lie in the subgroup before it is blinded; fresh secret scalars and "
+    "Curve25519 (DDH assumption; X25519 blinding with clamped scalars, which clear the cofactor; "
+    "identifiers hashed to the curve by keyed BLAKE2b-512 with try-and-increment, modelled as a "
+    "random oracle to that subgroup); every received element is checked to be the canonical "
+    "u-coordinate of a curve point of large order before it is blinded; fresh secret scalars and "
     "session salt per run."
 )
 
@@ -345,7 +346,7 @@ def intersect(
     backend: Any = None,
     **options: object,
 ) -> PSIResult:
-    """Private set intersection of the parties' identifiers (ECDH-PSI over edwards25519).
+    """Private set intersection of the parties' identifiers (ECDH-PSI over Curve25519).
 
     Parameters
     ----------
@@ -408,8 +409,10 @@ def intersect(
         Likewise.  Every error above is raised before any message is sent: the
         channel stays empty.
     GroupElementError
-        A party received an element that is not a point of the prime-order subgroup
-        (a malicious or buggy peer); the error names the sender (``party``).
+        A party received a value that is not the canonical u-coordinate of a point of
+        Curve25519 of large order (a twist point, a point of small order or a
+        non-canonical encoding: a malicious or buggy peer); the error names the
+        sender (``party``).
     ProtocolError
         A worker process died.
     """
