@@ -109,6 +109,7 @@ class Federation:
         self.encoding = Encoding.for_range(WIDE_MAX_ABS if max_abs is None else max_abs,
                                            WIDE_FRAC_BITS if frac_bits is None else frac_bits)
         # secure_sum's public default range is much tighter (more values per ciphertext), unless set here.
+        self._range_declared = max_abs is not None or frac_bits is not None
         self.sum_encoding = Encoding.for_range(DEFAULT_SUM_MAX_ABS if max_abs is None else max_abs,
                                                DEFAULT_SUM_FRAC_BITS if frac_bits is None else frac_bits)
         self.backend = get_backend(backend)
@@ -330,7 +331,8 @@ class Federation:
 
     def _aggregate(self, parties: list[Party], local_fn: LocalFn, *, encoding: Encoding,
                    protocol: str = "secure_sum", plan: NoisePlan | None = None,
-                   description: str = "", record_exact: bool = True) -> tuple[dict[str, Any], SecureSumResult]:
+                   description: str = "", record_exact: bool = True,
+                   integer_encoding: Encoding | None = None) -> tuple[dict[str, Any], SecureSumResult]:
         if len(parties) < MIN_PARTIES:
             # Checked here too so that no key is generated for a refused request.
             raise TooFewPartiesError(
@@ -369,7 +371,8 @@ class Federation:
         recipients = [p.name for p in parties if p.name not in self._key_holders]
         out = secure_aggregate(parties, local_fn, keys=keys, backend=self.backend, channel=channel,
                                encoding=encoding, fast_encryption=self.fast_encryption, key_recipients=recipients,
-                               party_noise=party_noise, central_noise=central_noise, before_release=before_release)
+                               party_noise=party_noise, central_noise=central_noise, before_release=before_release,
+                               integer_encoding=integer_encoding)
         self._key_holders.update(recipients)
         result = SecureSumResult(
             value=out.value,
@@ -479,6 +482,10 @@ class Federation:
         """
         chosen = self._select(parties)
         encoding = self._encoding(max_abs, frac_bits, base=self.sum_encoding)
+        # Entries every party returns as integers (public dtype) need no fractional bits: with no declared
+        # range they get the wide one, so that large integer sums stay exact under the tight default.
+        ints = None if (max_abs is not None or frac_bits is not None or self._range_declared) else \
+            Encoding.for_range(WIDE_MAX_ABS, 0)
         if callable(what):
             timeout = self.local_timeout if local_timeout is ... else check_local_timeout(local_timeout)
             # The user's function runs on a copy of the party's rows, under a time limit.
@@ -490,7 +497,8 @@ class Federation:
                         "a DP sum of a function needs sensitivity=...: how much one record can change its output"
                     )
                 plan = self._plan(epsilon, delta, mechanism, noise, sensitivity, sensitivity)
-            _, result = self._aggregate(chosen, what, encoding=encoding, plan=plan, description="secure_sum(fn)")
+            _, result = self._aggregate(chosen, what, encoding=encoding, plan=plan, description="secure_sum(fn)",
+                                        integer_encoding=ints)
         else:
             columns = _columns_arg(what)
             _stats.check_null_policy(nulls)
@@ -498,7 +506,7 @@ class Federation:
             if epsilon is None:
                 value, result = self._aggregate(
                     chosen, partial(_stats.local_column_sums, columns=columns, nulls=nulls), encoding=encoding,
-                    description=f"sum({', '.join(columns)})",
+                    description=f"sum({', '.join(columns)})", integer_encoding=ints,
                 )
                 result.value = {c: value[f"sum:{c}"] for c in columns}
                 result.nulls_skipped = {c: round(value[f"nulls:{c}"]) for c in columns}
