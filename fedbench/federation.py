@@ -436,7 +436,8 @@ class Federation:
         max_abs, frac_bits : optional
             Override the public fixed-point encoding for this call.  Default:
             the federation's (``2**20`` and 16 fractional bits unless set
-            there): a party whose local aggregate reaches ``max_abs`` gets
+            there; ``2**62`` and 24 bits for DP sums, whose noise shares can
+            be large): a party whose local aggregate reaches ``max_abs`` gets
             :class:`~fedbench.errors.EncodingRangeError` naming it and the
             entry.  Integer entries are summed exactly either way.
         epsilon : float, optional
@@ -481,7 +482,8 @@ class Federation:
         MissingBoundsError, BudgetNotSetError, BudgetExceededError, LocalResultError, PartyTimeoutError
         """
         chosen = self._select(parties)
-        encoding = self._encoding(max_abs, frac_bits, base=self.sum_encoding)
+        # DP sums keep the wide encoding: noise shares of large scale must never push a value out of range.
+        encoding = self._encoding(max_abs, frac_bits, base=self.sum_encoding if epsilon is None else self.encoding)
         # Entries every party returns as integers (public dtype) need no fractional bits: with no declared
         # range they get the wide one, so that large integer sums stay exact under the tight default.
         ints = None if (max_abs is not None or frac_bits is not None or self._range_declared) else \
