@@ -12,9 +12,14 @@ run:
   and latency instead of raising (training rounds drop failed parties);
   on a cluster the calls of one step run concurrently;
 * :meth:`Backend.map` runs a picklable, stateless function over a list of
-  items (encryption or decryption chunks) on every core available.
+  items on the backend's workers, and :meth:`Backend.map_heavy` does the same
+  for large CPU-bound crypto batches (encryption and decryption chunks) on
+  every core available.
 
-:class:`InProcessBackend` runs everything in the calling process.
+:class:`InProcessBackend` runs party-local work in the calling process; its
+:meth:`~InProcessBackend.map_heavy` spreads large crypto batches over a
+process pool shared by every in-process backend, started on first use and
+reused (small batches never start it).
 :class:`ProcessPoolBackend` keeps party data in the calling process (the
 simulation's "party side") and spreads ``map`` over a pool of worker processes,
 one per core.  A Ray backend fits the same two calls: actors hold the parties
@@ -29,9 +34,11 @@ import multiprocessing as mp
 import os
 import threading
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -53,6 +60,7 @@ __all__ = [
     "check_local_timeout",
     "get_backend",
     "run_local_function",
+    "shutdown_shared_pool",
 ]
 
 #: Seconds a user's local function may run inside a party before the call gives up on it.
@@ -112,9 +120,9 @@ class Backend(ABC):
         """Run ``fn(party_name, df, mapper, *args)`` inside each party, in order.
 
         ``mapper`` is a ``map(fn, items)`` the party may use for CPU-heavy work
-        (this backend's :meth:`map` here; an actor's own cores on a cluster).
+        (this backend's :meth:`map_heavy` here; an actor's own cores on a cluster).
         """
-        return [p.compute(partial(_bind_party, fn, p.name, self.map, args)) for p in parties]
+        return [p.compute(partial(_bind_party, fn, p.name, self.map_heavy, args)) for p in parties]
 
     def compute_each(self, calls: Sequence[tuple[Party, Callable[[pl.DataFrame], Any]]]) -> list[Any]:
         """Run each ``fn(df)`` inside its party (one protocol step of every party); raise the first error.
@@ -157,6 +165,21 @@ class Backend(ABC):
     def map(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
         """Apply a picklable top-level function to every item, results in order."""
 
+    @property
+    def heavy_workers(self) -> int:
+        """How many items :meth:`map_heavy` processes at once (default: :attr:`workers`)."""
+        return self.workers
+
+    def map_heavy(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
+        """Like :meth:`map`, for large CPU-bound crypto batches; a single item runs in the caller.
+
+        Callers pass one item when the batch is too small to be worth a
+        dispatch (see :func:`fedbench.secagg.party_contribution`).
+        """
+        if len(items) <= 1:
+            return [fn(x) for x in items]
+        return self.map(fn, items)
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release workers (idempotent)."""
 
@@ -165,18 +188,89 @@ class Backend(ABC):
 
 
 class InProcessBackend(Backend):
-    """Run everything in the calling process (the default; no start-up cost)."""
+    """Run party-local work in the calling process (the default); large crypto batches use every core.
+
+    Parameters
+    ----------
+    parallel : bool, default True
+        Let :meth:`map_heavy` (large encryption and decryption batches of a
+        secure sum) run on a process pool with one worker per usable core.
+        The pool is shared by every in-process backend, starts on the first
+        large batch (that first call pays its start-up, about 1 s plus each
+        worker's fixed-base table) and is reused; small batches never start
+        it.  ``False`` keeps everything in the calling process.
+
+    Notes
+    -----
+    The pool uses ``forkserver`` (``spawn`` where unavailable).  In a script
+    run as ``python script.py``, keep the top level behind
+    ``if __name__ == "__main__":`` as :mod:`multiprocessing` requires; if the
+    pool cannot start or breaks, the batch runs in the calling process and a
+    :class:`RuntimeWarning` says so once.
+    """
 
     name = "inprocess"
 
+    def __init__(self, parallel: bool = True) -> None:
+        self.parallel = bool(parallel)
+
     @property
     def workers(self) -> int:
-        """Always one."""
+        """Always one: :meth:`map` and party-local work run in the calling process."""
         return 1
+
+    @property
+    def heavy_workers(self) -> int:
+        """Usable cores when ``parallel`` (and more than one core), else one."""
+        return _usable_cores() if self.parallel and not _SHARED["broken"] else 1
 
     def map(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
         """Apply ``fn`` sequentially."""
         return [fn(x) for x in items]
+
+    def map_heavy(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
+        """Apply ``fn`` on the shared process pool (a single item, or ``parallel=False``: in the caller)."""
+        if len(items) <= 1 or self.heavy_workers <= 1:
+            return [fn(x) for x in items]
+        try:
+            return list(_shared_pool(self.heavy_workers).map(fn, items))
+        except (BrokenProcessPool, OSError) as exc:
+            # A pool that cannot start (unguarded __main__, no /dev/shm, ...) must not fail the protocol: the
+            # work is pure and idempotent, so it is redone here.
+            _SHARED["broken"] = True
+            shutdown_shared_pool()
+            warnings.warn(f"fedbench: the crypto process pool is unavailable ({type(exc).__name__}); "
+                          "encrypting and decrypting in this process from now on", RuntimeWarning, stacklevel=2)
+            return [fn(x) for x in items]
+
+
+#: The process pool shared by in-process backends (``map_heavy``), its size, and whether it failed.
+_SHARED: dict[str, Any] = {"pool": None, "workers": 0, "broken": False}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_pool(workers: int) -> ProcessPoolExecutor:
+    with _SHARED_LOCK:
+        if _SHARED["pool"] is None or _SHARED["workers"] != workers:
+            if _SHARED["pool"] is not None:
+                _SHARED["pool"].shutdown(wait=False, cancel_futures=True)
+            _SHARED["pool"] = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+            _SHARED["workers"] = workers
+        return _SHARED["pool"]
+
+
+def shutdown_shared_pool() -> None:
+    """Stop the crypto process pool shared by in-process backends (it restarts on the next large batch)."""
+    with _SHARED_LOCK:
+        pool, _SHARED["pool"], _SHARED["workers"] = _SHARED["pool"], None, 0
+    if pool is not None:
+        with contextlib.suppress(Exception):
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool_context() -> Any:
+    # Never fork: polars and OpenMP keep threads that a fork would copy mid-flight.
+    return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
 
 
 class ProcessPoolBackend(Backend):
@@ -210,9 +304,7 @@ class ProcessPoolBackend(Backend):
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-            ctx = mp.get_context(method)
-            self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=_pool_context())
         return self._pool
 
     def map(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:

@@ -17,7 +17,7 @@ import polars as pl
 
 from . import stats as _stats
 from .backend import DEFAULT_LOCAL_TIMEOUT, Backend, check_local_timeout, get_backend, run_local_function
-from .crypto.packing import Encoding
+from .crypto.packing import DEFAULT_SUM_FRAC_BITS, DEFAULT_SUM_MAX_ABS, WIDE_FRAC_BITS, WIDE_MAX_ABS, Encoding
 from .crypto.paillier import DEFAULT_KEY_BITS, PaillierKeys, check_key_bits, generate_keys
 from .errors import (
     ConfigurationError,
@@ -64,10 +64,15 @@ class Federation:
         Damgard-Jurik-Nielsen fixed-base encryption (about 13x faster; extra
         short-exponent assumption, see :mod:`fedbench.crypto.paillier`).  ``False``
         gives textbook Paillier.
-    frac_bits : int, default 24
-        Fixed-point fractional bits of the public encoding.
-    max_abs : float, default 2**62
+    frac_bits : int, optional
+        Fixed-point fractional bits of the public encoding.  Default: 16 for
+        :meth:`secure_sum`, 24 for statistics and learning.
+    max_abs : float, optional
         Largest magnitude of any *local aggregate* a party may contribute.
+        Default: ``2**20`` for :meth:`secure_sum` (fast: 48 values per
+        ciphertext for 10 parties; see :mod:`fedbench.crypto.packing`),
+        ``2**62`` for statistics (second moments) and learning.  A value given
+        here applies to both.
     audit : bool, default False
         Keep the bytes of every message in the transcript (for audits and tests).
     ledger_path : str or Path, optional
@@ -95,8 +100,8 @@ class Federation:
         backend: str | Backend | None = None,
         allow_insecure_key_size: bool = False,
         fast_encryption: bool = True,
-        frac_bits: int = 24,
-        max_abs: float = 2.0**62,
+        frac_bits: int | None = None,
+        max_abs: float | None = None,
         audit: bool = False,
         ledger_path: str | Path | None = None,
         local_timeout: float | None = DEFAULT_LOCAL_TIMEOUT,
@@ -105,7 +110,12 @@ class Federation:
         self.local_timeout = check_local_timeout(local_timeout)
         self.allow_insecure_key_size = allow_insecure_key_size
         self.fast_encryption = bool(fast_encryption)
-        self.encoding = Encoding.for_range(max_abs, frac_bits)
+        self.encoding = Encoding.for_range(WIDE_MAX_ABS if max_abs is None else max_abs,
+                                           WIDE_FRAC_BITS if frac_bits is None else frac_bits)
+        # secure_sum's public default range is much tighter (more values per ciphertext), unless set here.
+        self._range_declared = max_abs is not None or frac_bits is not None
+        self.sum_encoding = Encoding.for_range(DEFAULT_SUM_MAX_ABS if max_abs is None else max_abs,
+                                               DEFAULT_SUM_FRAC_BITS if frac_bits is None else frac_bits)
         self.backend = get_backend(backend)
         self.transcript = Transcript(keep_payloads=audit)
         self.audit = audit
@@ -388,7 +398,8 @@ class Federation:
 
     def _aggregate(self, parties: list[Party], local_fn: LocalFn, *, encoding: Encoding,
                    protocol: str = "secure_sum", plan: NoisePlan | None = None,
-                   description: str = "", record_exact: bool = True) -> tuple[dict[str, Any], SecureSumResult]:
+                   description: str = "", record_exact: bool = True,
+                   integer_encoding: Encoding | None = None) -> tuple[dict[str, Any], SecureSumResult]:
         if len(parties) < MIN_PARTIES:
             # Checked here too so that no key is generated for a refused request.
             raise TooFewPartiesError(
@@ -427,7 +438,8 @@ class Federation:
         recipients = [p.name for p in parties if p.name not in self._key_holders]
         out = secure_aggregate(parties, local_fn, keys=keys, backend=self.backend, channel=channel,
                                encoding=encoding, fast_encryption=self.fast_encryption, key_recipients=recipients,
-                               party_noise=party_noise, central_noise=central_noise, before_release=before_release)
+                               party_noise=party_noise, central_noise=central_noise, before_release=before_release,
+                               integer_encoding=integer_encoding)
         self._key_holders.update(recipients)
         result = SecureSumResult(
             value=out.value,
@@ -450,12 +462,13 @@ class Federation:
             self.budget.record_exact(names, mechanism=protocol, description=description or protocol)
         return value, result
 
-    def _encoding(self, max_abs: float | None, frac_bits: int | None) -> Encoding:
+    def _encoding(self, max_abs: float | None, frac_bits: int | None, base: Encoding | None = None) -> Encoding:
+        base = self.encoding if base is None else base
         if max_abs is None and frac_bits is None:
-            return self.encoding
+            return base
         return Encoding.for_range(
-            max_abs if max_abs is not None else self.encoding.max_abs,
-            frac_bits if frac_bits is not None else self.encoding.frac_bits,
+            max_abs if max_abs is not None else base.max_abs,
+            frac_bits if frac_bits is not None else base.frac_bits,
         )
 
     def secure_sum(
@@ -488,7 +501,12 @@ class Federation:
             Column sums only: skip nulls and report how many were skipped in
             total, or raise on the first null.
         max_abs, frac_bits : optional
-            Override the public fixed-point encoding for this call.
+            Override the public fixed-point encoding for this call.  Default:
+            the federation's (``2**20`` and 16 fractional bits unless set
+            there; ``2**62`` and 24 bits for DP sums, whose noise shares can
+            be large): a party whose local aggregate reaches ``max_abs`` gets
+            :class:`~fedbench.errors.EncodingRangeError` naming it and the
+            entry.  Integer entries are summed exactly either way.
         epsilon : float, optional
             Make the release differentially private at this epsilon (charged to
             every party's budget first; see :meth:`set_budget`).
@@ -531,7 +549,12 @@ class Federation:
         MissingBoundsError, BudgetNotSetError, BudgetExceededError, LocalResultError, PartyTimeoutError
         """
         chosen = self._select(parties)
-        encoding = self._encoding(max_abs, frac_bits)
+        # DP sums keep the wide encoding: noise shares of large scale must never push a value out of range.
+        encoding = self._encoding(max_abs, frac_bits, base=self.sum_encoding if epsilon is None else self.encoding)
+        # Entries every party returns as integers (public dtype) need no fractional bits: with no declared
+        # range they get the wide one, so that large integer sums stay exact under the tight default.
+        ints = None if (max_abs is not None or frac_bits is not None or self._range_declared) else \
+            Encoding.for_range(WIDE_MAX_ABS, 0)
         if callable(what):
             timeout = self.local_timeout if local_timeout is ... else check_local_timeout(local_timeout)
             # The user's function runs on a copy of the party's rows, under a time limit.
@@ -543,7 +566,8 @@ class Federation:
                         "a DP sum of a function needs sensitivity=...: how much one record can change its output"
                     )
                 plan = self._plan(epsilon, delta, mechanism, noise, sensitivity, sensitivity)
-            _, result = self._aggregate(chosen, what, encoding=encoding, plan=plan, description="secure_sum(fn)")
+            _, result = self._aggregate(chosen, what, encoding=encoding, plan=plan, description="secure_sum(fn)",
+                                        integer_encoding=ints)
         else:
             columns = _columns_arg(what)
             _stats.check_null_policy(nulls)
@@ -551,7 +575,7 @@ class Federation:
             if epsilon is None:
                 value, result = self._aggregate(
                     chosen, partial(_stats.local_column_sums, columns=columns, nulls=nulls), encoding=encoding,
-                    description=f"sum({', '.join(columns)})",
+                    description=f"sum({', '.join(columns)})", integer_encoding=ints,
                 )
                 result.value = {c: value[f"sum:{c}"] for c in columns}
                 result.nulls_skipped = {c: round(value[f"nulls:{c}"]) for c in columns}

@@ -233,11 +233,45 @@ def _decrypt_chunk(item: tuple[int, int, int, list[int]]) -> list[int]:
 
 #: Fewer ciphertexts than this per chunk and dispatching to a worker costs more than it saves.
 _MIN_CHUNK = 16
+#: A batch of fewer ciphertexts than this (at 2048 bits) is encrypted or decrypted in the caller: ~0.25 s
+#: of one core, less than starting the shared process pool (~1 s) and about what a warm dispatch saves.
+_PARALLEL_MIN_CIPHERTEXTS = 256
+
+
+def parallel_min_ciphertexts(key_bits: int) -> int:
+    """Smallest batch worth spreading over worker processes for a ``key_bits`` key.
+
+    The cost of one encryption or decryption grows at least quadratically with
+    the key size, so smaller (test) keys need proportionally larger batches.
+    """
+    return max(_MIN_CHUNK, int(_PARALLEL_MIN_CIPHERTEXTS * (2048 / max(key_bits, 1)) ** 2))
 
 
 def _chunks(seq: list[int], n_chunks: int) -> list[list[int]]:
     size = max(_MIN_CHUNK, -(-len(seq) // max(1, n_chunks)))
     return [seq[i : i + size] for i in range(0, len(seq), size)]
+
+
+def _decode_split(plain: list[int], encoding: Encoding, integer_encoding: Encoding, integral: np.ndarray,
+                  n_parties: int, plain_bits: int) -> np.ndarray:
+    """Decode ``[float ciphertexts] + [integer ciphertexts]`` back into entry order (object vector)."""
+    n_int = int(integral.sum())
+    n_float = integral.size - n_int
+    out = np.empty(integral.size, dtype=object)
+    pos = 0
+    for enc, mask, count in ((encoding, ~integral, n_float), (integer_encoding, integral, n_int)):
+        if not count:
+            continue
+        lay = PackingLayout(enc, n_parties, plain_bits)
+        k = lay.n_ciphertexts(count)
+        sums = lay.unpack(plain[pos : pos + k], count)
+        pos += k
+        out[np.flatnonzero(mask)] = enc.decode_sum(sums, n_parties, integral=np.full(count, enc is integer_encoding))
+    if pos != len(plain):
+        raise ProtocolError("the aggregate has a different number of ciphertexts than the layout announces")
+    if not n_int:
+        return out.astype(np.float64)
+    return out
 
 
 @dataclass(frozen=True)
@@ -260,6 +294,7 @@ def party_contribution(
     n_parties: int,
     chunks: int,
     noise: GridNoiseFn | None = None,
+    integer_encoding: Encoding | None = None,
 ) -> PartyContribution:
     """The party side of a secure sum, run where the party's rows live.
 
@@ -267,6 +302,11 @@ def party_contribution(
     encodes them, adds this party's integer DP noise share (``noise``, if any)
     to the encoded integers, packs and encrypts them.  Plaintext never leaves
     this function.
+
+    With ``integer_encoding`` (no noise), the entries this party returned as
+    integers (a public property of its result, announced in its layout
+    message) are encoded with it and packed after the others, in their own
+    ciphertexts: ``[float ciphertexts] + [integer ciphertexts]``.
     """
     local = local_fn(df)
     spec = VectorSpec.of(local, name)
@@ -284,13 +324,26 @@ def party_contribution(
             party=name,
             column=col,
         )
-    layout = PackingLayout(encoding, n_parties, n.bit_length() - 1)
-    encoded = encoding.encode(vec, party=name, names=labels)
-    if noise is not None:
-        encoded = _add_integer_noise(encoded, noise(spec.names, spec.shapes, encoding.frac_bits), encoding,
-                                     party=name, labels=labels)
-    packed = layout.pack(encoded)
-    del local, vec, encoded
+    plain_bits = n.bit_length() - 1
+    if integer_encoding is not None and noise is None and any(spec.integral):
+        exact = spec.entry_integral()
+        packed = []
+        for enc, mask in ((encoding, ~exact), (integer_encoding, exact)):
+            if mask.any():
+                part = vec[mask]
+                names_part = [lb for lb, m in zip(labels, mask.tolist(), strict=True) if m]
+                packed += PackingLayout(enc, n_parties, plain_bits).pack(enc.encode(part, party=name,
+                                                                                     names=names_part))
+    else:
+        encoded = encoding.encode(vec, party=name, names=labels)
+        if noise is not None:
+            encoded = _add_integer_noise(encoded, noise(spec.names, spec.shapes, encoding.frac_bits), encoding,
+                                         party=name, labels=labels)
+        packed = PackingLayout(encoding, n_parties, plain_bits).pack(encoded)
+        del encoded
+    del local, vec
+    if len(packed) < parallel_min_ciphertexts(n.bit_length()):
+        chunks = 1  # one item runs in the party itself: small sums never start or wait for worker processes
     parts = mapper(_encrypt_chunk, [(n, h_s, c) for c in _chunks(packed, chunks)])
     cts = [c for part, _ in parts for c in part]
     seconds = sum(s for _, s in parts)  # CPU seconds of encryption, summed over workers
@@ -310,6 +363,7 @@ def secure_aggregate(
     party_noise: GridNoiseFn | None = None,
     central_noise: GridNoiseFn | None = None,
     before_release: Callable[[], None] | None = None,
+    integer_encoding: Encoding | None = None,
 ) -> AggregationOutcome:
     """Securely sum the results of ``local_fn`` over ``parties``.
 
@@ -343,6 +397,13 @@ def secure_aggregate(
         Called once every party has validated, encoded and encrypted its
         contribution, before any message is recorded (the DP budget charge):
         if it raises, nothing is recorded or released.
+    integer_encoding : Encoding, optional
+        Without DP noise: the encoding of the entries every party returned as
+        integers (public dtypes), e.g. no fractional bits and a wide range, so
+        that integer sums stay exact beyond ``encoding``'s range.  Integral
+        entries get their own slots and ciphertexts.  If parties disagree on
+        which entries are integers, every party runs again with ``encoding``
+        alone (the local function runs twice; nothing was recorded yet).
 
     Returns
     -------
@@ -365,11 +426,24 @@ def secure_aggregate(
 
     # 1. Inside each party: local aggregates, validated, encoded, packed and encrypted.  Messages are
     #    recorded only once every party has succeeded, so a failed run leaves no trace.
-    chunks = 2 * backend.workers if backend.workers > 1 else 1
-    extra = () if party_noise is None else (party_noise,)
+    # Large vectors are encrypted on every core (the backend's heavy workers); small ones in the party.
+    chunks = 2 * backend.heavy_workers if backend.heavy_workers > 1 else 1
+    if party_noise is not None or central_noise is not None:
+        integer_encoding = None  # DP noise lives on encoding's grid: one encoding for every entry
+    extra: tuple[Any, ...] = (party_noise,) if party_noise is not None else ()
+    if integer_encoding is not None:
+        extra = (None, integer_encoding)
     contributions = backend.run_in_parties(
         parties, party_contribution, local_fn, encoding, n, h_s, len(parties), chunks, *extra
     )
+    if integer_encoding is not None and (
+            len({c.spec for c in contributions}) == 1
+            and len({tuple(c.spec.entry_integral().tolist()) for c in contributions}) > 1):
+        # Parties disagree on which entries are integers: their ciphertexts would not line up.
+        integer_encoding = None
+        contributions = backend.run_in_parties(
+            parties, party_contribution, local_fn, encoding, n, h_s, len(parties), chunks
+        )
     spec = contributions[0].spec
     for name, c in zip(names, contributions, strict=True):
         if c.spec != spec:
@@ -388,12 +462,16 @@ def secure_aggregate(
     for name in names if key_recipients is None else key_recipients:
         channel.send("keyholder", name, "public-key", pk_payload, encrypted=False)
     # Parties announce the (public) vector layout so the aggregator can check it.
-    layout_base = {"names": list(spec.names), "shapes": [list(s) for s in spec.shapes],
-                   "frac_bits": encoding.frac_bits, "value_bits": encoding.value_bits}
+    layout_base: dict[str, Any] = {"names": list(spec.names), "shapes": [list(s) for s in spec.shapes],
+                                   "frac_bits": encoding.frac_bits, "value_bits": encoding.value_bits}
     # An entry is summed exactly as an integer only if every party announced it as one (public dtype).
     integral = np.logical_and.reduce([c.spec.entry_integral() for c in contributions])
     if party_noise is not None:
         integral = np.zeros_like(integral)  # noise shares are on the 2**-frac_bits grid: decode as floats
+    split = integer_encoding is not None and bool(integral.any())
+    if split:
+        layout_base["integer_encoding"] = {"frac_bits": integer_encoding.frac_bits,
+                                           "value_bits": integer_encoding.value_bits}
 
     # 3. Parties -> aggregator.
     received: list[list[int]] = []
@@ -419,12 +497,17 @@ def secure_aggregate(
     t0 = time.perf_counter()
     agg_cts = bytes_to_ints(data, ct_width)
     sk = keys.private_key
-    dec_items = [(n, int(sk.p), int(sk.q), c) for c in _chunks(agg_cts, backend.workers)]
-    plain = [m for part in backend.map(_decrypt_chunk, dec_items) for m in part]
-    slot_sums = layout.unpack(plain, spec.size)
-    if central_noise is None:
+    # The key holder's own worker processes decrypt large aggregates on every core.
+    dec_chunks = backend.heavy_workers if len(agg_cts) >= parallel_min_ciphertexts(n.bit_length()) else 1
+    dec_items = [(n, int(sk.p), int(sk.q), c) for c in _chunks(agg_cts, dec_chunks)]
+    plain = [m for part in backend.map_heavy(_decrypt_chunk, dec_items) for m in part]
+    if split:
+        vec = _decode_split(plain, encoding, integer_encoding, integral, len(parties), n.bit_length() - 1)
+    elif central_noise is None:
+        slot_sums = layout.unpack(plain, spec.size)
         vec = encoding.decode_sum(slot_sums, len(parties), integral=integral)
     else:
+        slot_sums = layout.unpack(plain, spec.size)
         # Exact integer aggregate plus integer noise, then one correctly rounded division.
         total_offset = len(parties) << (encoding.value_bits - 1)
         z = central_noise(spec.names, spec.shapes, encoding.frac_bits)

@@ -52,11 +52,25 @@ values = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinit
 @given(st.lists(st.lists(values, min_size=1, max_size=20), min_size=2, max_size=6))
 def test_column_sum_equals_plaintext(columns):
     frames = [pl.DataFrame({"x": c}) for c in columns]
-    res = _fresh(frames).secure_sum("x")
+    # Local sums reach 2e10: beyond the default range, so a declared public one.
+    res = _fresh(frames).secure_sum("x", max_abs=2.0**35, frac_bits=24)
     expected = math.fsum(v for c in columns for v in c)
     # Fixed point with 24 fractional bits: each party's local sum is rounded once.
     assert res.value["x"] == pytest.approx(expected, rel=1e-12, abs=len(columns) * 2**-24)
     assert res.parties == [f"p{i}" for i in range(len(columns))]
+
+
+small_values = st.floats(min_value=-4e4, max_value=4e4, allow_nan=False, allow_infinity=False)
+
+
+@given(st.lists(st.lists(small_values, min_size=1, max_size=20), min_size=2, max_size=6))
+def test_default_range_sum_equals_plaintext(columns):
+    """Default encoding (public 2**20 range, 16 fractional bits): each local sum is rounded once to 2**-16."""
+    frames = [pl.DataFrame({"x": c}) for c in columns]
+    res = _fresh(frames).secure_sum("x")
+    assert (res.frac_bits, res.value_bits) == (16, 37)
+    expected = math.fsum(v for c in columns for v in c)
+    assert res.value["x"] == pytest.approx(expected, rel=1e-12, abs=len(columns) * 2**-17 + 1e-9)
 
 
 @given(

@@ -15,6 +15,22 @@ Packing (BatchCrypt, Zhang et al., USENIX ATC 2020)
     2048-bit key holds about 97 slots of 16-bit values for 10 parties.  Adding
     ciphertexts adds every slot at once.
 
+Default range of a secure sum (public, never read off the data)
+    ``fed.secure_sum`` without ``max_abs``/``frac_bits`` encodes with
+    :data:`DEFAULT_SUM_FRAC_BITS` = 16 fractional bits and local aggregates
+    of magnitude below :data:`DEFAULT_SUM_MAX_ABS` = ``2**20`` (1,048,576):
+    37-bit values, so a 2048-bit key carries 48 values per ciphertext for 10
+    parties (``2047 // (37 + 4 + 1)``), against 22 with the former
+    ``2**62`` / 24-bit default.  The resolution is ``2**-16`` (each party's
+    rounding error is at most ``2**-17``, about ``7.6e-6``, per value);
+    integer entries stay exact.  A party whose local aggregate reaches the
+    limit gets :class:`~fedbench.errors.EncodingRangeError` naming the party
+    and the entry; the caller then passes a public ``max_abs`` (and/or
+    ``frac_bits``).  The range is a constant, or what the caller declares: it
+    is never chosen from the data's magnitudes.  The wider legacy range
+    (:data:`WIDE_MAX_ABS`, :data:`WIDE_FRAC_BITS`) remains the federation's
+    encoding for statistics (second moments) and learning.
+
 Range refusals (what they reveal)
     ``max_abs`` is rounded up to a power of two (``value_bits`` is an integer),
     and a refusal names the party and the entry, never the value.  A refusal is
@@ -44,7 +60,23 @@ import numpy as np
 
 from ..errors import ConfigurationError, EncodingRangeError, SlotOverflowError
 
-__all__ = ["Encoding", "PackingLayout"]
+__all__ = [
+    "DEFAULT_SUM_FRAC_BITS",
+    "DEFAULT_SUM_MAX_ABS",
+    "WIDE_FRAC_BITS",
+    "WIDE_MAX_ABS",
+    "Encoding",
+    "PackingLayout",
+]
+
+#: Fractional bits of a secure sum's default encoding (resolution 2**-16, about 1.5e-5).
+DEFAULT_SUM_FRAC_BITS = 16
+#: Local aggregates of a default secure sum must have magnitude below this (public constant, 2**20).
+DEFAULT_SUM_MAX_ABS = 2.0**20
+#: Fractional bits of the federation's wide encoding (statistics, learning).
+WIDE_FRAC_BITS = 24
+#: Magnitude bound of the federation's wide encoding (statistics, learning).
+WIDE_MAX_ABS = 2.0**62
 
 _FAST_SLOT_BITS = 64  # slots up to this width are packed with vectorised numpy bit operations
 
@@ -73,10 +105,28 @@ class Encoding:
 
     @classmethod
     def for_range(cls, max_abs: float, frac_bits: int = 24) -> Encoding:
-        """Smallest encoding holding values of magnitude below ``max_abs``."""
+        """Smallest encoding holding values of magnitude below ``max_abs``.
+
+        ``max_abs`` is rounded up to a power of two.
+
+        Raises
+        ------
+        ConfigurationError
+            If ``max_abs`` is not a positive finite number.
+        """
         if not max_abs > 0 or not math.isfinite(max_abs):
             raise ConfigurationError(f"max_abs must be a positive finite number, got {max_abs}")
         return cls(frac_bits=frac_bits, value_bits=max(2, math.ceil(math.log2(max_abs)) + frac_bits + 1))
+
+    @classmethod
+    def default_sum(cls) -> Encoding:
+        """The public default encoding of a secure sum (``2**20`` range, 16 fractional bits; module docstring)."""
+        return cls.for_range(DEFAULT_SUM_MAX_ABS, DEFAULT_SUM_FRAC_BITS)
+
+    @classmethod
+    def wide(cls) -> Encoding:
+        """The federation's wide encoding (``2**62`` range, 24 fractional bits) for statistics and learning."""
+        return cls.for_range(WIDE_MAX_ABS, WIDE_FRAC_BITS)
 
     @property
     def max_abs(self) -> float:
@@ -131,7 +181,7 @@ class Encoding:
         return EncodingRangeError(
             f"party {party!r}: {what!r} is beyond the encodable range "
             f"(|x| < {self.max_abs:g} at {self.frac_bits} fractional bits); "
-            "pass a larger max_abs or fewer frac_bits",
+            "pass a larger public max_abs (e.g. secure_sum(..., max_abs=...)) or fewer frac_bits",
             party=party,
             column=what,
         )
