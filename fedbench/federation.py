@@ -66,12 +66,12 @@ class Federation:
         gives textbook Paillier.
     frac_bits : int, optional
         Fixed-point fractional bits of the public encoding.  Default: 16 for
-        :meth:`secure_sum`, 24 for statistics and learning.
+        :meth:`secure_sum` of a function, 24 for column sums, statistics and learning.
     max_abs : float, optional
         Largest magnitude of any *local aggregate* a party may contribute.
-        Default: ``2**20`` for :meth:`secure_sum` (fast: 48 values per
-        ciphertext for 10 parties; see :mod:`fedbench.crypto.packing`),
-        ``2**62`` for statistics (second moments) and learning.  A value given
+        Default: ``2**20`` for :meth:`secure_sum` of a function (fast: 48 values
+        per ciphertext for 10 parties; see :mod:`fedbench.crypto.packing`),
+        ``2**62`` for column sums, statistics (second moments) and learning.  A value given
         here applies to both.
     audit : bool, default False
         Keep the bytes of every message in the transcript (for audits and tests).
@@ -502,9 +502,9 @@ class Federation:
             total, or raise on the first null.
         max_abs, frac_bits : optional
             Override the public fixed-point encoding for this call.  Default:
-            the federation's (``2**20`` and 16 fractional bits unless set
-            there; ``2**62`` and 24 bits for DP sums, whose noise shares can
-            be large): a party whose local aggregate reaches ``max_abs`` gets
+            the federation's (``2**20`` and 16 fractional bits for sums of a
+            function unless set there; ``2**62`` and 24 bits for column sums
+            and for DP sums, whose noise shares can be large): a party whose local aggregate reaches ``max_abs`` gets
             :class:`~fedbench.errors.EncodingRangeError` naming it and the
             entry.  Integer entries are summed exactly either way.
         epsilon : float, optional
@@ -538,8 +538,7 @@ class Federation:
         -------
         SecureSumResult
             ``.value`` maps each column (or entry) to its sum: integer columns and
-            integer entries are summed exactly, as Python ints.
-            ``.value`` maps each column (or entry) to its sum; ``.privacy``
+            integer entries are summed exactly, as Python ints; ``.privacy``
             describes the noise of a DP release.
 
         Raises
@@ -549,8 +548,11 @@ class Federation:
         MissingBoundsError, BudgetNotSetError, BudgetExceededError, LocalResultError, PartyTimeoutError
         """
         chosen = self._select(parties)
-        # DP sums keep the wide encoding: noise shares of large scale must never push a value out of range.
-        encoding = self._encoding(max_abs, frac_bits, base=self.sum_encoding if epsilon is None else self.encoding)
+        # The tight public default range serves exact sums of functions (typically vectors of modest
+        # values); column sums, like the statistics, and DP sums (noise shares of large scale) keep the
+        # wide encoding, so that a column total in the millions is never refused by default.
+        tight = epsilon is None and callable(what)
+        encoding = self._encoding(max_abs, frac_bits, base=self.sum_encoding if tight else self.encoding)
         # Entries every party returns as integers (public dtype) need no fractional bits: with no declared
         # range they get the wide one, so that large integer sums stay exact under the tight default.
         ints = None if (max_abs is not None or frac_bits is not None or self._range_declared) else \

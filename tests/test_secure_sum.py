@@ -65,12 +65,17 @@ small_values = st.floats(min_value=-4e4, max_value=4e4, allow_nan=False, allow_i
 
 @given(st.lists(st.lists(small_values, min_size=1, max_size=20), min_size=2, max_size=6))
 def test_default_range_sum_equals_plaintext(columns):
-    """Default encoding (public 2**20 range, 16 fractional bits): each local sum is rounded once to 2**-16."""
+    """Default encoding of a function sum (public 2**20 range, 16 fractional bits): each local sum is
+    rounded once to 2**-16; column sums keep the wide statistics encoding (24 fractional bits)."""
     frames = [pl.DataFrame({"x": c}) for c in columns]
-    res = _fresh(frames).secure_sum("x")
+    fed = _fresh(frames)
+    res = fed.secure_sum(lambda df: {"x": math.fsum(df["x"].to_list())})
     assert (res.frac_bits, res.value_bits) == (16, 37)
     expected = math.fsum(v for c in columns for v in c)
     assert res.value["x"] == pytest.approx(expected, rel=1e-12, abs=len(columns) * 2**-17 + 1e-9)
+    col = fed.secure_sum("x")
+    assert col.frac_bits == 24
+    assert col.value["x"] == pytest.approx(expected, rel=1e-12, abs=len(columns) * 2**-25 + 1e-9)
 
 
 @given(
