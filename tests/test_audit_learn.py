@@ -286,3 +286,19 @@ def test_a_round_with_missing_shares_is_charged_before_release_and_refused_over_
     released = [m for m in list(fed.transcript)[n0:] if m.receiver == "analyst" and m.protocol == "dp-fedavg"]
     assert len(released) == 1  # round 1 only: the refused round decrypted nothing
     assert len([e for e in fed.budget.ledger if e.kind == "spend"]) == 1  # only the up-front plan was charged
+
+
+def test_dpconfig_without_delta_takes_the_budget_delta_and_says_so(data):
+    fed = federation(data, 3, audit=False)
+    fed.set_budget(epsilon=1e6, delta=1e-6)
+    run = dp_fit(fed, DPConfig(noise_multiplier=1.0, clip=0.5), 2, secure=False)
+    assert run.privacy.dp["delta"] == 1e-6
+    assert run.privacy.dp["delta_source"] == "the parties' budgets (smallest delta)"
+    assert "δ from the parties' budgets" in run.privacy.headline()
+
+
+def test_dpconfig_without_delta_and_without_budget_is_refused(data):
+    from fedbench.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="delta"):
+        dp_fit(federation(data, 3, audit=False), DPConfig(noise_multiplier=1.0, clip=0.5), 2, secure=False)

@@ -35,7 +35,10 @@ class DPConfig:
         Probability that a party takes part in a round (Poisson sampling); 1.0 is
         full participation.
     delta : float, optional
-        Target delta for reporting; when ``None`` the party budget's delta is used.
+        Target delta for reporting; when ``None``, ``fit`` takes the smallest
+        delta of the parties' budgets (and says so in ``run.privacy``).
+    delta_source : str, default "declared"
+        Where ``delta`` came from (set by ``fit`` when it takes the budget's delta).
 
     Raises
     ------
@@ -47,6 +50,7 @@ class DPConfig:
     clip: float
     sample_rate: float = 1.0
     delta: float | None = None
+    delta_source: str = "declared"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_multiplier", check_positive(self.noise_multiplier, "noise_multiplier"))

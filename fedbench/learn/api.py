@@ -484,6 +484,7 @@ def fit(
     if min_parties is not None and not 1 <= min_parties <= len(chosen):
         raise ConfigurationError(f"min_parties must be between 1 and the {len(chosen)} parties, got {min_parties!r}")
     if dp is not None:
+        dp = _with_budget_delta(fed, [p.name for p in chosen], dp)
         # Check-then-spend before any data is read: a refused run leaves no trace.
         _charge_dp(fed, [p.name for p in chosen], dp, rounds or DEFAULT_ROUNDS["fedavg"], final, strategy)
     if supervised:
@@ -629,6 +630,22 @@ def _describe(est: Any) -> str:
         return "Pipeline(" + " → ".join(type(s).__name__ if not isinstance(s, str) else s
                                         for _, s in est.steps if s is not None) + ")"
     return type(est).__name__
+
+
+def _with_budget_delta(fed: Any, names: list[str], dp: Any) -> Any:
+    """A ``DPConfig`` without ``delta`` takes the smallest delta of the parties' budgets, when they name one."""
+    import dataclasses
+
+    from ..dp import DPConfig
+
+    if not isinstance(dp, DPConfig) or dp.delta is not None:
+        return dp
+    budget = getattr(fed, "budget", None)
+    known = [n for n in names if budget is not None and n in getattr(budget, "parties", ())]
+    deltas = [budget.limit(n)[1] for n in known]
+    if not deltas or min(deltas) <= 0:
+        return dp  # no budget delta to take: FedAvg asks for one explicitly
+    return dataclasses.replace(dp, delta=float(min(deltas)), delta_source="the parties' budgets (smallest delta)")
 
 
 def _charge_dp(fed: Any, names: list[str], dp: Any, rounds: int, est: Any, strategy: Any) -> None:

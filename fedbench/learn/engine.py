@@ -284,7 +284,8 @@ class Session:
     # -- releases ----------------------------------------------------------------------
     @property
     def _budget(self) -> Any:
-        budget = getattr(self.fed, "_budget", None)
+        # The public property: it also finds a ledger persisted by an earlier kernel for these parties.
+        budget = getattr(self.fed, "budget", None)
         return budget if budget is not None and budget.parties else None
 
     def note_release(self, protocol: str, description: str, parties: Sequence[str], *, how: str = "plaintext",

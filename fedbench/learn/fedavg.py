@@ -346,6 +346,7 @@ class FedAvg(Strategy):
             "sample_rate": self.dp.sample_rate,
             "rounds": acc.rounds,
             "delta": acc.delta,
+            "delta_source": getattr(self.dp, "delta_source", "declared"),
             "epsilon": acc.epsilon(),
             "epsilon_pld": acc.epsilon_pld(),
             "epsilon_outsider": acc.epsilon(outsider=True),

@@ -100,7 +100,8 @@ class PrivacySummary:
         if self.dp is None:
             return f"no differential privacy; {exact}"
         d = self.dp
-        return (f"DP-FedAvg ε = {d['epsilon']:.3g} (RDP; {d['epsilon_pld']:.3g} by PLD) at δ = {d['delta']:g} "
+        source = "" if d.get("delta_source", "declared") == "declared" else f" (δ from {d['delta_source']})"
+        return (f"DP-FedAvg ε = {d['epsilon']:.3g} (RDP; {d['epsilon_pld']:.3g} by PLD) at δ = {d['delta']:g}{source} "
                 f"against a party (ε = {d['epsilon_outsider']:.3g} against an outsider holding no noise share); "
                 f"{d['participation']}; plus {exact}")
 
