@@ -466,8 +466,8 @@ def secure_aggregate(
                                    "frac_bits": encoding.frac_bits, "value_bits": encoding.value_bits}
     # An entry is summed exactly as an integer only if every party announced it as one (public dtype).
     integral = np.logical_and.reduce([c.spec.entry_integral() for c in contributions])
-    if party_noise is not None:
-        integral = np.zeros_like(integral)  # noise shares are on the 2**-frac_bits grid: decode as floats
+    if party_noise is not None or central_noise is not None:
+        integral = np.zeros_like(integral)  # DP noise is on the 2**-frac_bits grid: decode as floats
     split = integer_encoding is not None and bool(integral.any())
     if split:
         layout_base["integer_encoding"] = {"frac_bits": integer_encoding.frac_bits,
@@ -503,17 +503,14 @@ def secure_aggregate(
     plain = [m for part in backend.map_heavy(_decrypt_chunk, dec_items) for m in part]
     if split:
         vec = _decode_split(plain, encoding, integer_encoding, integral, len(parties), n.bit_length() - 1)
-    elif central_noise is None:
-        slot_sums = layout.unpack(plain, spec.size)
-        vec = encoding.decode_sum(slot_sums, len(parties), integral=integral)
     else:
         slot_sums = layout.unpack(plain, spec.size)
-        # Exact integer aggregate plus integer noise, then one correctly rounded division.
-        total_offset = len(parties) << (encoding.value_bits - 1)
-        z = central_noise(spec.names, spec.shapes, encoding.frac_bits)
-        scale = 1 << encoding.frac_bits
-        vec = np.array([(int(s) - total_offset + int(e)) / scale for s, e in zip(slot_sums.tolist(), z.tolist(),
-                                                                                 strict=True)], dtype=np.float64)
+        if central_noise is not None:
+            # The key holder adds integer noise to the exact integer aggregate; decoding then divides once.
+            z = central_noise(spec.names, spec.shapes, encoding.frac_bits)
+            slot_sums = np.array([int(t) + int(e) for t, e in zip(slot_sums.tolist(), z.tolist(), strict=True)],
+                                 dtype=object)
+        vec = encoding.decode_sum(slot_sums, len(parties), integral=integral)
     dec_seconds = time.perf_counter() - t0
     # Exact integer sums travel as canonical JSON (float64 would round them beyond 2**53).
     released = vec.astype("<f8").tobytes() if vec.dtype != object else dumps(vec.tolist())

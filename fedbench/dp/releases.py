@@ -30,7 +30,7 @@ local aggregate, and the correctly rounded ``math.fsum`` of local sums).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,6 @@ from ..stats import column_values
 from ._checks import check_delta, check_epsilon, check_positive
 from .accounting import AccountingEvent, GaussianEvent, PureDPEvent
 from .mechanisms import (
-    DEFAULT_FRAC_BITS,
     MAX_KLS_TAU,
     check_grid_scale,
     discrete_gaussian,
@@ -50,7 +49,6 @@ from .mechanisms import (
     gaussian_epsilon,
     gaussian_sigma,
     kls_tau,
-    to_grid,
 )
 
 __all__ = [
@@ -60,7 +58,6 @@ __all__ = [
     "NoisePlan",
     "local_clamped_sum",
     "local_dp_histogram",
-    "with_noise_share",
 ]
 
 MECHANISMS = ("laplace", "gaussian")
@@ -238,15 +235,6 @@ class NoisePlan:
         """The integer noise one party adds (``share=True``) or the key holder adds (``share=False``)."""
         return GridNoise(self, n_parties, share)
 
-    def central_noise(self, value: Mapping[str, float | np.ndarray], *,
-                      frac_bits: int = DEFAULT_FRAC_BITS) -> dict[str, float | np.ndarray]:
-        """Round a decrypted aggregate to the grid and add the full noise (key holder side, floats).
-
-        The federation adds central noise to the decrypted *integers* instead
-        (:func:`fedbench.secagg.secure_aggregate`); this helper is for simulations.
-        """
-        return _noisy(value, self.sampler(2, share=False), frac_bits)
-
 
 @dataclass(frozen=True)
 class GridNoise:
@@ -271,33 +259,6 @@ class GridNoise:
             where = np.flatnonzero(scales == t)
             out[where] = sampler(float(t), where.size)
         return out
-
-
-def _noisy(value: Mapping[str, Any], noise: GridNoise, frac_bits: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in value.items():
-        arr = np.asarray(v, dtype=np.float64)
-        z = noise([k], [arr.shape], frac_bits).reshape(arr.shape)
-        noisy = to_grid(arr, frac_bits) + np.ldexp(z.astype(np.float64), -frac_bits)
-        out[k] = float(noisy) if arr.shape == () else noisy
-    return out
-
-
-def with_noise_share(
-    df: pl.DataFrame,
-    *,
-    local_fn: Callable[[pl.DataFrame], Mapping[str, Any]],
-    plan: NoisePlan,
-    n_parties: int,
-    frac_bits: int = DEFAULT_FRAC_BITS,
-) -> dict[str, Any]:
-    """Run ``local_fn`` inside a party, round to the grid and add this party's noise share (floats).
-
-    The federation adds shares to the integer-encoded values instead
-    (``party_noise`` of :func:`fedbench.secagg.secure_aggregate`); this helper
-    is exact while values stay below ``2**53`` grid units.
-    """
-    return _noisy(local_fn(df), plan.sampler(n_parties, share=True), frac_bits)
 
 
 def local_clamped_sum(
