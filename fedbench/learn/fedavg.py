@@ -386,12 +386,12 @@ class FedProx(FedAvg):
 
 
 class _PartyAccountant:
-    """RDP accountant of DP-FedAvg rounds, each at its own effective noise multiplier.
+    """DP-FedAvg rounds, each at its own effective noise multiplier, composed by dp-accounting.
 
-    Rounds with the same multiplier share one RDP curve (from dp-accounting);
-    the composition is their weighted sum, converted to epsilon at ``delta``.
     Kept twice: against a party (the noise it cannot subtract) and against an
-    outsider who holds no share.
+    outsider who holds no share.  Rounds with the same multiplier are one
+    event; :func:`fedbench.dp.accounting.epsilon_rdp` and
+    :func:`~fedbench.dp.accounting.epsilon_pld` compose them.
     """
 
     def __init__(self, config: Any) -> None:
@@ -401,7 +401,6 @@ class _PartyAccountant:
         self.degraded = 0
         self._party: dict[float, int] = {}
         self._outsider: dict[float, int] = {}
-        self._curves: dict[float, tuple[tuple[float, ...], np.ndarray]] = {}
 
     def add(self, z: float, *, outsider: float) -> None:
         """Account one round: ``z`` against a party, ``outsider`` against someone holding no share."""
@@ -409,14 +408,6 @@ class _PartyAccountant:
         self.degraded += z < self.config.noise_multiplier
         self._party[z] = self._party.get(z, 0) + 1
         self._outsider[outsider] = self._outsider.get(outsider, 0) + 1
-
-    def _curve(self, z: float) -> tuple[tuple[float, ...], np.ndarray]:
-        if z not in self._curves:
-            from ..dp import GaussianEvent
-            from ..dp.accounting import rdp_curve
-
-            self._curves[z] = rdp_curve([GaussianEvent(z, self.config.sample_rate)])
-        return self._curves[z]
 
     def events(self, *, outsider: bool = False) -> list[Any]:
         """The rounds so far as accounting events, one per effective noise multiplier."""
@@ -434,13 +425,7 @@ class _PartyAccountant:
 
     def epsilon(self, *, outsider: bool = False) -> float:
         """Epsilon (RDP) at ``delta`` after the rounds so far."""
-        from ..dp.accounting import rdp_epsilon_from_curve
+        from ..dp.accounting import epsilon_rdp
 
-        counts = self._outsider if outsider else self._party
-        if not counts:
-            return 0.0
-        # RDP composes additively at each order: the run's curve is the count-weighted sum of the per-round curves.
-        curves = [(self._curve(z), n) for z, n in counts.items()]
-        orders = curves[0][0][0]
-        total = np.sum([n * np.asarray(rdp) for (_, rdp), n in curves], axis=0)
-        return float(rdp_epsilon_from_curve(orders, total, self.delta))
+        events = self.events(outsider=outsider)
+        return float(epsilon_rdp(events, self.delta)) if events else 0.0
