@@ -39,6 +39,7 @@ from .wire import dumps
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .coordinator import Coordinator
     from .dp import PrivacyBudget
     from .dp.releases import NoisePlan
 
@@ -374,6 +375,11 @@ class Federation:
         if self._keys is None:
             self._keys = generate_keys(self.key_bits, allow_insecure_key_size=self.allow_insecure_key_size)
         return self._keys
+
+    @property
+    def coordinator(self) -> Coordinator:
+        """The typed interface that protocol layers use (see :mod:`fedbench.coordinator`)."""
+        return _FederationCoordinator(self)
 
     def _get(self, name: str) -> Party:
         try:
@@ -1245,6 +1251,36 @@ class Federation:
             f"<tbody>{rows}</tbody></table>"
         )
         return render_card("Federation", info, table)
+
+
+class _FederationCoordinator:
+    """Interim adapter exposing a federation through the :class:`~fedbench.coordinator.Coordinator` interface."""
+
+    def __init__(self, fed: Federation) -> None:
+        self._fed = fed
+
+    keys = property(lambda self: self._fed.keys)
+    key_bits = property(lambda self: self._fed.key_bits)
+    fast_encryption = property(lambda self: self._fed.fast_encryption)
+    encoding = property(lambda self: self._fed.encoding)
+    backend = property(lambda self: self._fed.backend)
+    transcript = property(lambda self: self._fed.transcript)
+    audit = property(lambda self: self._fed.audit)
+    budget = property(lambda self: self._fed.budget)
+    history = property(lambda self: self._fed.history)
+
+    def select(self, parties: Sequence[str] | str | None) -> list[Party]:
+        return self._fed._select(parties)
+
+    def channel(self, protocol: str) -> Channel:
+        return self._fed._channel(protocol)
+
+    def encoding_for(self, max_abs: float | None, frac_bits: int | None, base: Encoding | None = None) -> Encoding:
+        return self._fed._encoding(max_abs, frac_bits, base)
+
+    def aggregate(self, parties: list[Party], local_fn: LocalFn,
+                  **options: Any) -> tuple[dict[str, Any], SecureSumResult]:
+        return self._fed._aggregate(parties, local_fn, **options)
 
 
 def _reading(read_options: Mapping[str, Any] | None, *, null_values: str | Sequence[str] | None,
