@@ -169,7 +169,7 @@ def test_large_batches_run_on_every_core_by_default(no_shared_pool, monkeypatch)
     pids = set(b.map_heavy(_pid, list(range(8))))
     assert os.getpid() not in pids
     # A secure sum large enough for the pool gives the same, correct result.
-    monkeypatch.setattr(secagg, "_PARALLEL_MIN_CIPHERTEXTS", 1)
+    monkeypatch.setattr(secagg.paillier, "_PARALLEL_MIN_CIPHERTEXTS", 1)
     vecs = [np.random.default_rng(i).normal(0, 1, 2000) for i in range(2)]
     res = _fed(2).secure_sum(lambda df: {"x": vecs[int(df["i"][0])]})
     assert backend_mod._SHARED["pool"] is not None

@@ -1,4 +1,4 @@
-"""Secure aggregation with packed Paillier encryption.
+"""Secure aggregation with packed Paillier encryption: the ``"paillier"`` protocol.
 
 Roles (honest-but-curious)
 --------------------------
@@ -18,36 +18,37 @@ each party before the first message is sent, so a failed run records nothing.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .crypto.packing import Encoding, PackingLayout
-from .crypto.paillier import FastEncryptor, PaillierKeys, add_ciphertext_vectors, decrypt_many
-from .errors import EncodingRangeError, LocalResultError, NonFiniteValueError, ProtocolError, TooFewPartiesError
-from .wire import bytes_to_ints, dumps, ints_to_bytes
+from ..crypto.packing import Encoding, PackingLayout
+from ..crypto.paillier import FastEncryptor, PaillierKeys, add_ciphertext_vectors, decrypt_many
+from ..errors import EncodingRangeError, NonFiniteValueError, ProtocolError
+from ..wire import bytes_to_ints, dumps, ints_to_bytes
+from .base import (
+    AggregationOutcome,
+    CostEstimate,
+    GridNoiseFn,
+    LocalFn,
+    SecAggProtocol,
+    TrustModel,
+    check_enough_parties,
+)
+from .spec import VectorSpec
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from .backend import Backend
-    from .party import Party
-    from .transcript import Channel
+    from ..backend import Backend
+    from ..party import Party
+    from ..transcript import Channel
 
-__all__ = ["AggregationOutcome", "PartyContribution", "VectorSpec", "party_contribution", "secure_aggregate"]
-
-#: Fewer parties than this and an aggregate is one party's own numbers.
-MIN_PARTIES = 2
-
-LocalFn = Callable[["pl.DataFrame"], Mapping[str, Any]]
-#: ``noise(names, shapes, frac_bits)``: integer DP noise in grid units, one per scalar of the vector.
-GridNoiseFn = Callable[[Sequence[str], Sequence[tuple[int, ...]], int], np.ndarray]
-
+__all__ = ["PAILLIER", "PaillierSecAgg", "PartyContribution", "parallel_min_ciphertexts", "party_contribution"]
 
 def _add_integer_noise(encoded: np.ndarray, noise: np.ndarray, encoding: Encoding, *, party: str,
                        labels: list[str]) -> np.ndarray:
@@ -64,145 +65,6 @@ def _add_integer_noise(encoded: np.ndarray, noise: np.ndarray, encoding: Encodin
         )
     dtype = np.uint64 if encoding.value_bits <= 63 else object
     return np.array([v + offset for v in signed], dtype=dtype)
-
-
-@dataclass(frozen=True)
-class VectorSpec:
-    """Names and shapes of the entries a local function returns (public).
-
-    ``integral`` marks the entries the party returned as integers (Python or
-    numpy ints): they are encoded and summed exactly.  It is not part of the
-    equality of two specs: parties may disagree (an ``Int64`` column in one,
-    ``Float64`` in another) and the entry is then summed as a float.
-    """
-
-    names: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...]
-    integral: tuple[bool, ...] = field(default=(), compare=False)
-
-    @classmethod
-    def of(cls, local: Mapping[str, Any], party: str) -> VectorSpec:
-        """Spec of one party's local result; raises if it is not real-valued.
-
-        Raises
-        ------
-        ProtocolError
-            The result is not a non-empty dict with string keys, or an entry is not numeric.
-        LocalResultError
-            An entry is complex (its imaginary part would be lost).
-        """
-        if not isinstance(local, Mapping) or not local:
-            raise ProtocolError(
-                f"party {party!r}: the local function must return a non-empty dict of numbers or arrays, "
-                f"got {type(local).__name__}"
-            )
-        shapes = []
-        integral = []
-        for k, v in local.items():
-            if not isinstance(k, str):
-                raise ProtocolError(f"party {party!r}: result keys must be strings, got {type(k).__name__}")
-            try:
-                raw = np.asarray(v)
-            except (TypeError, ValueError):
-                raw = np.asarray(None, dtype=object)
-            if raw.dtype.kind == "c" or (raw.dtype == object and any(isinstance(e, complex | np.complexfloating)
-                                                                     for e in raw.ravel().tolist())):
-                raise LocalResultError(
-                    f"party {party!r}: result {k!r} is complex; only real numbers can be aggregated "
-                    "(return the real and imaginary parts as two entries)",
-                    party=party,
-                    column=k,
-                )
-            exact = raw.dtype.kind in "iub" or (
-                raw.dtype == object and raw.size > 0 and all(isinstance(e, int) for e in raw.ravel().tolist())
-            )
-            try:
-                arr = raw if exact else np.asarray(v, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise ProtocolError(f"party {party!r}: result {k!r} is not numeric ({type(v).__name__})") from None
-            shapes.append(arr.shape)
-            integral.append(bool(exact))
-        return cls(tuple(local), tuple(shapes), tuple(integral))
-
-    @property
-    def size(self) -> int:
-        """Total number of scalars."""
-        return sum(math.prod(s) for s in self.shapes)
-
-    def entry_names(self) -> list[str]:
-        """One label per scalar, for error messages."""
-        out = []
-        for name, shape in zip(self.names, self.shapes, strict=True):
-            out.extend([name] * math.prod(shape))
-        return out
-
-    def entry_integral(self) -> np.ndarray:
-        """One flag per scalar: whether it was returned as an integer."""
-        flags = self.integral or (False,) * len(self.names)
-        return np.repeat(np.array(flags, dtype=bool), [math.prod(s) for s in self.shapes]).astype(bool)
-
-    def flatten(self, local: Mapping[str, Any]) -> np.ndarray:
-        """Concatenate a local result into one float vector."""
-        return np.concatenate([np.asarray(local[k], dtype=np.float64).ravel() for k in self.names])
-
-    def flatten_exact(self, local: Mapping[str, Any]) -> np.ndarray:
-        """Like :meth:`flatten`, but integer entries stay exact Python ints (object vector) if there are any."""
-        if not any(self.integral):
-            return self.flatten(local)
-        parts: list[object] = []
-        for k, exact in zip(self.names, self.integral, strict=True):
-            arr = np.asarray(local[k])
-            if exact:
-                parts.extend(int(e) for e in arr.ravel().tolist())
-            else:
-                parts.extend(float(e) for e in np.asarray(arr, dtype=np.float64).ravel().tolist())
-        out = np.empty(len(parts), dtype=object)
-        out[:] = parts
-        return out
-
-    def unflatten(self, vec: np.ndarray) -> dict[str, Any]:
-        """Split a vector back into named entries (scalars as float, or int for exact integer entries)."""
-        out: dict[str, Any] = {}
-        i = 0
-        for name, shape in zip(self.names, self.shapes, strict=True):
-            k = math.prod(shape)
-            part = vec[i : i + k]
-            if part.dtype == object:
-                out[name] = _exact_entry(part, shape)
-            else:
-                out[name] = float(part[0]) if shape == () else part.reshape(shape).copy()
-            i += k
-        return out
-
-
-def _exact_entry(part: np.ndarray, shape: tuple[int, ...]) -> Any:
-    values = part.tolist()
-    if shape == ():
-        v = values[0]
-        return v if isinstance(v, int) else float(v)
-    if not all(isinstance(v, int) for v in values):
-        return np.array(values, dtype=np.float64).reshape(shape)
-    if all(abs(v) <= _EXACT_FLOAT for v in values):
-        return np.array(values, dtype=np.float64).reshape(shape)  # exact in float64: keep the usual dtype
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out.reshape(shape)
-
-
-#: Integers up to this magnitude are exact in float64.
-_EXACT_FLOAT = 2**53
-
-
-@dataclass
-class AggregationOutcome:
-    """What one secure aggregation run produced (before result formatting)."""
-
-    value: dict[str, float | np.ndarray]
-    spec: VectorSpec
-    layout: PackingLayout
-    ciphertexts_per_party: int
-    seconds: dict[str, float]
-    fast_encryption: bool
 
 
 # -- worker-side helpers (top level so that process pools can pickle them) ----
@@ -350,7 +212,7 @@ def party_contribution(
     return PartyContribution(spec, cts, seconds)
 
 
-def secure_aggregate(
+def _paillier_aggregate(
     parties: Sequence[Party],
     local_fn: LocalFn,
     *,
@@ -365,7 +227,7 @@ def secure_aggregate(
     before_release: Callable[[], None] | None = None,
     integer_encoding: Encoding | None = None,
 ) -> AggregationOutcome:
-    """Securely sum the results of ``local_fn`` over ``parties``.
+    """Securely sum the results of ``local_fn`` over ``parties`` with packed Paillier.
 
     Parameters
     ----------
@@ -413,11 +275,7 @@ def secure_aggregate(
     ------
     TooFewPartiesError, ProtocolError, NonFiniteValueError, EncodingRangeError, SlotOverflowError
     """
-    if len(parties) < MIN_PARTIES:
-        raise TooFewPartiesError(
-            f"a secure sum needs at least {MIN_PARTIES} parties (got {len(parties)}): "
-            "over one party the 'aggregate' is that party's own data"
-        )
+    check_enough_parties(len(parties))
     names = [p.name for p in parties]
     n = keys.n
     h_s = keys.h_s if fast_encryption else None
@@ -524,3 +382,100 @@ def secure_aggregate(
         seconds={"encrypt": enc_seconds, "aggregate": agg_seconds, "decrypt": dec_seconds},
         fast_encryption=h_s is not None,
     )
+
+
+class PaillierSecAgg(SecAggProtocol):
+    """Packed Paillier secure aggregation with one key holder (the ``"paillier"`` protocol).
+
+    Parties encrypt packed fixed-point vectors under the key holder's public
+    key, the aggregator multiplies the ciphertexts and the key holder decrypts
+    only the aggregate (module docstring).
+    """
+
+    name: ClassVar[str] = "paillier"
+    trust_model: ClassVar[TrustModel] = TrustModel(
+        text=(
+            "honest-but-curious parties, aggregator and key holder: the aggregator sees only ciphertexts and the "
+            "key holder decrypts only the aggregate; if aggregator and key holder collude they can decrypt each "
+            "party's local aggregates (never its raw rows)"
+        ),
+        trusted=("aggregator", "keyholder"),
+        broken_by="the aggregator colluding with the key holder",
+    )
+
+    def cost_model(self, n_parties: int, n_values: int, key_bits: int, *,
+                   encoding: Encoding | None = None) -> CostEstimate:
+        """Ciphertexts, messages and bytes of one run in which every party first receives the public key.
+
+        Every value is assumed encoded with ``encoding`` (exact integer entries
+        with their own encoding take extra ciphertexts); the small JSON layout
+        message each party sends is not counted in the bytes.
+
+        Parameters
+        ----------
+        n_parties : int
+            Parties contributing (at least :data:`~fedbench.secagg.MIN_PARTIES`).
+        n_values : int
+            Scalars in each party's local result (at least 1).
+        key_bits : int
+            Bit length of the Paillier modulus ``n``.
+        encoding : Encoding, optional
+            Fixed-point encoding (default: :meth:`Encoding.default_sum`).
+
+        Returns
+        -------
+        CostEstimate
+
+        Raises
+        ------
+        TooFewPartiesError
+            Fewer than two parties.
+        ConfigurationError
+            A slot does not fit the plaintext.
+        """
+        check_enough_parties(n_parties)
+        enc = encoding if encoding is not None else Encoding.default_sum()
+        n_ct = PackingLayout(enc, n_parties, key_bits - 1).n_ciphertexts(max(1, n_values))
+        ct_width = (2 * key_bits + 7) // 8
+        public_key = (key_bits + 7) // 8 + ct_width  # n and the DJN value h_s
+        upload = n_ct * ct_width
+        total = n_parties * (public_key + upload) + upload + 8 * n_values
+        return CostEstimate(
+            ciphertexts_per_party=n_ct,
+            messages=3 * n_parties + 2,  # public key, layout, ciphertexts per party; encrypted sum; release
+            bytes_per_party=upload,
+            total_bytes=total,
+            operations={"encrypt": n_parties * n_ct, "add": (n_parties - 1) * n_ct, "decrypt": n_ct},
+        )
+
+    def aggregate(
+        self,
+        parties: Sequence[Party],
+        local_fn: LocalFn,
+        *,
+        keys: PaillierKeys,
+        backend: Backend,
+        channel: Channel,
+        encoding: Encoding,
+        fast_encryption: bool = True,
+        key_recipients: Sequence[str] | None = None,
+        party_noise: GridNoiseFn | None = None,
+        central_noise: GridNoiseFn | None = None,
+        before_release: Callable[[], None] | None = None,
+        integer_encoding: Encoding | None = None,
+    ) -> AggregationOutcome:
+        """Securely sum ``local_fn`` over ``parties`` (see :func:`fedbench.secagg.secure_aggregate`).
+
+        Returns
+        -------
+        AggregationOutcome
+        """
+        return _paillier_aggregate(
+            parties, local_fn, keys=keys, backend=backend, channel=channel, encoding=encoding,
+            fast_encryption=fast_encryption, key_recipients=key_recipients, party_noise=party_noise,
+            central_noise=central_noise, before_release=before_release, integer_encoding=integer_encoding,
+        )
+
+
+#: The registered instance (``protocol="paillier"``).
+PAILLIER = PaillierSecAgg()
