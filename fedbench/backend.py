@@ -29,6 +29,7 @@ and ``map`` fans out tasks.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import multiprocessing as mp
 import os
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKENDS",
     "DEFAULT_LOCAL_TIMEOUT",
+    "PLUGIN_BACKENDS",
     "Backend",
     "InProcessBackend",
     "ProcessPoolBackend",
@@ -326,22 +328,50 @@ class ProcessPoolBackend(Backend):
 
 BACKENDS: dict[str, type[Backend]] = {"inprocess": InProcessBackend, "process": ProcessPoolBackend}
 
+#: Backends that build on this module, named by ``"module:class"`` and loaded on first use, as
+#: matplotlib loads its backends: this module never depends on them, and ``import fedbench`` does
+#: not load them.
+PLUGIN_BACKENDS: dict[str, str] = {"ray": "fedbench.ray_backend:RayBackend"}
+
+
+def _load_plugin(path: str) -> type[Backend]:
+    module, _, attr = path.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise ConfigurationError(f"{path!r} does not name a Backend subclass")
+    return cls
+
 
 def get_backend(spec: str | Backend | None) -> Backend:
-    """Return a backend from a name (``"inprocess"``, ``"process"``) or an instance."""
+    """Return a backend from a name (``"inprocess"``, ``"process"``, ``"ray"``) or an instance.
+
+    Parameters
+    ----------
+    spec : str, Backend or None
+        A backend name, an instance (returned as is), or ``None`` for a new
+        :class:`InProcessBackend`.
+
+    Returns
+    -------
+    Backend
+
+    Raises
+    ------
+    ConfigurationError
+        Unknown name (the message lists the known ones).
+    """
     if spec is None:
         return InProcessBackend()
     if isinstance(spec, Backend):
         return spec
-    if spec == "ray":
-        from .ray_backend import RayBackend
-
-        return RayBackend()
+    if isinstance(spec, str) and spec in PLUGIN_BACKENDS:
+        return _load_plugin(PLUGIN_BACKENDS[spec])()
     try:
-        return BACKENDS[spec]()
+        return BACKENDS[spec]()  # type: ignore[index]  # a non-string spec is reported below
     except (KeyError, TypeError):
         raise ConfigurationError(
-            f"unknown backend {spec!r}; choose one of {sorted([*BACKENDS, 'ray'])} or pass a Backend instance"
+            f"unknown backend {spec!r}; choose one of {sorted([*BACKENDS, *PLUGIN_BACKENDS])} "
+            "or pass a Backend instance"
         ) from None
 
 
