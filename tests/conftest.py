@@ -37,6 +37,14 @@ def _default_ledgers_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatc
     monkeypatch.setenv("FEDBENCH_LEDGER_DIR", str(tmp_path_factory.mktemp("ledgers")))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # nbmake's notebook items carry no marks of their own: mark them slow so that the quick loop
+    # `pytest -m "not slow"` skips the notebooks while the plain `pytest` (CI) still runs them.
+    for item in items:
+        if type(item).__name__ == "NotebookItem" or str(getattr(item, "path", "")).endswith(".ipynb"):
+            item.add_marker(pytest.mark.slow)
+
+
 def make_fed(**kwargs) -> fb.Federation:
     kwargs.setdefault("allow_insecure_key_size", True)
     kwargs.setdefault("ledger_path", ":memory:")  # tests that care about persistence pass their own

@@ -252,6 +252,7 @@ def test_max_abs_probe_learns_only_the_power_of_two_bracket():
     assert not _leaks("\n".join(r for _, r in b), [5000.5])
 
 
+@pytest.mark.slow  # starts Ray (~13 s)
 def test_ray_party_error_crosses_without_remote_traceback(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")

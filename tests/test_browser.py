@@ -18,7 +18,8 @@ playwright = pytest.importorskip("playwright.sync_api", reason="Playwright for P
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output" / "screenshots"
 
-pytestmark = pytest.mark.browser
+# Slow (JupyterLab + Chromium, ~4.5 min together): left out of the quick loop `pytest -m "not slow"`.
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -77,6 +77,7 @@ def run_pure_sequence(ledger: PrivacyLedger, budget: dict[str, float], ops: list
             assert remaining[0] == max(0.0, budget[p] - spent[0]) and remaining[1] == DELTA
 
 
+@pytest.mark.slow  # 2000 examples, ~7 s
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(budgets, sequences)
 def test_random_pure_sequences_in_memory(budget: dict[str, float], ops: list) -> None:

@@ -386,6 +386,7 @@ def test_add_parties_takes_the_reading_options_all_or_nothing(tmp_path):
     assert fed.schema.agreed["x"] == "Float64" and fed.sum("x") == pytest.approx(1.5)
 
 
+@pytest.mark.slow  # starts Ray (~12 s)
 def test_ray_parties_cast_inside_their_actor(tmp_path):
     pytest.importorskip("ray", reason="the Ray backend is an optional extra")
     import os

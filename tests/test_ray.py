@@ -21,6 +21,8 @@ from fedbench.errors import ConfigurationError, PartyUnavailableError
 
 from .conftest import make_fed
 
+# Slow (starts a two-node Ray cluster): left out of the quick loop `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="the Ray backend is an optional extra ('fedbench[ray]'), in the test extras")
 from fedbench.ray_backend import RayBackend, RayParty  # noqa: E402
 
