@@ -367,7 +367,7 @@ def get_backend(spec: str | Backend | None) -> Backend:
     if isinstance(spec, str) and spec in PLUGIN_BACKENDS:
         return _load_plugin(PLUGIN_BACKENDS[spec])()
     try:
-        return BACKENDS[spec]()  # type: ignore[index]  # a non-string spec is reported below
+        return BACKENDS[spec]()
     except (KeyError, TypeError):
         raise ConfigurationError(
             f"unknown backend {spec!r}; choose one of {sorted([*BACKENDS, *PLUGIN_BACKENDS])} "

@@ -313,7 +313,8 @@ def _vertical_files(out: Path, patients: _Patients, seed: int) -> list[Path]:
 
     n_mean = len(_FEATURES)  # the hospital holds the mean_* columns, the insurer the rest
     hospital = sorted(both + hosp_only, key=lambda i: patients.ids[i])
-    hospital_rows = [[patients.ids[i], *patients.values[i][:n_mean], patients.malignant[i]] for i in hospital]
+    hospital_rows: list[list[str | int | None]] = [
+        [patients.ids[i], *patients.values[i][:n_mean], patients.malignant[i]] for i in hospital]
 
     insured = both + ins_only
     rng.shuffle(insured)  # the insurer's own order, unrelated to the hospital's
@@ -392,9 +393,9 @@ def normalize_identifier(text: str) -> str:
     'josé van dijk'
     """
     # The same step PSI applies with normalize="standard": the samples are checked against what users call.
-    from .psi.normalize import STEPS
+    from .psi.normalize import _standard
 
-    return STEPS["standard"](text)
+    return _standard(text)
 
 
 def _ascii(text: str) -> str:

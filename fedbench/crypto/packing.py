@@ -306,12 +306,12 @@ class PackingLayout:
                     acc = (acc << w) | v
                 out.append(acc)
             return out
-        vals = np.zeros(n_ct * s, dtype=np.uint64)
-        vals[: len(encoded)] = encoded
+        grid = np.zeros(n_ct * s, dtype=np.uint64)
+        grid[: len(encoded)] = encoded
         out = []
         step = max(1, 65536 // s)  # bound the bit matrix to ~4M entries at a time
         for c0 in range(0, n_ct, step):
-            chunk = vals[c0 * s : (c0 + step) * s]
+            chunk = grid[c0 * s : (c0 + step) * s]
             bits = np.unpackbits(chunk.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1)[:, 64 - w :]
             bits = bits.reshape(-1, s * w)
             pad = (-s * w) % 8

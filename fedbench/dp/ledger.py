@@ -1503,7 +1503,7 @@ def _budget_change(entry: LedgerEntry, party: str) -> str:
 
 
 _TS = pl.Datetime("us", "UTC")
-_LEDGER_SCHEMA = {
+_LEDGER_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "seq": pl.Int64,
     "timestamp": _TS,
     "kind": pl.String,
@@ -1519,7 +1519,7 @@ _LEDGER_SCHEMA = {
     "delta_after": pl.Float64,
     "parameters": pl.String,
 }
-_REFUSAL_SCHEMA = {
+_REFUSAL_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "timestamp": _TS,
     "mechanism": pl.String,
     "parties": pl.List(pl.String),

@@ -173,7 +173,7 @@ def _rng(rng: np.random.Generator | None) -> np.random.Generator:
 def _size(size: Size) -> tuple[int, ...] | None:
     if size is None:
         return None
-    shape = (size,) if isinstance(size, Integral) else tuple(size)
+    shape = (int(size),) if isinstance(size, Integral | int) else tuple(size)
     if any(isinstance(s, bool) or not isinstance(s, Integral) or s < 0 for s in shape):
         raise ConfigurationError(f"size must be a non-negative int or tuple of ints, got {size!r}")
     return tuple(int(s) for s in shape)

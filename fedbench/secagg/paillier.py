@@ -327,7 +327,7 @@ def _paillier_aggregate(
     if party_noise is not None or central_noise is not None:
         integral = np.zeros_like(integral)  # DP noise is on the 2**-frac_bits grid: decode as floats
     split = integer_encoding is not None and bool(integral.any())
-    if split:
+    if integer_encoding is not None and split:
         layout_base["integer_encoding"] = {"frac_bits": integer_encoding.frac_bits,
                                            "value_bits": integer_encoding.value_bits}
 
@@ -359,7 +359,7 @@ def _paillier_aggregate(
     dec_chunks = backend.heavy_workers if len(agg_cts) >= parallel_min_ciphertexts(n.bit_length()) else 1
     dec_items = [(n, int(sk.p), int(sk.q), c) for c in _chunks(agg_cts, dec_chunks)]
     plain = [m for part in backend.map_heavy(_decrypt_chunk, dec_items) for m in part]
-    if split:
+    if integer_encoding is not None and split:
         vec = _decode_split(plain, encoding, integer_encoding, integral, len(parties), n.bit_length() - 1)
     else:
         slot_sums = layout.unpack(plain, spec.size)
