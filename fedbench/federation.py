@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .coordinator import Coordinator
+    from .crypto.packing import Encoding
     from .dp import PrivacyBudget
     from .psi import PSIResult
 
