@@ -223,6 +223,10 @@ class ScalarResult(Result):
     def __bool__(self) -> bool:
         return bool(self.value)
 
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        # numpy functions (np.isfinite, np.isclose) see the number itself.
+        return np.asarray(self.value, dtype=dtype)
+
     def __hash__(self) -> int:
         return hash(self.value)
 
