@@ -1,7 +1,8 @@
 """fedbench: a Jupyter-native workbench for privacy-preserving collaborative analytics.
 
 The public surface is small: :class:`Federation` (parties and protocols), the
-result classes, and the exception hierarchy in :mod:`fedbench.errors`.  Heavy
+result classes (every statistic returns a :class:`Result`), :class:`Privacy`,
+and the exception hierarchy in :mod:`fedbench.errors`.  Heavy
 modules are imported lazily so that ``import fedbench`` stays fast.
 """
 
@@ -20,8 +21,10 @@ _LAZY = {
     "Party": "fedbench.party",
     "Transcript": "fedbench.transcript",
     "Message": "fedbench.transcript",
+    "Result": "fedbench.results",
     "SecureSumResult": "fedbench.results",
     "HistogramResult": "fedbench.results",
+    "Privacy": "fedbench.dp.privacy",
     "SchemaReport": "fedbench.schema",
     "THREAT_MODEL": "fedbench.results",
     "Encoding": "fedbench.crypto.packing",
@@ -52,12 +55,14 @@ if TYPE_CHECKING:
     from .crypto.packing import Encoding as Encoding
     from .dp.budget import PrivacyBudget as PrivacyBudget
     from .dp.config import DPConfig as DPConfig
+    from .dp.privacy import Privacy as Privacy
     from .federation import Federation as Federation
     from .learn.results import FitRun as FitRun
     from .party import Party as Party
     from .psi.result import PSIResult as PSIResult
     from .results import THREAT_MODEL as THREAT_MODEL
     from .results import HistogramResult as HistogramResult
+    from .results import Result as Result
     from .results import SecureSumResult as SecureSumResult
     from .schema import SchemaReport as SchemaReport
     from .transcript import Message as Message

@@ -42,7 +42,7 @@ def demo(data: Path | None, key_bits: int, backend: str, insecure: bool, verify:
 
         columns = [c for c in _DEMO_COLUMNS if c in rep.shared] or rep.shared[:4]
         _section("Secure statistics (two rounds: sums, then squared deviations)")
-        table = fed.stats(columns)
+        table = fed.stats(columns).to_polars()
         with pl.Config(tbl_rows=20, tbl_cols=10, tbl_width_chars=120, float_precision=4):
             print(table)
 
@@ -54,13 +54,13 @@ def demo(data: Path | None, key_bits: int, backend: str, insecure: bool, verify:
             _section("Diagnosis counts per referral route (group counts)")
             by = ["referral", "diagnosis"] if "referral" in rep.shared else ["diagnosis"]
             with pl.Config(tbl_rows=20):
-                print(fed.group_counts(by).sort(by))
+                print(fed.group_counts(by).to_polars().sort(by))
 
         corr_cols = [c for c in ("mean_radius", "mean_area", "worst_concave_points", "age") if c in rep.shared]
         if len(corr_cols) >= 2:
             _section("Correlation matrix (complete cases)")
             with pl.Config(float_precision=3, tbl_width_chars=120):
-                print(fed.corr(corr_cols))
+                print(fed.corr(corr_cols).to_polars())
 
         _section("Secure sum of a function run inside each party")
         res = fed.secure_sum(

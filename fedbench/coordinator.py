@@ -10,22 +10,28 @@ entry point.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .crypto.packing import DEFAULT_SUM_FRAC_BITS, DEFAULT_SUM_MAX_ABS, WIDE_FRAC_BITS, WIDE_MAX_ABS, Encoding
+from .crypto.paillier import PaillierKeys, check_key_bits, generate_keys
+from .errors import ConfigurationError, TooFewPartiesError, UnknownPartyError
+from .results import SecureSumResult
+from .secagg import MIN_PARTIES, secure_aggregate
+from .transcript import Channel, Transcript
 
 if TYPE_CHECKING:
     import polars as pl
 
     from .backend import Backend
-    from .crypto.packing import Encoding
-    from .crypto.paillier import PaillierKeys
     from .dp import PrivacyBudget
     from .dp.releases import NoisePlan
     from .party import Party
-    from .results import SecureSumResult
-    from .transcript import Channel, Transcript
+    from .psi import PSIResult
 
-__all__ = ["Coordinator", "LocalFn"]
+__all__ = ["Coordinator", "FederationCoordinator", "LocalFn"]
 
 #: A function that runs inside one party on its rows and returns named local aggregates.
 LocalFn = Callable[["pl.DataFrame"], Mapping[str, Any]]
@@ -48,6 +54,21 @@ class Coordinator(Protocol):
     @property
     def fast_encryption(self) -> bool:
         """Whether parties encrypt with the Damgard-Jurik-Nielsen fixed-base variant."""
+        ...
+
+    @property
+    def sum_encoding(self) -> Encoding:
+        """The tight public encoding of exact sums of a function (more values per ciphertext)."""
+        ...
+
+    @property
+    def range_declared(self) -> bool:
+        """Whether the federation was given ``max_abs`` or ``frac_bits`` (then it applies to every sum)."""
+        ...
+
+    @property
+    def local_timeout(self) -> float | None:
+        """Seconds a user function may run inside a party (``None``: no limit)."""
         ...
 
     @property
@@ -98,3 +119,220 @@ class Coordinator(Protocol):
                   integer_encoding: Encoding | None = None) -> tuple[dict[str, Any], SecureSumResult]:
         """Securely sum ``local_fn`` over ``parties``; returns the released value and its result."""
         ...
+
+
+class FederationCoordinator:
+    """The coordinator of a :class:`~fedbench.Federation`: keys, encodings, backend, transcript, aggregation.
+
+    It holds everything a protocol run needs except the party registry, which
+    stays with the federation and is shared here by reference (``parties``),
+    so that both always see the same parties.
+
+    Parameters
+    ----------
+    parties : dict of str to Party
+        The federation's registry (shared, not copied).
+    key_bits, allow_insecure_key_size, fast_encryption, frac_bits, max_abs, audit, ledger_path
+        As in :class:`~fedbench.Federation`.
+    backend : Backend
+        Where party-local work and encryption run.
+    local_timeout : float or None
+        Already validated time limit of user functions run inside a party.
+    """
+
+    def __init__(self, parties: dict[str, Party], *, key_bits: int, backend: Backend,
+                 allow_insecure_key_size: bool = False, fast_encryption: bool = True, frac_bits: int | None = None,
+                 max_abs: float | None = None, audit: bool = False, ledger_path: str | Path | None = None,
+                 local_timeout: float | None = None) -> None:
+        self.parties = parties
+        self.key_bits = check_key_bits(key_bits, allow_insecure_key_size=allow_insecure_key_size)
+        self.allow_insecure_key_size = allow_insecure_key_size
+        self.fast_encryption = bool(fast_encryption)
+        self.local_timeout = local_timeout
+        self.encoding = Encoding.for_range(WIDE_MAX_ABS if max_abs is None else max_abs,
+                                           WIDE_FRAC_BITS if frac_bits is None else frac_bits)
+        # secure_sum's public default range is much tighter (more values per ciphertext), unless set here.
+        self.range_declared = max_abs is not None or frac_bits is not None
+        self.sum_encoding = Encoding.for_range(DEFAULT_SUM_MAX_ABS if max_abs is None else max_abs,
+                                               DEFAULT_SUM_FRAC_BITS if frac_bits is None else frac_bits)
+        self.backend = backend
+        self.transcript = Transcript(keep_payloads=audit)
+        self.audit = audit
+        self.history: list[Any] = []
+        self.key_holders: set[str] = set()  # parties that received the current public key
+        self.ledger_path = ledger_path
+        self._keys: PaillierKeys | None = None
+        self._budget: PrivacyBudget | None = None
+
+    # -- keys and budget ------------------------------------------------------------
+    @property
+    def keys(self) -> PaillierKeys:
+        """The Paillier keys, generated on first use (held by the key holder)."""
+        if self._keys is None:
+            self._keys = generate_keys(self.key_bits, allow_insecure_key_size=self.allow_insecure_key_size)
+        return self._keys
+
+    @keys.setter
+    def keys(self, keys: PaillierKeys | None) -> None:
+        # Tests reuse one key pair across federations; a new pair must reach every party again.
+        self._keys = keys
+        self.key_holders.clear()
+
+    @property
+    def budget(self) -> PrivacyBudget:
+        """The per-party privacy budgets and ledger (see :class:`fedbench.dp.PrivacyBudget`)."""
+        from .dp.budget import federation_budget
+        from .dp.ledger import party_identity
+
+        def study() -> dict[str, str]:
+            return {
+                p.name: party_identity(p.name, p.source, p.schema if p.source.startswith("<") else None)
+                for p in self.parties.values()
+            }
+
+        self._budget = federation_budget(self._budget, self.ledger_path, study, lambda: list(self.parties))
+        return self._budget
+
+    # -- parties and channels ------------------------------------------------------------
+    def get(self, name: str) -> Party:
+        """The party called ``name``; :class:`~fedbench.errors.UnknownPartyError` naming the known ones."""
+        try:
+            return self.parties[name]
+        except KeyError:
+            known = ", ".join(self.parties) or "none yet"
+            raise UnknownPartyError(f"unknown party {name!r} (parties: {known})", party=name) from None
+
+    def select(self, parties: Sequence[str] | str | None) -> list[Party]:
+        """Resolve party names (``None``: all) to parties, refusing unknown or repeated names."""
+        if parties is None:
+            return list(self.parties.values())
+        if isinstance(parties, str):
+            parties = [parties]
+        chosen = [self.get(p) for p in parties]
+        if len({p.name for p in chosen}) != len(chosen):
+            raise ConfigurationError(f"parties listed twice in {list(parties)}")
+        return chosen
+
+    def forget(self, name: str) -> None:
+        """A party left: it no longer holds the public key (a party re-added later receives it again)."""
+        self.key_holders.discard(name)
+
+    def channel(self, protocol: str) -> Channel:
+        """A new transcript channel for one run of ``protocol``."""
+        return Channel(protocol, [self.transcript], keep_payloads=self.audit)
+
+    def encoding_for(self, max_abs: float | None, frac_bits: int | None, base: Encoding | None = None) -> Encoding:
+        """The encoding ``base`` (default: :attr:`encoding`) with the given range overrides."""
+        base = self.encoding if base is None else base
+        if max_abs is None and frac_bits is None:
+            return base
+        return Encoding.for_range(
+            max_abs if max_abs is not None else base.max_abs,
+            frac_bits if frac_bits is not None else base.frac_bits,
+        )
+
+    # -- secure aggregation -------------------------------------------------------------
+    def aggregate(self, parties: list[Party], local_fn: LocalFn, *, encoding: Encoding,
+                  protocol: str = "secure_sum", plan: NoisePlan | None = None, description: str = "",
+                  record_exact: bool = True,
+                  integer_encoding: Encoding | None = None) -> tuple[dict[str, Any], SecureSumResult]:
+        """Securely sum ``local_fn`` over ``parties``; returns the released value and its result.
+
+        With a noise ``plan`` the release is differentially private: the
+        request is checked against every party's budget before any data is
+        read, and charged once every party has validated its data, before any
+        message is released.  Without one, and with budgets in force, the
+        exact release is logged in the ledger (flagged as not DP).
+
+        Raises
+        ------
+        TooFewPartiesError
+            Fewer than two parties (checked before any key is generated).
+        BudgetExceededError, BudgetNotSetError
+            The DP release does not fit a party's budget.
+        """
+        if len(parties) < MIN_PARTIES:
+            # Checked here too so that no key is generated for a refused request.
+            raise TooFewPartiesError(
+                f"a secure computation needs at least {MIN_PARTIES} parties, got "
+                f"{len(parties)} ({', '.join(p.name for p in parties) or 'none'}): over one party the "
+                "aggregate is that party's own data"
+            )
+        keys = self.keys
+        names = [p.name for p in parties]
+        party_noise = central_noise = before_release = None
+        if plan is not None:
+            # Refuse, before any data is read, a plan the integer samplers cannot carry.
+            plan.check_grid(encoding.frac_bits, len(parties))
+            budget = self.budget
+            params = plan.record(len(parties), encoding.frac_bits)
+            charged: list[bool] = []
+
+            def charge() -> None:
+                if not charged:  # atomic check-and-record in the ledger; raises BudgetExceededError
+                    budget.charge(names, plan.event, mechanism=plan.mechanism, description=description or protocol,
+                                  parameters=params)
+                    charged.append(True)
+
+            # Check-then-spend: a request over budget is refused (and logged) before any data is read;
+            # the charge itself happens once every party has validated its data, before any message is
+            # recorded or released, so a request that fails on bad data spends nothing.
+            if not budget.fits(names, plan.event):
+                charge()
+            before_release = charge
+            if plan.noise == "distributed":
+                party_noise = plan.sampler(len(parties), share=True)  # each party adds its share, encoded
+            else:
+                central_noise = plan.sampler(len(parties), share=False)  # the key holder adds it, decrypted
+        t0 = time.perf_counter()
+        channel = self.channel(protocol)
+        recipients = [p.name for p in parties if p.name not in self.key_holders]
+        out = secure_aggregate(parties, local_fn, keys=keys, backend=self.backend, channel=channel,
+                               encoding=encoding, fast_encryption=self.fast_encryption, key_recipients=recipients,
+                               party_noise=party_noise, central_noise=central_noise, before_release=before_release,
+                               integer_encoding=integer_encoding)
+        self.key_holders.update(recipients)
+        result = SecureSumResult(
+            value=out.value,
+            parties=names,
+            name=description or protocol,
+            key_bits=keys.key_bits,
+            ciphertexts=out.ciphertexts_per_party * len(parties),
+            slots_per_ciphertext=out.layout.slots_per_ciphertext,
+            frac_bits=encoding.frac_bits,
+            value_bits=encoding.value_bits,
+            fast_encryption=out.fast_encryption,
+            seconds=out.seconds,
+            elapsed=time.perf_counter() - t0,
+            transcript=channel.run,
+            backend=self.backend.name,
+            privacy=None if plan is None else plan.record(len(parties), encoding.frac_bits),
+        )
+        if plan is None and record_exact and self.budget.parties:  # also a ledger persisted by an earlier kernel
+            # Budgets are in force: exact releases are logged too, flagged as not differentially private.
+            self.budget.record_exact(names, mechanism=protocol, description=description or protocol)
+        return out.value, result
+
+    # -- other protocols -------------------------------------------------------------------
+    def intersect(self, parties: Sequence[str] | str | None, on: str | Sequence[str], *, mode: str = "cardinality",
+                  receiver: str | None = None, **options: Any) -> PSIResult:
+        """Private set intersection over the selected parties (see :func:`fedbench.psi.intersect`).
+
+        The run gets its own transcript channel; with budgets in force its
+        exact release is logged in the ledger.
+        """
+        from .psi import intersect as _intersect
+
+        chosen = self.select(parties)
+        if self.backend.name != "inprocess":
+            # In-process, PSI keeps its own default: its worker pool on every core for
+            # large sets, none for small ones (the backend's single worker would force 1).
+            options.setdefault("workers", self.backend.workers)
+        result = _intersect(chosen, on, mode=mode, receiver=receiver, channel=self.channel("psi"),
+                            backend=self.backend, **options)
+        if self.budget.parties:  # also a ledger persisted by an earlier kernel
+            # PSI sizes (and in reveal/align modes, memberships) are exact releases: logged, never DP.
+            keys = on if isinstance(on, str) else ", ".join(on)
+            self.budget.record_exact([p.name for p in chosen], mechanism="psi", description=f"psi {mode} on {keys}")
+        self.history.append(result)
+        return result

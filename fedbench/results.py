@@ -8,18 +8,29 @@ shows all of that both as text (``__repr__``) and as an HTML card
 
 from __future__ import annotations
 
+import numbers
+import operator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import polars as pl
 
 from .transcript import Transcript, _fmt_bytes
 
-if TYPE_CHECKING:
-    import polars as pl
-
-__all__ = ["THREAT_MODEL", "HistogramResult", "SecureSumResult", "render_card"]
+__all__ = [
+    "THREAT_MODEL",
+    "Cost",
+    "HistogramResult",
+    "QuantileResult",
+    "Result",
+    "ScalarResult",
+    "SecureSumResult",
+    "TableResult",
+    "render_card",
+]
 
 #: One line on every result: the model the guarantees hold under, and what breaks them.
 THREAT_MODEL = (
@@ -55,7 +66,8 @@ def _fmt_privacy(privacy: dict[str, Any] | None) -> str:
     delta = f", delta={privacy['delta']:g}" if privacy.get("delta") else ""
     where = "by each party before encryption" if privacy["noise"] == "distributed" else "by the key holder"
     text = (
-        f"{privacy['mechanism']} noise, epsilon={privacy['epsilon']:g}{delta}, {_fmt_scale(privacy)}, "
+        f"differentially private: {privacy['mechanism']} noise, epsilon={privacy['epsilon']:g}{delta}, "
+        f"{_fmt_scale(privacy)}, "
         f"{privacy['noise']} (added {where})"
     )
     if privacy.get("adversary"):
@@ -80,8 +92,233 @@ def render_card(title: str, rows: list[tuple[str, str]], body_html: str = "") ->
     )
 
 
-@dataclass
-class SecureSumResult:
+
+@dataclass(frozen=True)
+class Cost:
+    """What a result cost: wall-clock seconds, bytes sent and ciphertexts sent (all parties together)."""
+
+    seconds: float
+    bytes: int
+    ciphertexts: int
+    rounds: int = 1
+
+    def __str__(self) -> str:
+        rounds = f" in {self.rounds} secure rounds" if self.rounds != 1 else ""
+        return f"{self.seconds:.3f} s, {_fmt_bytes(self.bytes)}, {self.ciphertexts} ciphertexts{rounds}"
+
+
+@dataclass(eq=False, repr=False)
+class Result:
+    """What every statistic returns: the released value and how it was obtained.
+
+    Attributes
+    ----------
+    value : object
+        The released value (a number, a list, a mapping or a polars DataFrame).
+    parties : list of str
+        Parties that contributed.
+    name : str
+        What was computed, e.g. ``"mean(age)"``.
+    released : str
+        For a differentially private statistic: one line on what was released
+        (the noisy aggregates) and how the value follows from it.
+    privacy : dict or None
+        The privacy record of a DP release (mechanism, epsilon, delta, noise
+        scale and placement, ``adversary``: who the epsilon holds against);
+        ``None`` for an exact release.
+    runs : list of SecureSumResult
+        The secure rounds behind the value (cost and transcript of each).
+    transcript : Transcript
+        Every message of those rounds.
+    """
+
+    value: Any
+    parties: list[str]
+    name: str = field(default="", kw_only=True)
+    released: str = field(default="", kw_only=True)
+    privacy: dict[str, Any] | None = field(default=None, kw_only=True)
+    runs: list[SecureSumResult] = field(default_factory=list, kw_only=True)
+    transcript: Transcript | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.transcript is None:
+            self.transcript = Transcript(m for r in self.runs for m in (r.transcript or ()))
+
+    @property
+    def cost(self) -> Cost:
+        """Seconds, bytes and ciphertexts of all the secure rounds behind the value."""
+        return Cost(seconds=sum(r.elapsed for r in self.runs), bytes=sum(r.nbytes for r in self.runs),
+                    ciphertexts=sum(r.ciphertexts for r in self.runs), rounds=len(self.runs))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes sent during the run(s)."""
+        return self.cost.bytes
+
+    @property
+    def title(self) -> str:
+        """Card title: the statistic, flagged when differentially private."""
+        return (self.name or type(self).__name__) + (" (differentially private)" if self.privacy else "")
+
+    def to_polars(self) -> pl.DataFrame:
+        """The value as a polars DataFrame (one row ``statistic, value`` for a scalar)."""
+        return pl.DataFrame({"statistic": [self.name], "value": [self.value]})
+
+    def _value_text(self) -> str:
+        return _fmt_value(self.value)
+
+    def _value_html(self) -> str:
+        return escape(self._value_text())
+
+    def _info(self) -> list[tuple[str, str]]:
+        rows = [("parties", ", ".join(self.parties)), ("cost", str(self.cost))]
+        if self.released:
+            rows.append(("released", self.released))
+        rows.append(("privacy", _fmt_privacy(self.privacy)))
+        return rows
+
+    def __repr__(self) -> str:
+        lines = [f"{self.title} = {self._value_text()}"]
+        lines += [f"  {k}: {v}" for k, v in self._info()]
+        lines.append(f"  threat model: {THREAT_MODEL}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = [("value", self._value_html())] + [(k, escape(v)) for k, v in self._info()]
+        return render_card(self.title, rows)
+
+
+def _binary(op: Callable[[Any, Any], Any], reflected: bool = False) -> Callable[[ScalarResult, Any], Any]:
+    def method(self: ScalarResult, other: Any) -> Any:
+        if isinstance(other, Result):
+            other = other.value
+        if not isinstance(other, numbers.Number | np.number):
+            return NotImplemented
+        return op(other, self.value) if reflected else op(self.value, other)
+
+    return method
+
+
+@dataclass(eq=False, repr=False)
+class ScalarResult(Result):
+    """A result whose value is one number (count, sum, mean, variance, standard deviation, a quantile).
+
+    It behaves as that number in arithmetic and comparisons (``float(r)``,
+    ``round(r, 2)``, ``r == pytest.approx(...)``, ``f"{r:.1f}"``), so code
+    written when statistics returned bare numbers keeps working.
+    """
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __int__(self) -> int:
+        return int(self.value)
+
+    def __round__(self, ndigits: int | None = None) -> Any:
+        return round(self.value, ndigits)
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        # numpy functions (np.isfinite, np.isclose) see the number itself.
+        return np.asarray(self.value, dtype=dtype)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __neg__(self) -> Any:
+        return -self.value
+
+    def __abs__(self) -> Any:
+        return abs(self.value)
+
+    __eq__ = _binary(operator.eq)  # type: ignore[assignment]
+    __ne__ = _binary(operator.ne)  # type: ignore[assignment]
+    __lt__ = _binary(operator.lt)
+    __le__ = _binary(operator.le)
+    __gt__ = _binary(operator.gt)
+    __ge__ = _binary(operator.ge)
+    __add__ = _binary(operator.add)
+    __radd__ = _binary(operator.add, reflected=True)
+    __sub__ = _binary(operator.sub)
+    __rsub__ = _binary(operator.sub, reflected=True)
+    __mul__ = _binary(operator.mul)
+    __rmul__ = _binary(operator.mul, reflected=True)
+    __truediv__ = _binary(operator.truediv)
+    __rtruediv__ = _binary(operator.truediv, reflected=True)
+    __pow__ = _binary(operator.pow)
+
+
+# pytest.approx and numpy treat registered Reals as numbers.
+numbers.Real.register(ScalarResult)
+
+
+@dataclass(eq=False, repr=False)
+class QuantileResult(Result):
+    """Several quantiles of one column (``value`` is a list aligned with ``q``)."""
+
+    q: list[float] = field(default_factory=list, kw_only=True)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.value)
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __getitem__(self, i: int) -> float:
+        return self.value[i]
+
+    def to_polars(self) -> pl.DataFrame:
+        """One row per level: ``q, value``."""
+        return pl.DataFrame({"q": self.q, "value": list(self.value)})
+
+
+@dataclass(eq=False, repr=False)
+class TableResult(Result):
+    """A result whose value is a table (``stats``, ``cov``, ``corr``, ``group_counts``).
+
+    ``to_polars()`` gives the polars DataFrame.  For compatibility with code
+    written when these statistics returned the frame itself, indexing,
+    ``len`` and the frame's methods (``filter``, ``row``, ``sort``...) are
+    forwarded to it.
+    """
+
+    def to_polars(self) -> pl.DataFrame:
+        """The table."""
+        return self.value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "value":  # never forward private or dataclass-internal lookups
+            raise AttributeError(name)
+        return getattr(self.value, name)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.value[key]
+
+    def __len__(self) -> int:
+        return self.value.height
+
+    def __iter__(self) -> Iterator[pl.Series]:
+        return iter(self.value)
+
+    def _value_text(self) -> str:
+        with pl.Config(tbl_rows=40, tbl_cols=12):
+            return "\n" + str(self.value)
+
+    def _value_html(self) -> str:
+        return self.value._repr_html_()
+
+    def _repr_html_(self) -> str:
+        rows = [(k, escape(v)) for k, v in self._info()]
+        return render_card(self.title, rows, self.value._repr_html_())
+
+
+@dataclass(eq=False, repr=False)
+class SecureSumResult(Result):
     """The outcome of a secure sum.
 
     Attributes
@@ -120,8 +357,6 @@ class SecureSumResult:
         release).
     """
 
-    value: dict[str, float | np.ndarray]
-    parties: list[str]
     key_bits: int
     ciphertexts: int
     slots_per_ciphertext: int
@@ -130,18 +365,36 @@ class SecureSumResult:
     fast_encryption: bool
     seconds: dict[str, float]
     elapsed: float
-    transcript: Transcript = field(repr=False)
     nulls_skipped: dict[str, int] = field(default_factory=dict)
     backend: str = "inprocess"
-    privacy: dict[str, Any] | None = None
+
+    @property
+    def cost(self) -> Cost:
+        """Seconds, bytes and ciphertexts of this run."""
+        return Cost(seconds=self.elapsed, bytes=self.nbytes, ciphertexts=self.ciphertexts)
 
     @property
     def nbytes(self) -> int:
         """Bytes sent during the run."""
-        return self.transcript.nbytes
+        return self.transcript.nbytes if self.transcript is not None else 0
 
     def __getitem__(self, key: str) -> float | np.ndarray:
         return self.value[key]
+
+    def to_polars(self) -> pl.DataFrame:
+        """One row per summed scalar: ``entry`` (``name`` or ``name[i]`` for arrays) and ``value``."""
+        names: list[str] = []
+        values: list[float] = []
+        for k, v in self.value.items():
+            arr = np.asarray(v, dtype=np.float64)
+            if arr.ndim == 0:
+                names.append(k)
+                values.append(float(arr))
+            else:
+                for i, x in enumerate(arr.ravel()):
+                    names.append(f"{k}[{i}]")
+                    values.append(float(x))
+        return pl.DataFrame({"entry": names, "value": values}, schema={"entry": pl.String, "value": pl.Float64})
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{k}={_fmt_value(v)}" for k, v in list(self.value.items())[:8])
@@ -164,7 +417,7 @@ class SecureSumResult:
             ("parties", escape(", ".join(self.parties))),
             ("time", f"{self.elapsed:.3f} s (encrypt {self.seconds.get('encrypt', 0):.3f} s, "
                      f"decrypt {self.seconds.get('decrypt', 0):.3f} s)"),
-            ("traffic", f"{_fmt_bytes(self.nbytes)} in {len(self.transcript)} messages"),
+            ("traffic", f"{_fmt_bytes(self.nbytes)} in {len(self.transcript or ())} messages"),
             ("ciphertexts", f"{self.ciphertexts} × {self.key_bits}-bit Paillier, "
                             f"{self.slots_per_ciphertext} values each"),
         ]
@@ -174,9 +427,9 @@ class SecureSumResult:
         return render_card("Secure sum" + (" (differentially private)" if self.privacy else ""), rows)
 
 
-@dataclass
-class HistogramResult:
-    """A securely aggregated fixed-bin histogram.
+@dataclass(eq=False, repr=False)
+class HistogramResult(Result):
+    """A securely aggregated fixed-bin histogram (``value``: the count per bin).
 
     Attributes
     ----------
@@ -185,42 +438,50 @@ class HistogramResult:
     edges : numpy.ndarray
         Bin edges (public, declared before the run).
     counts : numpy.ndarray
-        Count per bin, summed over parties.
+        Count per bin, summed over parties (``value``).
     below, above : int
-        Values below the first edge and above the last edge.
+        Values below the first edge and above the last edge (noisy when the
+        histogram is differentially private).
     nulls : int
-        Null cells skipped.
+        Null cells skipped (noisy when differentially private).
     sum_result : SecureSumResult
         The underlying secure sum (cost, transcript).
     """
 
-    column: str
-    edges: np.ndarray
-    counts: np.ndarray
-    below: int
-    above: int
-    nulls: int
-    sum_result: SecureSumResult = field(repr=False)
+    column: str = field(default="", kw_only=True)
+    edges: np.ndarray = field(default_factory=lambda: np.zeros(0), kw_only=True)
+    below: int = field(default=0, kw_only=True)
+    above: int = field(default=0, kw_only=True)
+    nulls: int = field(default=0, kw_only=True)
 
     @property
-    def parties(self) -> list[str]:
-        """Parties that contributed."""
-        return self.sum_result.parties
+    def counts(self) -> np.ndarray:
+        """Count per bin (the value)."""
+        return self.value
+
+    @property
+    def sum_result(self) -> SecureSumResult:
+        """The underlying secure sum."""
+        return self.runs[0]
 
     def to_polars(self) -> pl.DataFrame:
         """One row per bin: left edge, right edge, count."""
-        import polars as pl
-
         return pl.DataFrame({"left": self.edges[:-1], "right": self.edges[1:], "count": self.counts.astype(int)})
 
+    def _outside(self) -> str:
+        if self.privacy:  # released with noise like every bin: say so, so that no one reads them as exact
+            return f"{self.below} below, {self.above} above, {self.nulls} nulls (all noisy, like the bins)"
+        return f"{self.below} below, {self.above} above; {self.nulls} nulls"
+
     def __repr__(self) -> str:
-        lines = [f"Histogram of {self.column!r} over {', '.join(self.parties)}"]
+        dp = " (differentially private, noisy counts)" if self.privacy else ""
+        lines = [f"Histogram of {self.column!r} over {', '.join(self.parties)}{dp}"]
         peak = max(1, int(self.counts.max()) if self.counts.size else 1)
         for lo, hi, c in zip(self.edges[:-1], self.edges[1:], self.counts, strict=True):
             lines.append(f"  [{lo:>10.4g}, {hi:>10.4g}) {int(c):>8d} {'█' * int(30 * c / peak)}")
-        lines.append(f"  below: {self.below}, above: {self.above}, nulls: {self.nulls}")
-        if self.sum_result.privacy:
-            lines.append(f"  privacy: {_fmt_privacy(self.sum_result.privacy)}")
+        lines.append(f"  outside the bins: {self._outside()}")
+        lines.append(f"  cost: {self.cost}")
+        lines.append(f"  privacy: {_fmt_privacy(self.privacy)}")
         lines.append(f"  threat model: {THREAT_MODEL}")
         return "\n".join(lines)
 
@@ -233,9 +494,9 @@ class HistogramResult:
         )
         rows = [
             ("parties", escape(", ".join(self.parties))),
-            ("outside range", f"{self.below} below, {self.above} above; {self.nulls} nulls"),
-            ("cost", f"{self.sum_result.elapsed:.3f} s, {_fmt_bytes(self.sum_result.nbytes)}"),
+            ("outside range", escape(self._outside())),
+            ("cost", escape(str(self.cost))),
+            ("privacy", escape(_fmt_privacy(self.privacy))),
         ]
-        if self.sum_result.privacy:
-            rows.append(("privacy", escape(_fmt_privacy(self.sum_result.privacy))))
-        return render_card(f"Histogram of {self.column}", rows, f"<table>{bars}</table>")
+        title = f"Histogram of {self.column}" + (" (differentially private)" if self.privacy else "")
+        return render_card(title, rows, f"<table>{bars}</table>")

@@ -114,7 +114,8 @@ def test_histogram_and_quantiles(hospitals):
     assert h.sum_result.privacy["sensitivity"] == 1.0
     qs = fed.quantile("age", [0.25, 0.5, 0.75], epsilon=1000.0, bounds=(0, 120), bins=120)
     np.testing.assert_allclose(qs, np.quantile(pooled, [0.25, 0.5, 0.75]), atol=2.5)
-    assert isinstance(fed.quantile("age", 0.5, epsilon=100.0, bounds=(0, 120)), float)
+    one = fed.quantile("age", 0.5, epsilon=100.0, bounds=(0, 120))
+    assert isinstance(one, fb.Result) and isinstance(float(one), float)  # a result that converts to a number
     with pytest.raises(ConfigurationError, match="quantile levels"):
         fed.quantile("age", 1.5, epsilon=1.0, bounds=(0, 120))
 

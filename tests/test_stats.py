@@ -139,7 +139,16 @@ def test_history_records_runs(fed):
 
 def test_bad_null_policy(fed):
     with pytest.raises(ConfigurationError, match="nulls must be one of"):
-        fed.stats(["age"], nulls="drop")
+        fed.stats(["age"], nulls="ignore")
+
+
+def test_nulls_drop_is_a_deprecated_alias_of_skip(fed):
+    # One null vocabulary: "skip" | "error"; the PSI-style "drop" still works for one release, with a warning.
+    with pytest.warns(FutureWarning, match='nulls="skip"'):
+        old = fed.stats(["chol"], nulls="drop")
+    assert old["mean"][0] == fed.stats(["chol"], nulls="skip")["mean"][0]
+    with pytest.warns(FutureWarning, match='nulls="skip"'):
+        fed.mean("chol", nulls="drop")
 
 
 def test_column_argument_validation():

@@ -14,6 +14,7 @@ calibrated noise to releases and keeps per-party privacy budgets:
 * :mod:`~fedbench.dp.ledger`: the append-only, persisted ledger with
   check-then-spend;
 * :mod:`~fedbench.dp.planner`: noise for a target epsilon, rounds a budget affords;
+* :class:`Privacy`: the DP settings of one statistic (``privacy=`` everywhere);
 * :class:`PrivacyBudget`: the per-federation facade exposed as ``fed.budget``.
 """
 
@@ -70,6 +71,7 @@ from .mechanisms import (
     update_noise_share,
 )
 from .planner import epsilon_for_rounds, noise_multiplier_for_epsilon, rounds_affordable
+from .privacy import Privacy
 
 __all__ = [
     "PLD_DISCRETIZATION",
@@ -82,6 +84,7 @@ __all__ = [
     "LedgerFileError",
     "MissingBoundsError",
     "NonPrivateEvent",
+    "Privacy",
     "PrivacyBudget",
     "PrivacyLedger",
     "PureDPEvent",

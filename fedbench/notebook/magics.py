@@ -404,9 +404,8 @@ class Fedbench(Magics, FedbenchConfig):
     def _form_stats(self, cmd: FederateCommand) -> Any:
         fed = self._federation(cmd.args.fed)
         names = cmd.list_option("parties")
-        before = len(fed.history)
-        table = fed.stats(cmd.items or None, parties=names, nulls=cmd.args.nulls or "skip")
-        result = StatsResult(table=table, parties=names or fed.party_names, runs=list(fed.history[before:]))
+        res = fed.stats(cmd.items or None, parties=names, nulls=cmd.args.nulls or "skip")
+        result = StatsResult(table=res.to_polars(), parties=res.parties, runs=list(res.runs))
         return self._finish(result, cmd.args.out)
 
     def _form_psi(self, cmd: FederateCommand) -> Any:
