@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .coordinator import Coordinator
     from .dp import PrivacyBudget
     from .dp.releases import NoisePlan
+    from .learn import FitRun, VerticalRun
 
 __all__ = ["Federation"]
 
@@ -1194,13 +1195,13 @@ class Federation:
         self.history.append(result)
         return result
 
-    def fit(self, estimator: Any, **options: Any) -> Any:
+    def fit(self, estimator: Any, **options: Any) -> FitRun:
         """Train a scikit-learn estimator across the parties (see :func:`fedbench.learn.fit`)."""
         from .learn import fit as _fit
 
         return _fit(self, estimator, **options)
 
-    def fit_vertical(self, estimator: Any, **options: Any) -> Any:
+    def fit_vertical(self, estimator: Any, **options: Any) -> VerticalRun:
         """Train on columns split across parties after PSI alignment (see :func:`fedbench.learn.fit_vertical`)."""
         from .learn import fit_vertical as _fit_vertical
 
