@@ -144,13 +144,13 @@ def _check_target(parties: Sequence[Any], target: str, kind: str) -> None:
 
 
 
-def _deprecated_options(given: dict[str, Any]) -> dict[str, Any]:
+def _deprecated_options(given: dict[str, Any], strategy: str | Strategy) -> dict[str, Any]:
     """The strategy options passed to ``fit`` itself, each with a ``FutureWarning`` naming its new spelling."""
     used = {k: v for k, v in given.items() if v is not None}
     for k in used:
         warnings.warn(f"fit({k}=...) is deprecated and will be removed in the next release; configure the "
                       f"strategy instead: {DEPRECATED_OPTIONS[k]}", FutureWarning, stacklevel=4)
-    if used and isinstance(given.get("strategy"), Strategy):
+    if used and isinstance(strategy, Strategy):
         raise ConfigurationError(f"{', '.join(used)} configure a strategy: set them on the strategy object")
     return used
 
@@ -312,7 +312,7 @@ def fit(
     coord = fed.coordinator
     legacy = _deprecated_options({"local_epochs": local_epochs, "proximal_mu": proximal_mu,
                                   "fraction_fit": fraction_fit, "server_learning_rate": server_learning_rate,
-                                  "dp": dp, "tol": tol, "strategy": strategy})
+                                  "dp": dp, "tol": tol}, strategy)
     check_supported(estimator, final=True, strategy=strategy)
     est = clone(estimator)
     plan = _plan(coord, est, legacy, target=target, features=features, parties=parties, strategy=strategy,
