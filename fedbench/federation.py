@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .coordinator import Coordinator
-    from .crypto.packing import Encoding
     from .dp import PrivacyBudget
+    from .learn import FitRun, VerticalRun
     from .psi import PSIResult
 
 __all__ = ["Federation"]
@@ -438,19 +438,6 @@ class Federation:
     def _get(self, name: str) -> Party:
         return self._coordinator.get(name)
 
-    # Transitional aliases for learn/ until it calls ``fed.coordinator`` (issue 14); nothing else uses them.
-    def _select(self, parties: Sequence[str] | str | None) -> list[Party]:
-        return self._coordinator.select(parties)
-
-    def _channel(self, protocol: str) -> Any:
-        return self._coordinator.channel(protocol)
-
-    def _encoding(self, max_abs: float | None, frac_bits: int | None, base: Encoding | None = None) -> Encoding:
-        return self._coordinator.encoding_for(max_abs, frac_bits, base)
-
-    def _aggregate(self, parties: list[Party], local_fn: Any, **options: Any) -> Any:
-        return self._coordinator.aggregate(parties, local_fn, **options)
-
     # -- statistics (see fedbench.statistics; every one returns a fedbench.results.Result) -----------
     secure_sum = _delegate(statistics.secure_sum)
     count = _delegate(statistics.count)
@@ -506,13 +493,13 @@ class Federation:
                           stacklevel=2)
         return self._coordinator.intersect(parties, on, mode=mode, receiver=receiver, **options)
 
-    def fit(self, estimator: Any, **options: Any) -> Any:
+    def fit(self, estimator: Any, **options: Any) -> FitRun:
         """Train a scikit-learn estimator across the parties (see :func:`fedbench.learn.fit`)."""
         from .learn import fit as _fit
 
         return _fit(self, estimator, **options)
 
-    def fit_vertical(self, estimator: Any, **options: Any) -> Any:
+    def fit_vertical(self, estimator: Any, **options: Any) -> VerticalRun:
         """Train on columns split across parties after PSI alignment (see :func:`fedbench.learn.fit_vertical`)."""
         from .learn import fit_vertical as _fit_vertical
 

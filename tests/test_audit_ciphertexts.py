@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 import fedbench as fb
 from fedbench.crypto.paillier import FastEncryptor, decrypt_many
 from fedbench.learn import vertical
+from fedbench.party import remember_in_party
 from fedbench.wire import bytes_to_ints
 
 from .conftest import make_fed
@@ -83,19 +84,21 @@ def test_guest_outputs_are_fresh_each_call():
     n = keys.n
     rng = np.random.default_rng(1)
     z = rng.normal(size=(6, 2))
-    token, party = -1, "guest"
+    token = -1
+    df = pl.DataFrame({"x": [0.0]})  # the guest's frame: its protocol state is kept with it (party memory)
     enc = FastEncryptor(n, keys.h_s)
     u_host = enc.encrypt_many([5 * i % n for i in range(6)])
     usq = enc.encrypt(55)
     outs = []
     try:
         for _ in range(2):
-            vertical._MEMORY[(token, party)] = {"z": z, "w": np.array([0.5, -0.25]), "w_prev": np.zeros(2),
-                                                "b": 0.1, "b_prev": 0.0, "t": np.array([1.0, -1, 1, 1, -1, -1])}
-            outs.append(vertical.v_guest_residual(None, token=token, party=party, n=n, h_s=keys.h_s, beta=0.3,
+            state = {"z": z, "w": np.array([0.5, -0.25]), "w_prev": np.zeros(2), "b": 0.1, "b_prev": 0.0,
+                     "t": np.array([1.0, -1, 1, 1, -1, -1])}
+            remember_in_party(df, key=f"fedbench.vertical_lr/{token}", fn=lambda _df, st=state: st)
+            outs.append(vertical.v_guest_residual(df, token=token, n=n, h_s=keys.h_s, beta=0.3,
                                                   scale=1 << 16, u_host=u_host, usq_host=usq))
     finally:
-        vertical._MEMORY.pop((token, party), None)
+        vertical.v_forget(df, token=token)
     (r1, l1), (r2, l2) = outs
     assert decrypt_many(keys.private_key, r1) == decrypt_many(keys.private_key, r2)
     assert decrypt_many(keys.private_key, [l1]) == decrypt_many(keys.private_key, [l2])

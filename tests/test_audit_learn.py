@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from fedbench.dp import DPConfig, GaussianEvent, update_noise_share
 from fedbench.dp.accounting import epsilon_pld, epsilon_rdp
 from fedbench.errors import DropoutError
-from fedbench.learn import iid_partition, to_federation
+from fedbench.learn import FedAvg, iid_partition, to_federation
 from fedbench.party import Party
 
 from .conftest import make_fed
@@ -57,7 +57,9 @@ def data() -> pl.DataFrame:
 def dp_fit(fed, dp: DPConfig, rounds: int, **kw: Any):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fed.fit(SGDClassifier(loss="log_loss", random_state=0), target="y", rounds=rounds, dp=dp, **kw)
+        strategy = FedAvg(dp=dp, min_parties=kw.get("min_parties"), evaluate_every=kw.pop("evaluate_every", None))
+        return fed.fit(SGDClassifier(loss="log_loss", random_state=0), target="y", rounds=rounds, strategy=strategy,
+                       **kw)
 
 
 def rdp(events: list[GaussianEvent], delta: float) -> float:
@@ -201,7 +203,7 @@ def test_dp_fit_logs_its_exact_releases_in_the_ledger_and_the_summary(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run = fed.fit(make_pipeline(StandardScaler(), SGDClassifier(loss="log_loss", random_state=0)), target="y",
-                      rounds=3, dp=dp)
+                      rounds=3, strategy=FedAvg(dp=dp))
     entries = list(fed.budget.ledger)
     dp_entries = [e for e in entries if e.kind == "spend"]
     exact = [e for e in entries if e.kind == "exact"]

@@ -55,8 +55,8 @@ def reg_data() -> pl.DataFrame:
 )
 def test_classifiers_learn_securely(clf_data, estimator, threshold):
     fed = federation(clf_data)
-    run = fed.fit(make_pipeline(StandardScaler(), estimator), target="y", rounds=8, strategy="fedavg",
-                  local_epochs=2)
+    run = fed.fit(make_pipeline(StandardScaler(), estimator), target="y", rounds=8,
+                  strategy=FedAvg(local_epochs=2))
     assert run.score >= threshold
     assert run.secure and run.transcript.filter(kind="ciphertexts")  # updates went through Paillier
     hist = run.history.filter(pl.col("stage") == run.steps[-1].name)
@@ -72,7 +72,7 @@ def test_classifiers_learn_securely(clf_data, estimator, threshold):
 )
 def test_regressors_learn(reg_data, estimator):
     fed = federation(reg_data)
-    run = fed.fit(estimator, target="y", rounds=10, local_epochs=3, secure=False)
+    run = fed.fit(estimator, target="y", strategy=FedAvg(local_epochs=3, rounds=10), secure=False)
     assert run.score > 0.8  # R² on held-out rows
 
 
@@ -90,7 +90,7 @@ def test_secure_and_plaintext_sums_give_the_same_model(clf_data):
 def test_client_sampling_is_seeded_and_respects_the_minimum(clf_data):
     fed = federation(clf_data, n=6)
     est = SGDClassifier(loss="log_loss", random_state=0)
-    runs = [fed.fit(est, target="y", rounds=4, fraction_fit=0.4, min_parties=3, secure=False, seed=s)
+    runs = [fed.fit(est, target="y", strategy=FedAvg(fraction_fit=0.4), rounds=4, min_parties=3, secure=False, seed=s)
             for s in (1, 1, 2)]
 
     def chosen(run):
@@ -141,8 +141,8 @@ def test_slow_party_times_out(clf_data):
 def test_fedprox_and_its_proximal_pull(clf_data):
     fed = federation(clf_data)
     est = make_pipeline(StandardScaler(), LogisticRegression())
-    loose = fed.fit(est, target="y", strategy="fedavg", rounds=1, local_epochs=5, secure=False)
-    tight = fed.fit(est, target="y", strategy=FedProx(proximal_mu=1e3), rounds=1, local_epochs=5, secure=False)
+    loose = fed.fit(est, target="y", strategy=FedAvg(local_epochs=5), rounds=1, secure=False)
+    tight = fed.fit(est, target="y", strategy=FedProx(proximal_mu=1e3, local_epochs=5), rounds=1, secure=False)
     # A very strong proximal term keeps the first local steps near the initial (zero) model.
     assert np.abs(tight.model[-1].coef_).max() < 0.1 * np.abs(loose.model[-1].coef_).max()
     assert tight.steps[-1].protocol.startswith("FedProx")
@@ -157,7 +157,7 @@ def test_dp_fedavg_reports_epsilon_per_round(clf_data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run = fed.fit(make_pipeline(StandardScaler(), SGDClassifier(loss="log_loss", random_state=0)), target="y",
-                      rounds=6, dp=dp)
+                      strategy=FedAvg(dp=dp), rounds=6)
     g = run.global_history.filter(pl.col("stage") == "sgdclassifier")
     eps = g["epsilon"].to_list()
     assert len(eps) == 6 and all(b > a for a, b in itertools.pairwise(eps))
@@ -165,7 +165,7 @@ def test_dp_fedavg_reports_epsilon_per_round(clf_data):
     assert g["metric"].null_count() == 6  # no exact evaluation of held-out rows under DP unless asked
     assert "ε" in repr(run)
     with pytest.raises(ConfigurationError, match="delta"):
-        fed.fit(SGDClassifier(), target="y", rounds=1, dp=DPConfig(noise_multiplier=1.0, clip=1.0))
+        fed.fit(SGDClassifier(), target="y", rounds=1, strategy=FedAvg(dp=DPConfig(noise_multiplier=1.0, clip=1.0)))
 
 
 def test_dp_fedavg_is_charged_to_the_budgets_up_front(clf_data):
@@ -174,11 +174,11 @@ def test_dp_fedavg_is_charged_to_the_budgets_up_front(clf_data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(BudgetExceededError, match="dp-fedavg"):
-            fed.fit(SGDClassifier(), target="y", rounds=50, dp=DPConfig(noise_multiplier=1.0, clip=1.0,
-                                                                        sample_rate=0.5, delta=1e-5))
+            fed.fit(SGDClassifier(), target="y", rounds=50, strategy=FedAvg(dp=DPConfig(
+                noise_multiplier=1.0, clip=1.0, sample_rate=0.5, delta=1e-5)))
         assert len(fed.transcript) == 0  # refused before any data was read or any message sent
-        fed.fit(SGDClassifier(), target="y", rounds=3, dp=DPConfig(noise_multiplier=3.0, clip=1.0, sample_rate=0.5,
-                                                                   delta=1e-5))
+        fed.fit(SGDClassifier(), target="y", strategy=FedAvg(rounds=3, dp=DPConfig(
+            noise_multiplier=3.0, clip=1.0, sample_rate=0.5, delta=1e-5)))
     spent = fed.budget.summary()["epsilon_spent"].to_list()
     assert all(0 < e < 2.0 for e in spent)
 

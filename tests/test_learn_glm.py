@@ -112,8 +112,8 @@ def test_a_custom_strategy_instance_and_refusals(hospitals):
     with pytest.raises(ConfigurationError, match="DP-FedAvg|dp="):
         from fedbench.dp import DPConfig
 
-        hospitals.fit(LogisticRegression(), target="diagnosis", features=feats,
-                      dp=DPConfig(noise_multiplier=1.0, clip=1.0, delta=1e-5))
+        hospitals.fit(LogisticRegression(), target="diagnosis", features=feats, strategy="newton",
+                      dp=DPConfig(noise_multiplier=1.0, clip=1.0, delta=1e-5))  # deprecated spelling: still refused
 
 
 def test_newton_round_with_a_dropout_is_retried_not_used(hospitals):

@@ -10,7 +10,11 @@ Entry points (also reachable as ``fed.fit(...)`` and ``fed.fit_vertical(...)``):
   FedAvg/FedProx (optionally DP-FedAvg) for SGD and MLP models.  Returns a
   :class:`FitRun` with the fitted scikit-learn model, history and comparison.
 * :func:`fit_vertical`: vertical logistic regression after PSI alignment,
-  with Paillier-encrypted residuals (Hardy et al. 2017).
+  with Paillier-encrypted residuals (Hardy et al. 2017); package
+  :mod:`~fedbench.learn.vertical` (protocol, result, API).
+* :data:`REGISTRY`: estimator type -> federated protocol (strategies, exact
+  fitter, FedAvg adapter, vertical support); :mod:`~fedbench.learn.pipeline`
+  fits a pipeline step by step.
 * :mod:`~fedbench.learn.partition`: simulate federations from one dataset.
 * :class:`FedAvgClassifier`, :class:`FedAvgRegressor`: scikit-learn estimators
   whose ``fit(X, y, parties=...)`` trains federatedly over row groups.
@@ -18,7 +22,7 @@ Entry points (also reachable as ``fed.fit(...)`` and ``fed.fit_vertical(...)``):
 
 from __future__ import annotations
 
-from .api import SUPPORTED, fit
+from .api import fit
 from .engine import PartyFailure, Release
 from .estimators import FedAvgClassifier, FedAvgRegressor
 from .fedavg import FedAvg, FedProx
@@ -31,11 +35,13 @@ from .partition import (
     quantity_partition,
     to_federation,
 )
+from .registry import REGISTRY, SUPPORTED, ModelProtocol
 from .results import FitRun, PrivacySummary, StepInfo
 from .strategy import FitInstruction, Strategy
 from .vertical import VerticalRun, fit_vertical
 
 __all__ = [
+    "REGISTRY",
     "SUPPORTED",
     "FedAvg",
     "FedAvgClassifier",
@@ -44,6 +50,7 @@ __all__ = [
     "FedProx",
     "FitInstruction",
     "FitRun",
+    "ModelProtocol",
     "PartyFailure",
     "PrivacySummary",
     "Release",

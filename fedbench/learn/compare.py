@@ -20,15 +20,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from .data import DataSpec, local_rows, local_xy
 from .stages import combine_scores, local_scores
+from .table import FullTextFrame
 
-__all__ = ["compare_models", "local_baseline"]
+if TYPE_CHECKING:
+    from ..coordinator import Coordinator
+
+__all__ = ["compare_models", "failure_note", "local_baseline"]
 
 
 def local_baseline(df: pl.DataFrame, *, spec: DataSpec, estimator: Any) -> Any:
@@ -60,11 +64,12 @@ def _sum(stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _why(exc: Exception) -> str:
+def failure_note(exc: Exception) -> str:
+    """Why a baseline could not be trained, for the comparison's note column (first line, in full)."""
     msg = str(exc).split("\n")[0]
     if "class" in msg and ("one" in msg or "single" in msg or "1 class" in msg):
         return "cannot train: its training rows hold a single class"
-    return f"cannot train: {type(exc).__name__}: {msg[:160]}"
+    return f"cannot train: {type(exc).__name__}: {msg}"
 
 
 def _centralized(chosen: Sequence[Any], spec: DataSpec, estimator: Any) -> tuple[str, str, Any, str]:
@@ -82,14 +87,14 @@ def _centralized(chosen: Sequence[Any], spec: DataSpec, estimator: Any) -> tuple
             else:
                 central.fit(xs, np.concatenate([y for _, y in pooled]))
     except Exception as exc:
-        return ("centralized", "pooled rows (simulation only)", None, _why(exc))
+        return ("centralized", "pooled rows (simulation only)", None, failure_note(exc))
     return ("centralized", "pooled rows (simulation only)", central, "simulation only: pools raw rows")
 
 
-def compare_models(fed: Any, parties: Sequence[str], spec: DataSpec, estimator: Any, federated: Any, metric: str,
-                   classes: Sequence[Any] | None) -> pl.DataFrame:
+def compare_models(coord: Coordinator, parties: Sequence[str], spec: DataSpec, estimator: Any, federated: Any,
+                   metric: str, classes: Sequence[Any] | None) -> pl.DataFrame:
     """The comparison table (see the module docstring)."""
-    chosen = fed._select(list(parties))
+    chosen = coord.select(list(parties))
     part = "test" if spec.test_size > 0 else "train"
     rows: list[tuple[str, str, Any, str]] = []
     for p in chosen:
@@ -97,7 +102,7 @@ def compare_models(fed: Any, parties: Sequence[str], spec: DataSpec, estimator: 
             model = p.compute(partial(local_baseline, spec=spec, estimator=estimator))
             rows.append((f"local:{p.name}", f"{p.name}'s rows only", model, ""))
         except Exception as exc:  # e.g. a single-class party: the row stays, with the reason
-            rows.append((f"local:{p.name}", f"{p.name}'s rows only", None, _why(exc)))
+            rows.append((f"local:{p.name}", f"{p.name}'s rows only", None, failure_note(exc)))
     rows.append(("federated", "all parties, federated", federated, ""))
     if any(p.remote for p in chosen):
         rows.append(("centralized", "pooled rows (simulation only)", None,
@@ -126,4 +131,4 @@ def compare_models(fed: Any, parties: Sequence[str], spec: DataSpec, estimator: 
     schema: dict[str, Any] = {"model": pl.String, "trained_on": pl.String, "score": pl.Float64}
     schema |= {p.name: pl.Float64 for p in chosen}
     schema["note"] = pl.String
-    return pl.DataFrame(out, schema=schema)
+    return FullTextFrame(out, schema=schema)

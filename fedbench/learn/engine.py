@@ -2,7 +2,7 @@
 
 A :class:`Session` is one training run's connection to a federation.  It sums
 local aggregates over parties, through Paillier secure aggregation by default
-(:meth:`Federation._aggregate`) or in the clear with ``secure=False`` (for
+(:meth:`fedbench.coordinator.Coordinator.aggregate`) or in the clear with ``secure=False`` (for
 simulations at scale), records every message in the run's transcript, runs
 local steps inside parties with failure injection and timeouts, and collects
 the per-round history.
@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -61,6 +61,9 @@ from ..errors import (
 from ..party import recall_in_party, remember_in_party
 from ..secagg import MIN_PARTIES, VectorSpec
 from ..transcript import Transcript
+
+if TYPE_CHECKING:
+    from ..coordinator import Coordinator
 
 __all__ = ["HISTORY_SCHEMA", "AggInfo", "PartyFailure", "Release", "Session", "learn_encoding"]
 
@@ -192,8 +195,8 @@ class Session:
 
     Parameters
     ----------
-    fed : Federation
-        The federation.
+    coord : Coordinator
+        The federation's coordinator (``fed.coordinator``; a Federation is accepted and converted).
     parties : list of Party
         Parties taking part.
     secure : bool
@@ -218,7 +221,7 @@ class Session:
         Release each party's own diagnostics to the analyst in the clear (recorded as exact releases).
     """
 
-    fed: Any
+    coord: Coordinator
     parties: list[Any]
     secure: bool = True
     failure: Callable[[str, int], Any] | None = None
@@ -234,7 +237,9 @@ class Session:
     releases: list[Release] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.transcript = Transcript(keep_payloads=bool(getattr(self.fed, "audit", False)))
+        if hasattr(type(self.coord), "coordinator"):  # a Federation: protocols use its coordinator
+            self.coord = self.coord.coordinator  # type: ignore[attr-defined]
+        self.transcript = Transcript(keep_payloads=bool(self.coord.audit))
         self._by_name = {p.name: p for p in self.parties}
 
     # -- sums --------------------------------------------------------------------
@@ -251,7 +256,7 @@ class Session:
         """
         if self.secure:
             return self._secure(list(parties), fn, encoding, protocol, description)
-        locals_ = self.fed.backend.compute(list(parties), fn)
+        locals_ = self.coord.backend.compute(list(parties), fn)
         return self._plain({p.name: v for p, v in zip(parties, locals_, strict=True)}, protocol, description)
 
     def sum_held(self, held: Mapping[str, Any], *, encoding: Encoding,
@@ -267,7 +272,7 @@ class Session:
             fn = partial(recall_in_party, key=next(iter(tokens)))
             if self.secure:
                 return self._secure(parties, fn, encoding, protocol, description)
-            locals_ = self.fed.backend.compute(parties, fn)  # plaintext simulation (secure=False)
+            locals_ = self.coord.backend.compute(parties, fn)  # plaintext simulation (secure=False)
             return self._plain({p.name: v for p, v in zip(parties, locals_, strict=True)}, protocol, description)
         if any(isinstance(v, Stashed) for v in held.values()):
             raise ProtocolError("a sum mixes results kept by parties under different rounds")
@@ -279,13 +284,13 @@ class Session:
         """Discard results the parties keep for a sum that will not happen (an aborted round)."""
         for name, v in held.items():
             if isinstance(v, Stashed):
-                self.fed.backend.post(self._by_name[name], partial(_forget_quietly, key=v.key))
+                self.coord.backend.post(self._by_name[name], partial(_forget_quietly, key=v.key))
 
     # -- releases ----------------------------------------------------------------------
     @property
     def _budget(self) -> Any:
         # The public property: it also finds a ledger persisted by an earlier kernel for these parties.
-        budget = getattr(self.fed, "budget", None)
+        budget = self.coord.budget
         return budget if budget is not None and budget.parties else None
 
     def note_release(self, protocol: str, description: str, parties: Sequence[str], *, how: str = "plaintext",
@@ -307,7 +312,7 @@ class Session:
                 f"({', '.join(p.name for p in parties) or 'none'}); pass secure=False to simulate without "
                 "encryption, or keep more parties in the round"
             )
-        value, res = self.fed._aggregate(parties, fn, encoding=encoding, protocol=protocol,
+        value, res = self.coord.aggregate(parties, fn, encoding=encoding, protocol=protocol,
                                          description=description or protocol,
                                          record_exact=protocol not in self.covered)
         # The federation logged an exact release in the ledger already (unless a DP charge covers it).
@@ -325,7 +330,7 @@ class Session:
             raise TooFewPartiesError("no party left to sum over")
         names = list(locals_)
         spec = VectorSpec.of(locals_[names[0]], names[0])
-        channel = self.fed._channel(protocol)
+        channel = self.coord.channel(protocol)
         total = np.zeros(spec.size)
         for name in names:
             other = VectorSpec.of(locals_[name], name)
@@ -353,7 +358,7 @@ class Session:
             payload = obj
         else:
             payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        channel = self.fed._channel(protocol)
+        channel = self.coord.channel(protocol)
         for name in names:
             channel.send("coordinator", name, kind, payload, encrypted=False)
         self.transcript.extend(channel.run)
@@ -389,7 +394,7 @@ class Session:
             hook_seconds[name] = time.perf_counter() - t0
             calls.append((self._by_name[name], keep))
         # Every selected party's step is submitted at once (concurrent on a cluster), then each outcome is judged.
-        backend = self.fed.backend
+        backend = self.coord.backend
         settled = backend.settle(calls, timeout=self.party_timeout)
         for (party, _), s in zip(calls, settled, strict=True):
             name = party.name
@@ -426,7 +431,7 @@ class Session:
 
     def _release_party_metrics(self, results: Mapping[str, Any], *, round: int, stage: str) -> None:
         """Opted-in per-party diagnostics: each party -> analyst in the clear, recorded as exact releases."""
-        channel = self.fed._channel("party_metrics")
+        channel = self.coord.channel("party_metrics")
         sent = []
         for name, out in results.items():
             info = out.get("party") if isinstance(out, Mapping) else None

@@ -23,6 +23,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import ConfigurationError
+from ..federation import Federation
+from .fedavg import FedAvg, FedProx
 
 __all__ = ["FedAvgClassifier", "FedAvgRegressor"]
 
@@ -66,8 +68,6 @@ class _FedAvgBase(MetaEstimatorMixin, BaseEstimator):
         return pl.DataFrame({c: x[:, i] for i, c in enumerate(self._names())})
 
     def _fit(self, x: np.ndarray, y: np.ndarray, parties: Any) -> Any:
-        from ..federation import Federation
-
         est = clone(self.estimator) if self.estimator is not None else self._default()
         if "random_state" in est.get_params(deep=False) and est.get_params(deep=False)["random_state"] is None:
             est.set_params(random_state=self.random_state)
@@ -81,10 +81,11 @@ class _FedAvgBase(MetaEstimatorMixin, BaseEstimator):
         for i, g in enumerate(labels):
             fed.add_party(f"party_{i}", frame.filter(pl.Series(groups == g)))
         seed = int(self.random_state) if isinstance(self.random_state, int | np.integer) else 0
-        run = fed.fit(est, target="__target__", features=self._names(), strategy="fedavg" if self.proximal_mu == 0
-                      else "fedprox", rounds=self.rounds, local_epochs=self.local_epochs,
-                      proximal_mu=self.proximal_mu, fraction_fit=self.fraction_fit, min_parties=self.min_parties,
-                      secure=secure, test_size=0.0, seed=seed, evaluate_every=0, party_metrics=False)
+        strategy = (FedAvg if self.proximal_mu == 0 else FedProx)(
+            local_epochs=self.local_epochs, proximal_mu=self.proximal_mu, fraction_fit=self.fraction_fit,
+            min_parties=self.min_parties, evaluate_every=0, rounds=self.rounds)
+        run = fed.fit(est, target="__target__", features=self._names(), strategy=strategy, secure=secure,
+                      test_size=0.0, seed=seed, party_metrics=False)
         self.estimator_ = run.model
         self.history_ = run.history
         self.n_parties_ = len(labels)

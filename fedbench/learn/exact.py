@@ -51,8 +51,8 @@ import scipy.linalg
 from ..errors import ConfigurationError, EmptyPartyError, UnsupportedEstimatorError
 from .data import DataSpec
 from .engine import GLOBAL, Session
-from .models import quiet
-from .stages import Prefix, StageContext, stage_matrix
+from .glm import glm_problem
+from .stages import Prefix, StageContext, quiet, stage_matrix
 
 __all__ = ["fit_gaussian_nb", "fit_kmeans", "fit_linear", "fit_pca", "secure_round"]
 
@@ -73,13 +73,6 @@ def secure_round(session: Session, ctx: StageContext, fn: Callable[[pl.DataFrame
 def publish(session: Session, obj: Any, kind: str = "statistics") -> None:
     """The coordinator sends released statistics (or a fitted step) to every party."""
     session.broadcast([p.name for p in session.parties], kind, obj)
-
-
-def as_input(ctx: StageContext, matrix: np.ndarray) -> Any:
-    """A public matrix in the step's input form (a named frame when the step sees raw columns)."""
-    if ctx.feature_names is not None:
-        return pl.DataFrame({c: matrix[:, i] for i, c in enumerate(ctx.feature_names)})
-    return matrix
 
 
 # -- local functions (inside each party) ---------------------------------------------------------
@@ -177,7 +170,6 @@ def fit_linear(est: Any, session: Session, ctx: StageContext, *, refine: int = 1
     from sklearn.base import clone
     from sklearn.linear_model import Ridge
 
-    from .glm import glm_problem
 
     problem = glm_problem(est, ctx)  # validates options (positive=True...)
     v1 = secure_round(session, ctx, partial(local_moments, spec=ctx.spec, prefix=ctx.prefix, with_y=True),
@@ -226,7 +218,7 @@ def fit_linear(est: Any, session: Session, ctx: StageContext, *, refine: int = 1
 def _surrogate_regressor(est: Any, ctx: StageContext) -> Any:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(max(3, ctx.n_features + 2), ctx.n_features))
-    quiet(est.fit, as_input(ctx, x), rng.normal(size=x.shape[0]))
+    quiet(est.fit, ctx.surrogate_x(len(x), x), rng.normal(size=x.shape[0]))
     return est
 
 
@@ -255,7 +247,7 @@ def fit_gaussian_nb(est: Any, session: Session, ctx: StageContext) -> Any:
     model = clone(est)
     rng = np.random.default_rng(0)
     xs = rng.normal(size=(2 * k, d))
-    quiet(model.fit, as_input(ctx, xs), np.asarray(classes * 2, dtype=np.asarray(ctx.classes).dtype))
+    quiet(model.fit, ctx.surrogate_x(len(xs), xs), np.asarray(classes * 2, dtype=np.asarray(ctx.classes).dtype))
     model.theta_ = theta
     model.var_ = var
     model.class_count_ = counts
@@ -309,7 +301,7 @@ def fit_pca(est: Any, session: Session, ctx: StageContext) -> Any:
     rng = np.random.default_rng(0)
     m = max(d + 2, k + 2)
     model.set_params(n_components=k, svd_solver="full")
-    quiet(model.fit, as_input(ctx, rng.normal(size=(m, d))))
+    quiet(model.fit, ctx.surrogate_x(m, rng.normal(size=(m, d))))
     model.set_params(n_components=est.n_components, svd_solver=est.svd_solver)
     vals = vals[:limit] if limit < d else vals
     model.components_ = vt[:k].copy()
@@ -429,7 +421,7 @@ def fit_kmeans(est: Any, session: Session, ctx: StageContext) -> Any:
                                            previous=None), round=rnd, note="inertia at the final centres")
     model = clone(est)
     model.set_params(init=init_centers, n_init=1, max_iter=1)
-    quiet(model.fit, as_input(ctx, init_centers))
+    quiet(model.fit, ctx.surrogate_x(len(init_centers), init_centers))
     model.set_params(init=est.init, n_init=est.n_init, max_iter=est.max_iter)
     model.cluster_centers_ = centers
     model.inertia_ = float(v["inertia"])

@@ -88,24 +88,6 @@ def participates(sample_rate: float) -> bool:
     return secrets.randbits(_COIN_BITS) < round(sample_rate * (1 << _COIN_BITS))
 
 
-def training_loss(model: Any, x: Any, y: Any, kind: str) -> float | None:
-    """The party's training loss after its local step (log-loss, 0-1 error or MSE)."""
-    if len(y) == 0:
-        return None
-    if kind == "classifier":
-        if hasattr(model, "predict_proba"):
-            try:
-                proba = np.clip(model.predict_proba(x), 1e-15, 1.0)
-            except AttributeError:  # e.g. SGDClassifier(loss="hinge") exposes the method but refuses it
-                proba = None
-            if proba is not None:
-                idx = np.searchsorted(np.asarray(model.classes_), y)
-                return float(-np.mean(np.log(proba[np.arange(len(y)), idx])))
-        return float(np.mean(model.predict(x) != y))
-    pred = np.asarray(model.predict(x), dtype=float).ravel()
-    return float(np.mean((np.asarray(y, dtype=float) - pred) ** 2))
-
-
 def local_fedavg(
     df: pl.DataFrame,
     *,
@@ -181,17 +163,26 @@ class FedAvg(Strategy):
     dp : fedbench.dp.DPConfig, optional
         DP-FedAvg: clipping, distributed Gaussian noise and secret Poisson
         sampling drawn by each party (``fraction_fit`` and the seed are then unused).
-    evaluate_every : int, default 1
-        Evaluate on held-out rows every that many rounds.
+    evaluate_every : int, optional
+        Evaluate on held-out rows every that many rounds (default 1; with
+        ``dp`` the default is 0, no evaluation, because exact scores of
+        held-out rows are not differentially private).
+    rounds : int, optional
+        Training rounds (default 20; ``fit(rounds=...)`` takes precedence).
     """
 
     name = "fedavg"
+    #: The parameter adapter of the estimator's family (set by ``fit`` from the registry).
+    adapter_type: type[Adapter] | None = None
 
     def __init__(self, estimator: Any = None, *, local_epochs: int = 1, proximal_mu: float = 0.0,
                  fraction_fit: float = 1.0,
                  min_parties: int | None = None, server_learning_rate: float = 1.0, dp: Any = None,
-                 evaluate_every: int = 1) -> None:
-        super().__init__(fraction_fit=fraction_fit, min_parties=min_parties, evaluate_every=evaluate_every)
+                 evaluate_every: int | None = None, rounds: int | None = None) -> None:
+        if evaluate_every is None:
+            evaluate_every = 0 if dp is not None else 1
+        super().__init__(fraction_fit=fraction_fit, min_parties=min_parties, evaluate_every=evaluate_every,
+                         rounds=rounds)
         if not isinstance(local_epochs, int | np.integer) or local_epochs < 1:
             raise ConfigurationError(f"local_epochs must be a positive integer, got {local_epochs!r}")
         if not proximal_mu >= 0:
@@ -209,7 +200,7 @@ class FedAvg(Strategy):
     def initialize(self, ctx: StageContext, session: Session) -> np.ndarray:
         """Build the model structure and the initial parameters."""
         self.ctx = ctx
-        self.adapter = make_adapter(self.estimator, ctx)
+        self.adapter = make_adapter(self.estimator, ctx, self.adapter_type)
         rng = np.random.default_rng([ctx.seed & 0xFFFFFFFF, 0x1217])
         self.global_model, vec = self.adapter.init(rng)
         self.n_parties = len(session.parties)

@@ -41,7 +41,7 @@ from scipy.special import expit, logsumexp
 from ..errors import ColumnError, ConfigurationError, UnsupportedEstimatorError
 from .data import DataSpec
 from .engine import Session
-from .stages import Prefix, StageContext, stage_matrix
+from .stages import Prefix, StageContext, stage_matrix, surrogate_fit
 from .strategy import FitInstruction, Strategy
 
 __all__ = ["FedNewton", "GLMProblem", "glm_problem", "local_glm"]
@@ -103,7 +103,7 @@ class GLMProblem:
         return (1.0 - self.penalty_mask()) if self.fit_intercept else np.zeros(self.n_params)
 
 
-def _penalty_of(est: Any) -> str | None:
+def penalty_of(est: Any) -> str | None:
     """LogisticRegression's effective penalty, resolved as scikit-learn 1.8+ does."""
     pen = getattr(est, "penalty", "deprecated")
     if pen != "deprecated":
@@ -126,7 +126,7 @@ def glm_problem(est: Any, ctx: StageContext) -> GLMProblem:
 
     d = ctx.n_features
     if isinstance(est, LogisticRegression):
-        pen = _penalty_of(est)
+        pen = penalty_of(est)
         if pen in ("l1", "elasticnet"):
             raise UnsupportedEstimatorError(
                 f"LogisticRegression with an {pen} penalty has no federated Newton protocol; use l1_ratio=0 "
@@ -279,13 +279,19 @@ class FedNewton(Strategy):
         decrement says the remaining decrease is negligible.
     memory : int, default 10
         L-BFGS history length.
+    min_parties : int, optional
+        Fewest parties a round may keep (every party must take part: a dropout aborts the round).
+    evaluate_every : int, default 1
+        Evaluate on held-out rows every that many rounds.
+    rounds : int, optional
+        Maximum rounds (default 25 for Newton, 200 for L-BFGS; ``fit(rounds=...)`` takes precedence).
     """
 
     exact = True
 
     def __init__(self, estimator: Any = None, *, method: str = "newton", tol: float | None = None, memory: int = 10,
-                 min_parties: int | None = None, evaluate_every: int = 1) -> None:
-        super().__init__(fraction_fit=1.0, min_parties=min_parties, evaluate_every=evaluate_every)
+                 min_parties: int | None = None, evaluate_every: int = 1, rounds: int | None = None) -> None:
+        super().__init__(fraction_fit=1.0, min_parties=min_parties, evaluate_every=evaluate_every, rounds=rounds)
         if method not in ("newton", "lbfgs"):
             raise ConfigurationError(f"method must be 'newton' or 'lbfgs', got {method!r}")
         self.estimator = estimator
@@ -420,8 +426,6 @@ class FedNewton(Strategy):
 def build_glm_model(est: Any, problem: GLMProblem, theta: np.ndarray, ctx: StageContext, n_iter: int) -> Any:
     """A fitted copy of ``est`` with parameters ``theta``."""
     from sklearn.base import clone
-
-    from .models import surrogate_fit
 
     model = surrogate_fit(clone(est), ctx)
     wm = theta.reshape(problem.n_outputs, problem.width)

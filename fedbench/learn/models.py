@@ -18,52 +18,43 @@ estimator: ``predict``, ``score``, pickling and pipelines work.
 from __future__ import annotations
 
 import copy
-import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
 
 from ..errors import UnsupportedEstimatorError
-from .stages import StageContext
+from .data import as_matrix
+from .glm import glm_arrays, glm_loss_grad_hess, glm_problem
+from .stages import StageContext, quiet, surrogate_fit
 
-__all__ = ["Adapter", "make_adapter", "quiet", "surrogate_fit"]
-
-
-def quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn`` with warnings silenced (surrogate fits always 'fail to converge')."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
+__all__ = ["Adapter", "make_adapter", "quiet", "surrogate_fit", "training_loss"]
 
 
-def surrogate_fit(est: Any, ctx: StageContext) -> Any:
-    """Fit ``est`` on a public all-zero input of the right shape (structure only, no party data)."""
-    params = est.get_params(deep=False)
-    tweaks = {k: 1 for k in ("max_iter",) if k in params}
-    if "early_stopping" in params:
-        tweaks["early_stopping"] = False
-    if "n_iter_no_change" in params and params.get("early_stopping"):
-        tweaks["n_iter_no_change"] = params["n_iter_no_change"]
-    est.set_params(**tweaks)
-    if ctx.kind == "classifier":
-        classes = np.asarray(ctx.classes)
-        m = max(len(classes), 2)
-        x = ctx.surrogate_x(m)
-        y = np.resize(classes, m)
-        if isinstance(x, np.ndarray):
-            x = x + np.arange(m)[:, None] * 1e-3  # distinct rows keep every solver happy
-        quiet(est.fit, x, y)
-    else:
-        x = ctx.surrogate_x(2)
-        quiet(est.fit, x, np.array([1.0, 2.0]))
-    est.set_params(**{k: params[k] for k in tweaks})
-    return est
+def training_loss(model: Any, x: Any, y: Any, kind: str) -> float | None:
+    """The party's training loss after its local step (log-loss, 0-1 error or MSE)."""
+    if len(y) == 0:
+        return None
+    if kind == "classifier":
+        if hasattr(model, "predict_proba"):
+            try:
+                proba = np.clip(model.predict_proba(x), 1e-15, 1.0)
+            except AttributeError:  # e.g. SGDClassifier(loss="hinge") exposes the method but refuses it
+                proba = None
+            if proba is not None:
+                idx = np.searchsorted(np.asarray(model.classes_), y)
+                return float(-np.mean(np.log(proba[np.arange(len(y)), idx])))
+        return float(np.mean(model.predict(x) != y))
+    pred = np.asarray(model.predict(x), dtype=float).ravel()
+    return float(np.mean((np.asarray(y, dtype=float) - pred) ** 2))
 
 
 class Adapter:
     """Flat-vector view and local training of one estimator family."""
+
+    @classmethod
+    def check(cls, est: Any) -> None:
+        """Refuse settings of ``est`` that FedAvg cannot aggregate (before any data is read)."""
 
     def __init__(self, template: Any, ctx: StageContext) -> None:
         self.template = template
@@ -114,8 +105,6 @@ class Adapter:
 
     def loss(self, model: Any, x: Any, y: Any, kind: str) -> float | None:
         """The party's training loss after its local step (log-loss, 0-1 error or MSE)."""
-        from .fedavg import training_loss
-
         return training_loss(model, x, y, kind)
 
     def for_round(self, model: Any, vec: np.ndarray) -> Any:
@@ -138,6 +127,15 @@ class LinearAdapter(Adapter):
     the global step count ``t_``.  FedProx applies the proximal step
     ``w <- (w + mu w_global) / (1 + mu)`` after each local epoch.
     """
+
+    @classmethod
+    def check(cls, est: Any) -> None:
+        """An averaged SGD keeps a second weight vector that FedAvg would not aggregate."""
+        if getattr(est, "average", False):
+            raise UnsupportedEstimatorError(
+                f"{type(est).__name__}(average=...) keeps a second, averaged copy of the weights that FedAvg "
+                "would not aggregate; use average=False"
+            )
 
     def arrays(self, model: Any) -> list[np.ndarray]:
         return [model.coef_, model.intercept_]
@@ -185,6 +183,15 @@ class MLPAdapter(Adapter):
     optimiser each round (optimiser state is not averaged).
     """
 
+    @classmethod
+    def check(cls, est: Any) -> None:
+        """L-BFGS cannot continue from the global weights for a few local epochs."""
+        if est.solver == "lbfgs":
+            raise UnsupportedEstimatorError(
+                f"{type(est).__name__}(solver='lbfgs') cannot train incrementally; use solver='adam' or 'sgd' "
+                "for FedAvg"
+            )
+
     def arrays(self, model: Any) -> list[np.ndarray]:
         return [*model.coefs_, *model.intercepts_]
 
@@ -230,8 +237,6 @@ class LogisticAdapter(Adapter):
     """
 
     def init(self, rng: np.random.Generator) -> tuple[Any, np.ndarray]:
-        from .glm import glm_problem
-
         self.problem = glm_problem(self.template, self.ctx)
         model, vec = super().init(rng)
         return model, vec
@@ -250,9 +255,6 @@ class LogisticAdapter(Adapter):
 
     def train(self, model: Any, x: Any, y: Any, *, epochs: int, mu: float, anchor: np.ndarray, seed: int,
               n_total: float) -> None:
-        from .data import as_matrix
-        from .glm import glm_arrays, glm_loss_grad_hess
-
         p = self.problem
         xd, yy, w = glm_arrays(as_matrix(x), y, p)
         share = float(np.sum(w)) / max(n_total, 1.0)
@@ -269,33 +271,15 @@ class LogisticAdapter(Adapter):
         self.set(model, res.x)
 
 
-def make_adapter(est: Any, ctx: StageContext) -> Adapter:
-    """The adapter for ``est`` or :class:`UnsupportedEstimatorError`."""
-    from sklearn.linear_model import (
-        LogisticRegression,
-        PassiveAggressiveClassifier,
-        PassiveAggressiveRegressor,
-        Perceptron,
-        SGDClassifier,
-        SGDRegressor,
-    )
-    from sklearn.neural_network import MLPClassifier, MLPRegressor
+def make_adapter(est: Any, ctx: StageContext, family: type[Adapter] | None) -> Adapter:
+    """The ``family`` adapter for ``est`` (given by :mod:`~fedbench.learn.registry`).
 
-    if isinstance(est, LogisticRegression):
-        return LogisticAdapter(est, ctx)
-    if isinstance(est, SGDClassifier | SGDRegressor | Perceptron | PassiveAggressiveClassifier
-                  | PassiveAggressiveRegressor):
-        if getattr(est, "average", False):
-            raise UnsupportedEstimatorError(
-                f"{type(est).__name__}(average=...) keeps a second, averaged copy of the weights that FedAvg "
-                "would not aggregate; use average=False"
-            )
-        return LinearAdapter(est, ctx)
-    if isinstance(est, MLPClassifier | MLPRegressor):
-        if est.solver == "lbfgs":
-            raise UnsupportedEstimatorError(
-                f"{type(est).__name__}(solver='lbfgs') cannot train incrementally; use solver='adam' or 'sgd' "
-                "for FedAvg"
-            )
-        return MLPAdapter(est, ctx)
-    raise UnsupportedEstimatorError(f"{type(est).__name__} has no FedAvg adapter")
+    Raises
+    ------
+    UnsupportedEstimatorError
+        No family, or settings the family cannot aggregate.
+    """
+    if family is None:
+        raise UnsupportedEstimatorError(f"{type(est).__name__} has no FedAvg adapter")
+    family.check(est)
+    return family(est, ctx)

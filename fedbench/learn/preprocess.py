@@ -21,7 +21,6 @@ them) before the next step is trained on the transformed rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -29,35 +28,13 @@ import numpy as np
 import polars as pl
 
 from ..errors import ConfigurationError, UnsupportedEstimatorError
-from ..party import column_kind
 from ..wire import dumps, loads
 from .data import DataSpec
 from .engine import GLOBAL, Session
-from .exact import moments
-from .models import quiet
-from .stages import Prefix, Select, StageContext, stage_xy
+from .exact import local_moments, moments, secure_round
+from .stages import Prefix, Select, StageContext, quiet, stage_xy
 
 __all__ = ["fit_column_transformer", "fit_encoder", "fit_imputer", "fit_scaler", "fit_stateless"]
-
-
-def _surrogate(ctx: StageContext, values: Sequence[Any] | None = None) -> Any:
-    """One public row in the step's input form: numbers are 0 (or ``values``), strings a placeholder."""
-    if ctx.feature_names is not None:
-        cols = {}
-        for i, c in enumerate(ctx.feature_names):
-            dtype = (ctx.schema or {}).get(c, pl.Float64)
-            known = (ctx.categories or {}).get(c)
-            if known:
-                cols[c] = pl.Series(c, [known[0]], dtype=dtype, strict=False)
-            elif column_kind(dtype) == "string":
-                cols[c] = pl.Series(c, ["a"], dtype=pl.String)
-            elif values is not None:
-                cols[c] = pl.Series(c, [values[i]], dtype=pl.Float64)
-            else:
-                cols[c] = pl.Series(c, [0.0], dtype=pl.Float64)
-        return pl.DataFrame(cols)
-    row = np.zeros((1, ctx.n_features)) if values is None else np.asarray(values, dtype=float)[None, :]
-    return row
 
 
 # -- SimpleImputer ------------------------------------------------------------------------------------
@@ -78,15 +55,13 @@ def fit_imputer(est: Any, session: Session, ctx: StageContext) -> Any:
     if missing is not np.nan and not isinstance(missing, int | float):
         raise UnsupportedEstimatorError(f"SimpleImputer(missing_values={missing!r}): only numeric markers")
     missing = float(missing)
-    from .exact import local_moments, secure_round
-
     v = secure_round(session, ctx, partial(local_moments, spec=ctx.spec, prefix=ctx.prefix, missing=missing),
                      round=1, note="non-missing counts and sums per column")
     count = np.asarray(v["count"], dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(count > 0.5, np.asarray(v["sum"], dtype=float) / np.maximum(count, 1.0), np.nan)
     model = clone(est)
-    quiet(model.fit, _surrogate(ctx, means))
+    quiet(model.fit, ctx.surrogate_x(1, means))
     stats = np.asarray(model.statistics_, dtype=float).copy()
     known = ~np.isnan(means)
     stats[known] = means[known]  # the exact federated means (the surrogate fit may round differently)
@@ -107,7 +82,7 @@ def fit_scaler(est: Any, session: Session, ctx: StageContext) -> Any:
     model = clone(est)
     sur = np.vstack([np.nan_to_num(means) - np.sqrt(np.nan_to_num(var)), np.nan_to_num(means)
                      + np.sqrt(np.nan_to_num(var))])
-    x = _as(ctx, sur)
+    x = ctx.surrogate_x(len(sur), sur)
     quiet(model.fit, x)
     # Same type as scikit-learn's own fit gives (a scalar when every column has the same count).
     dtype = np.asarray(model.n_samples_seen_).dtype
@@ -119,12 +94,6 @@ def fit_scaler(est: Any, session: Session, ctx: StageContext) -> Any:
         constant = _is_constant_feature(var, means, seen)
         model.scale_ = _handle_zeros_in_scale(np.sqrt(var), copy=False, constant_mask=constant)
     return model
-
-
-def _as(ctx: StageContext, matrix: np.ndarray) -> Any:
-    if ctx.feature_names is not None:
-        return pl.DataFrame({c: matrix[:, i] for i, c in enumerate(ctx.feature_names)})
-    return matrix
 
 
 # -- encoders ---------------------------------------------------------------------------------------------
@@ -160,11 +129,11 @@ def fit_encoder(est: Any, session: Session, ctx: StageContext) -> Any:
     b0 = session.transcript.nbytes
     d = ctx.n_features
     if isinstance(est.categories, str) and est.categories == "auto":
-        channel = session.fed._channel("category_union")
+        channel = session.coord.channel("category_union")
         union: list[list[Any]] = [[] for _ in range(d)]
         seen: list[set[Any]] = [set() for _ in range(d)]
         fn = partial(local_categories, spec=ctx.spec, prefix=ctx.prefix)
-        for p, payload in zip(session.parties, session.fed.backend.compute(session.parties, fn), strict=True):
+        for p, payload in zip(session.parties, session.coord.backend.compute(session.parties, fn), strict=True):
             data = channel.send(p.name, "coordinator", "category-set", payload, encrypted=False)
             for j, cats in enumerate(loads(data)):
                 for c in cats:
@@ -210,7 +179,7 @@ def fit_stateless(est: Any, session: Session, ctx: StageContext) -> Any:
     from sklearn.base import clone
 
     model = clone(est)
-    quiet(model.fit, _surrogate(ctx))
+    quiet(model.fit, ctx.surrogate_x(1))
     session.record(stage=ctx.name, round=0, party=GLOBAL, status="ok", note="no data needed")
     return model
 
@@ -256,7 +225,7 @@ def fit_column_transformer(est: Any, session: Session, ctx: StageContext, fit_st
         FrozenEstimator(fitted["remainder"]) if "remainder" in fitted else "drop")
     model = clone(est)
     model.set_params(transformers=[(n, t, c) for n, t, c in frozen], remainder=rem)
-    quiet(model.fit, _surrogate(ctx))
+    quiet(model.fit, ctx.surrogate_x(1))
     model.set_params(transformers=est.transformers, remainder=est.remainder)
     model.transformers_ = [(n, t.estimator if isinstance(t, FrozenEstimator) else t, c)
                            for n, t, c in model.transformers_]

@@ -18,7 +18,8 @@ import polars as pl
 from ..errors import ConfigurationError
 from ..results import THREAT_MODEL, render_card
 from ..transcript import Transcript, _fmt_bytes
-from .stages import METRICS
+from .compare import compare_models
+from .stages import METRICS, plural
 
 __all__ = ["FitRun", "PrivacySummary", "StepInfo", "comparison_figure", "history_figure"]
 
@@ -228,8 +229,6 @@ class FitRun:
             party (its held-out rows) and ``note``.  The local and centralized
             rows are simulation-only baselines.
         """
-        from .compare import compare_models
-
         metric = metric or self.metric
         if metric is None:
             raise ConfigurationError(f"{self.estimator} has no score to compare; pass metric=...")
@@ -238,7 +237,7 @@ class FitRun:
         if metric not in self._comparison:
             if self._fed is None:
                 raise ConfigurationError("the comparison needs the federation; this run was unpickled without it")
-            self._comparison[metric] = compare_models(self._fed, self.parties, self._spec, self._template,
+            self._comparison[metric] = compare_models(self._fed.coordinator, self.parties, self._spec, self._template,
                                                       self.model, metric, self.classes)
         return self._comparison[metric]
 
@@ -270,7 +269,7 @@ class FitRun:
                      f"(seed {self.seed})")
         for s in self.steps:
             conv = "" if s.converged is None else (", converged" if s.converged else ", NOT converged")
-            lines.append(f"  step {s.name}: {s.protocol}, {s.rounds} rounds{conv}")
+            lines.append(f"  step {s.name}: {s.protocol}, {plural(s.rounds, 'round')}{conv}")
         lines.append(f"  {self._crypto()}: {len(self.transcript)} messages, {_fmt_bytes(self.nbytes)}, "
                      f"{self.elapsed:.2f} s")
         if self.privacy is not None:
@@ -299,7 +298,8 @@ class FitRun:
             ("parties", escape(", ".join(self.parties))),
             ("data", escape(f"{'target ' + repr(self.target) + ', ' if self.target else ''}{len(self.features)} "
                             f"features, {self.test_size:.0%} held out per party")),
-            ("training", "<br>".join(escape(f"{s.name}: {s.protocol}, {s.rounds} rounds") for s in self.steps)),
+            ("training", "<br>".join(escape(f"{s.name}: {s.protocol}, {plural(s.rounds, 'round')}")
+                                     for s in self.steps)),
             ("aggregation", escape(self._crypto())),
             ("cost", f"{self.elapsed:.2f} s, {_fmt_bytes(self.nbytes)} in {len(self.transcript)} messages"),
         ]

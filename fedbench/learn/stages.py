@@ -9,7 +9,8 @@ step being trained; every local function here runs inside a party.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,6 +19,7 @@ import polars as pl
 
 from ..crypto.packing import Encoding
 from ..errors import ConfigurationError, NullValuesError
+from ..party import column_kind
 from .data import DataSpec, as_matrix, local_xy
 
 __all__ = [
@@ -27,7 +29,11 @@ __all__ = [
     "StageContext",
     "combine_scores",
     "local_scores",
+    "plural",
+    "quiet",
     "stage_xy",
+    "surrogate_fit",
+    "surrogate_input",
 ]
 
 
@@ -131,11 +137,87 @@ class StageContext:
         """The context of the next step."""
         return replace(self, prefix=prefix, name=name)
 
-    def surrogate_x(self, rows: int) -> Any:
-        """A public all-zero input of this step's shape (for building a fitted estimator's structure)."""
-        if self.feature_names is not None:
-            return pl.DataFrame({c: np.zeros(rows) for c in self.feature_names})
-        return np.zeros((rows, self.n_features))
+    def surrogate_x(self, rows: int, values: Any = None, *, distinct: float = 0.0) -> Any:
+        """A public input of this step's shape (see :func:`surrogate_input`)."""
+        return surrogate_input(rows, n_features=self.n_features, feature_names=self.feature_names,
+                               schema=self.schema, categories=self.categories, values=values, distinct=distinct)
+
+
+def surrogate_input(rows: int, *, n_features: int, feature_names: Sequence[str] | None = None,
+                    schema: dict[str, Any] | None = None, categories: dict[str, list[Any]] | None = None,
+                    values: Any = None, distinct: float = 0.0) -> Any:
+    """A public input of a step's shape, built from no party's data (the one surrogate builder).
+
+    Fitting an estimator on it gives a correctly fitted structure whose learned
+    parameters are then overwritten with the federated ones.
+
+    Parameters
+    ----------
+    rows : int
+        Number of rows.
+    n_features : int
+        Number of columns.
+    feature_names : list of str, optional
+        Named raw columns: a polars DataFrame is returned (string columns get a
+        placeholder, columns with known categories their first category);
+        otherwise a float matrix.
+    schema, categories : dict, optional
+        Column dtypes and known categories (named columns only).
+    values : array, optional
+        Numeric values: one per column (repeated on every row) or a ``rows x n_features`` matrix; default 0.
+    distinct : float, default 0.0
+        Add ``distinct * i`` to row ``i``'s numbers (some solvers need distinct rows).
+    """
+    num = np.zeros((rows, n_features)) if values is None else np.broadcast_to(
+        np.asarray(values, dtype=float), (rows, n_features)).copy()
+    if distinct:
+        num = num + np.arange(rows)[:, None] * distinct
+    if feature_names is None:
+        return num
+    cols = {}
+    for i, c in enumerate(feature_names):
+        dtype = (schema or {}).get(c, pl.Float64)
+        known = (categories or {}).get(c)
+        if known:
+            cols[c] = pl.Series(c, [known[0]] * rows, dtype=dtype, strict=False)
+        elif column_kind(dtype) == "string":
+            cols[c] = pl.Series(c, ["a"] * rows, dtype=pl.String)
+        else:
+            cols[c] = pl.Series(c, num[:, i], dtype=pl.Float64)
+    return pl.DataFrame(cols)
+
+
+def quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` with warnings silenced (surrogate fits always 'fail to converge')."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def surrogate_fit(est: Any, ctx: StageContext) -> Any:
+    """Fit ``est`` on a public all-zero input of the right shape (structure only, no party data)."""
+    params = est.get_params(deep=False)
+    tweaks = {k: 1 for k in ("max_iter",) if k in params}
+    if "early_stopping" in params:
+        tweaks["early_stopping"] = False
+    if "n_iter_no_change" in params and params.get("early_stopping"):
+        tweaks["n_iter_no_change"] = params["n_iter_no_change"]
+    est.set_params(**tweaks)
+    if ctx.kind == "classifier":
+        classes = np.asarray(ctx.classes)
+        m = max(len(classes), 2)
+        # Distinct rows keep every solver happy (a named frame stays all-zero, as before).
+        x = ctx.surrogate_x(m, distinct=1e-3 if ctx.feature_names is None else 0.0)
+        quiet(est.fit, x, np.resize(classes, m))
+    else:
+        quiet(est.fit, ctx.surrogate_x(2), np.array([1.0, 2.0]))
+    est.set_params(**{k: params[k] for k in tweaks})
+    return est
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 round"``, ``"2 rounds"``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def stage_xy(df: pl.DataFrame, spec: DataSpec, prefix: Prefix | None, part: str = "train") -> tuple[Any, Any]:

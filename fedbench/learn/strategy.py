@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 
 from ..crypto.packing import Encoding
+from ..errors import ConfigurationError
 from .engine import GLOBAL, Session
 from .stages import StageContext, combine_scores, local_scores
 
@@ -77,6 +78,10 @@ class Strategy(ABC):
         is secure, else 1).
     evaluate_every : int, default 1
         Evaluate every that many rounds (0: only after the last round).
+    rounds : int, optional
+        Training rounds (a maximum for strategies that stop once converged);
+        ``fit(rounds=...)`` takes precedence, and the default depends on the
+        strategy (:data:`fedbench.learn.registry.STRATEGIES`).
     """
 
     #: Short name shown in results.
@@ -85,7 +90,10 @@ class Strategy(ABC):
     exact = False
 
     def __init__(self, *, fraction_fit: float = 1.0, min_parties: int | None = None,
-                 evaluate_every: int = 1) -> None:
+                 evaluate_every: int = 1, rounds: int | None = None) -> None:
+        if rounds is not None and (not isinstance(rounds, int | np.integer) or rounds < 1):
+            raise ConfigurationError(f"rounds must be a positive integer, got {rounds!r}")
+        self.rounds = None if rounds is None else int(rounds)
         self.fraction_fit = fraction_fit
         self.min_parties = min_parties
         self.evaluate_every = evaluate_every
