@@ -21,6 +21,7 @@ Errors are a channel too
 from __future__ import annotations
 
 __all__ = [
+    "BackendStartError",
     "BudgetError",
     "BudgetExceededError",
     "BudgetNotSetError",
@@ -292,6 +293,19 @@ class NoFederationError(ConfigurationError):
 
 class FeatureUnavailableError(FedbenchError, ImportError):
     """A protocol module (PSI, federated learning, differential privacy) is not part of this install yet."""
+
+
+class BackendStartError(FedbenchError, RuntimeError):
+    """A compute backend (a local Ray instance, a Ray cluster) failed to start or to connect.
+
+    The message says what failed and how to retry; the backend's own traceback
+    is not chained (it holds no party data, only tens of lines of start-up noise)
+    but its text is kept in :attr:`detail` for debugging.
+    """
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class UnsupportedEstimatorError(ConfigurationError):

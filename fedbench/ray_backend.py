@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -55,7 +56,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from .backend import Backend, InProcessBackend, ProcessPoolBackend, Settled, _bind_party
-from .errors import ConfigurationError, FedbenchError, LocalComputationError, PartyUnavailableError
+from .errors import BackendStartError, ConfigurationError, FedbenchError, LocalComputationError, PartyUnavailableError
 from .party import Party, validate_party_name
 
 __all__ = ["RayBackend", "RayParty"]
@@ -81,6 +82,19 @@ def _run_quietly(fn: Callable[[pl.DataFrame], Any], df: pl.DataFrame) -> None:
 
 
 _KEYS = itertools.count()
+
+
+def _start_failure(address: str | None, exc: BaseException) -> str:
+    """One paragraph for a Ray start-up failure: what failed, Ray's first line, how to retry."""
+    lines = str(exc).strip().splitlines()
+    reason = f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+    if address is None:
+        return (f"could not start a local Ray instance ({reason}). This happens on a loaded machine (the node "
+                "did not come up in time) or while an earlier instance is still shutting down. Retry: run "
+                "the cell again; if it fails again, run `ray stop --force` in a terminal first, or use the "
+                "default backend (leave out backend=\"ray\"), which needs no Ray at all.")
+    return (f"could not connect to the Ray cluster at {address!r} ({reason}). Check that the head node "
+            f"runs and is reachable (`ray status --address={address}`), then retry.")
 
 
 class _PartyActor:
@@ -213,11 +227,20 @@ class RayBackend(Backend):
     def _init(self) -> Any:
         ray = _ray()
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+            # Ray's start-up warnings (token auth enabled by default, /dev/shm size...) would land in a red
+            # stderr box on every notebook run; fedbench keeps Ray's secure defaults and shows errors only.
+            kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
                                       "log_to_driver": False}
-            if self.address is None and self.num_cpus is not None:
-                kwargs["num_cpus"] = self.num_cpus
-            ray.init(address=self.address, **kwargs)
+            if self.address is None:
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a local simulation reports nothing
+                if self.num_cpus is not None:
+                    kwargs["num_cpus"] = self.num_cpus
+            try:
+                ray.init(address=self.address, **kwargs)
+            except Exception as exc:  # Ray raises bare Exception, TimeoutError, ConnectionError...
+                with contextlib.suppress(Exception):  # a half-started instance must not block the retry
+                    ray.shutdown()
+                raise BackendStartError(_start_failure(self.address, exc), detail=str(exc)) from None
             self._started = True
         return ray
 

@@ -49,9 +49,11 @@ __all__ = [
     "MEASUREMENTS",
     "SAMPLE_FILES",
     "VERTICAL_SPLIT",
+    "copy_samples",
     "main",
     "make_samples",
     "normalize_identifier",
+    "path",
     "sample_dir",
 ]
 
@@ -780,6 +782,81 @@ def sample_dir(kind: str = "hospitals") -> Path:
         if _is_complete(candidate, kind):
             return candidate
     return _cached_samples() / kind
+
+
+def path(name: str) -> Path:
+    """Return the folder of a bundled sample scenario, wherever fedbench is installed.
+
+    The documented way to reach the samples from any working directory (README,
+    scripts, notebooks): ``fb.samples.path("hospitals")`` works from a source
+    checkout and from an installed wheel alike (see :func:`sample_dir`).
+
+    Parameters
+    ----------
+    name : {"hospitals", "banks", "vertical"}
+        Which scenario: four hospitals (one CSV per hospital), two banks, or the
+        hospital and insurer of the vertical split.
+
+    Returns
+    -------
+    Path
+        Directory holding the scenario's CSV files, one per party.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``name`` is not a bundled scenario; the message lists the names.
+
+    Examples
+    --------
+    >>> import fedbench as fb
+    >>> sorted(p.name for p in fb.samples.path("banks").glob("*.csv"))  # doctest: +SKIP
+    ['bank_a.csv', 'bank_b.csv']
+    """
+    if not isinstance(name, str) or name not in KINDS:
+        raise ConfigurationError(f"no bundled sample called {name!r}; the samples are: {', '.join(KINDS)}")
+    return sample_dir(name)
+
+
+def copy_samples(dest: str | os.PathLike[str]) -> list[Path]:
+    """Copy every bundled scenario into ``dest/<name>/`` (``fedbench demo --copy-samples DIR``).
+
+    Files already there with the same bytes are left alone; nothing is copied if
+    any file there differs, so that a user's own edits are never overwritten.
+
+    Parameters
+    ----------
+    dest : str or PathLike
+        Target folder, created if missing.
+
+    Returns
+    -------
+    list of Path
+        The files now in ``dest``, in scenario order, then the samples' ``README.md``.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``dest`` is a file, or holds a sample file with different contents.
+    """
+    root = Path(dest)
+    if root.exists() and not root.is_dir():
+        raise ConfigurationError(f"cannot copy the samples into {str(root)!r}: it is a file, not a folder")
+    pairs = [(sample_dir(kind) / name, root / kind / name) for kind in KINDS for name in SAMPLE_FILES[kind]]
+    notes = sample_dir(KINDS[0]).parent / "README.md"  # provenance and licence of the data: travels with it
+    if notes.is_file():
+        pairs.append((notes, root / "README.md"))
+    clashes = [str(dst) for src, dst in pairs if dst.exists() and dst.read_bytes() != src.read_bytes()]
+    if clashes:
+        raise ConfigurationError(
+            f"{len(clashes)} file(s) in {str(root)!r} differ from the bundled samples and would be "
+            f"overwritten, e.g. {clashes[0]!r}; choose an empty folder"
+        )
+    for src, dst in pairs:
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    return [dst for _, dst in pairs]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

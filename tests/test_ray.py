@@ -6,6 +6,7 @@ the whole module: node A advertises ``party:north``, node B ``party:south``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -323,3 +324,54 @@ def test_an_actor_dying_mid_training_is_a_dropped_party(cluster, files):
     assert all("party 'east' is unavailable" in x.reason for x in run.failures)
     assert np.isfinite(run.model[-1].coef_).all()
     f.close()
+
+
+def _failing_init(monkeypatch, exc: Exception) -> tuple[list, list]:
+    """Replace ray.init by one that records its options and fails; no Ray instance starts."""
+    calls: list = []
+    shutdowns: list = []
+
+    def init(*args, **kwargs):
+        calls.append(kwargs)
+        raise exc
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: shutdowns.append(1))
+    return calls, shutdowns
+
+
+def test_a_local_node_that_fails_to_start_is_a_clear_error_with_a_retry_hint(monkeypatch, tmp_path):
+    from fedbench.errors import BackendStartError
+
+    monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    calls, shutdowns = _failing_init(monkeypatch, Exception(
+        "The current node timed out during startup. This could happen because some of the raylet failed "
+        "to startup or the GCS has become overloaded.\n" + "raw traceback line\n" * 60))
+    csv = tmp_path / "north.csv"
+    csv.write_text("age\n40\n")
+    fed = fb.Federation(backend=RayBackend())
+    with pytest.raises(BackendStartError, match=r"could not start a local Ray instance \(Exception: The current "
+                       r"node timed out during startup.*run the cell again.*ray stop --force") as err:
+        fed.add_party("north", csv)
+    assert isinstance(err.value, fb.FedbenchError)
+    assert "raw traceback line" not in str(err.value) and err.value.__suppress_context__
+    assert err.value.__cause__ is None and "raw traceback line" in err.value.detail
+    assert shutdowns, "a half-started instance is shut down so that the retry can start afresh"
+    assert fed.party_names == []  # nothing changed
+    # Quiet start-up: errors only from Ray's driver logger, no worker logs, no dashboard, no usage report.
+    assert calls[0]["logging_level"] == logging.ERROR and calls[0]["log_to_driver"] is False
+    assert calls[0]["include_dashboard"] is False
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+
+
+def test_an_unreachable_cluster_names_its_address(monkeypatch, tmp_path):
+    from fedbench.errors import BackendStartError
+
+    _failing_init(monkeypatch, ConnectionError("Could not find any running Ray instance."))
+    csv = tmp_path / "north.csv"
+    csv.write_text("age\n40\n")
+    fed = fb.Federation(backend=RayBackend(address="head-node:6379"))
+    with pytest.raises(BackendStartError, match=r"could not connect to the Ray cluster at 'head-node:6379' "
+                       r"\(ConnectionError: .*ray status --address=head-node:6379.*retry"):
+        fed.add_party("north", csv)

@@ -169,3 +169,21 @@ def test_sample_dir_generates_into_cache_without_checkout(tmp_path, monkeypatch)
     assert sample_dir("vertical") == first  # reused, not regenerated
     assert sample_dir("banks").parent == first.parent
     assert not list((tmp_path / "cache").glob(".samples-*"))  # no staging folder left behind
+
+
+def test_path_reaches_every_bundled_scenario_from_any_folder(tmp_path, monkeypatch):
+    import fedbench as fb
+
+    monkeypatch.chdir(tmp_path)  # not a checkout: the documented helper still finds the samples
+    for kind, names in SAMPLE_FILES.items():
+        folder = fb.samples.path(kind)
+        assert folder.is_dir() and [n for n in names if (folder / n).is_file()] == list(names)
+    assert fb.samples.path("hospitals") == sample_dir("hospitals")
+
+
+def test_path_rejects_an_unknown_name_listing_the_samples():
+    import fedbench as fb
+
+    with pytest.raises(ConfigurationError, match=r"no bundled sample called 'patients'; the samples are: "
+                       r"hospitals, banks, vertical"):
+        fb.samples.path("patients")
