@@ -375,3 +375,38 @@ def test_dashboards_render_without_a_widget_front_end(fed):
     html = TranscriptViewer(fed, figure_backend="static")._repr_html_()
     assert "<table class='fedbench-table'>" in html and "plotly" in html
     assert np.isfinite(fed.mean("age"))
+
+
+def test_layout_paths_removed_by_a_new_figure():
+    from fedbench.widgets._base import removed_layout_paths
+
+    old = {"shapes": [{}], "template": {}, "xaxis": {"visible": False, "scaleanchor": "y", "title": "x"}}
+    assert removed_layout_paths(old, {"xaxis": {"title": "y"}}) == ["shapes", "xaxis.visible", "xaxis.scaleanchor"]
+
+
+def test_psi_toggle_replaces_the_live_figure_and_training_updates_in_place():
+    # In the browser a relayout merges: the Venn shapes and numeric axes survived under the heatmap.
+    res = psi_result(["a", "b"], [50, 60], 20, mode="reveal")
+    view = PSIOverlapView(res, figure_backend="widget")
+    venn = view.figures["overlap"]
+    view.view.value = "Matrix"
+    heat = view.figures["overlap"]
+    assert heat is not venn and view._holders["overlap"].children == (heat,)
+    assert heat.data[0].type == "heatmap" and heat.layout.shapes == ()
+
+
+def test_budget_panel_curves_distinct_ticks_integer_and_marker_visible_at_full_spend():
+    from fedbench.dp import PrivacyBudget, PureDPEvent
+
+    budget = PrivacyBudget(parties=lambda: ["a", "b", "c", "d"])
+    budget.set_budget(1.0, 1e-6)
+    panel = BudgetPanel(budget, figure_backend="static")
+    budget.charge(["a", "b", "c", "d"], PureDPEvent(1.0), mechanism="laplace", description="count")
+    assert panel.refresh_if_changed() and not panel.refresh_if_changed()
+    spent = panel.figures["spent"]
+    assert list(spent.data[0].y) == [1.0] * 4 and spent.layout.yaxis.range[1] > 1.0  # marker not at the edge
+    assert spent.data[1].text[0] == "budget 1"
+    curve = panel.figures["curve"]
+    assert len(curve.data) == 4 and len({t.x for t in curve.data}) == 4  # coinciding lines shifted apart
+    assert len({t.line.dash for t in curve.data}) == 4
+    assert curve.layout.xaxis.dtick == 1 and curve.layout.margin.t >= 60
