@@ -410,3 +410,11 @@ def test_budget_panel_curves_distinct_ticks_integer_and_marker_visible_at_full_s
     assert len(curve.data) == 4 and len({t.x for t in curve.data}) == 4  # coinciding lines shifted apart
     assert len({t.line.dash for t in curve.data}) == 4
     assert curve.layout.xaxis.dtick == 1 and curve.layout.margin.t >= 60
+
+
+def test_training_cost_axis_of_a_constant_byte_series_starts_at_zero():
+    dash = TrainingDashboard(rounds=3, figure_backend="static")
+    for r in (1, 2, 3):
+        dash.update(round=r, accuracy=0.5, nbytes=9651.7, seconds=0.1)
+    axis = dash.figures["cost"].layout.yaxis2
+    assert tuple(axis.range) == pytest.approx((0, 9651.7 * 1.25)) and axis.tickformat == "~s"

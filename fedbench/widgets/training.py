@@ -409,9 +409,14 @@ class TrainingDashboard(Dashboard):
         if nbytes:
             fig.add_scatter(x=[p[0] for p in nbytes], y=[p[1] for p in nbytes], name="bytes", yaxis="y2",
                             mode="lines+markers", line={"color": "#e45756"})
+        # Whole bytes with SI prefixes; a constant series starts at zero (autorange would zoom on rounding noise).
+        yaxis2: dict[str, Any] = {"title": "bytes", "overlaying": "y", "side": "right", "showgrid": False,
+                                  "tickformat": "~s", "rangemode": "tozero"}
+        values = [p[1] for p in nbytes]
+        if values and max(values) - min(values) <= 1e-9 * max(1.0, abs(max(values))):
+            yaxis2["range"] = [0, max(1.0, abs(values[0])) * 1.25]
         fig.update_layout(title="Time and bytes per round", xaxis_title="round", height=260,
-                          yaxis={"title": "seconds"},
-                          yaxis2={"title": "bytes", "overlaying": "y", "side": "right", "showgrid": False},
+                          yaxis={"title": "seconds"}, yaxis2=yaxis2,
                           margin={"t": 40, "b": 40, "l": 50, "r": 50}, legend={"orientation": "h", "y": -0.3})
         return fig
 
