@@ -418,3 +418,13 @@ def test_training_cost_axis_of_a_constant_byte_series_starts_at_zero():
         dash.update(round=r, accuracy=0.5, nbytes=9651.7, seconds=0.1)
     axis = dash.figures["cost"].layout.yaxis2
     assert tuple(axis.range) == pytest.approx((0, 9651.7 * 1.25)) and axis.tickformat == "~s"
+
+
+def test_cardinality_psi_card_names_no_receiver():
+    res = psi_result(["a", "b"], [50, 60], 20, mode="cardinality")
+    res.receiver = "a"  # the comparer, which receives no identifier
+    html = res._repr_html_()
+    assert "receiver" not in html and "Nobody learned which identifiers are shared" in html
+    assert "a compared the fully blinded sets" in html and "receiver" not in repr(res)
+    res.mode = "reveal"
+    assert "receiver <b>a</b>" in res._repr_html_()

@@ -132,14 +132,25 @@ class PSIResult:
                 + ", ".join(escape(p) for p in self.positions)
                 + ", in one common order</p>"
             )
-        receiver = f" &middot; receiver <b>{escape(self.receiver)}</b>" if self.receiver else ""
+        receiver = ""
+        if self.mode == "reveal" and self.receiver:
+            receiver = f" &middot; receiver <b>{escape(self.receiver)}</b>"
+        who = ""
+        if self.mode == "cardinality":
+            # Nobody receives identifiers here: the comparer counts fully blinded values and sends the counts.
+            comparer = f" ({escape(self.receiver)} compared the fully blinded sets)" if self.receiver else ""
+            who = (
+                "<p style='font-size:0.9em'><b>Who learned what.</b> Every party learned the same counts: "
+                f"the intersection size and the pairwise overlaps{comparer}. Nobody learned which "
+                "identifiers are shared.</p>"
+            )
         return (
             "<div style='border:1px solid #ccc;border-radius:6px;padding:8px 12px;max-width:720px'>"
             f"<div><b>Private set intersection</b> &middot; mode <code>{escape(self.mode)}</code>{receiver}"
             f" &middot; key <code>{escape(', '.join(self.on))}</code></div>"
             f"<div style='font-size:1.6em;margin:4px 0'>{self.size:,} shared identifiers</div>"
             "<table><tr><th>party</th><th>distinct ids</th><th>missing</th><th>duplicate rows</th></tr>"
-            f"{rows}</table>{overlap}{detail}"
+            f"{rows}</table>{overlap}{detail}{who}"
             f"<p style='font-size:0.9em'><b>Leakage.</b> {escape(self.leakage)}</p>"
             f"<p style='font-size:0.85em;color:#555'>{len(self.transcript)} messages, "
             f"{_fmt_bytes(self.nbytes)} ({self.bytes_per_element:.1f} B per element), "
