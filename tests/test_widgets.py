@@ -428,3 +428,15 @@ def test_cardinality_psi_card_names_no_receiver():
     assert "a compared the fully blinded sets" in html and "receiver" not in repr(res)
     res.mode = "reveal"
     assert "receiver <b>a</b>" in res._repr_html_()
+
+
+def test_refusal_repr_is_one_readable_line():
+    from fedbench.dp import BudgetExceededError, PrivacyBudget, PureDPEvent
+
+    budget = PrivacyBudget(parties=lambda: ["a", "b"])
+    budget.set_budget(1.0, 1e-6)
+    with pytest.raises(BudgetExceededError):
+        budget.charge(["a"], PureDPEvent(2.0), mechanism="laplace", description="mean of age")
+    text = repr(budget.refusals[0])
+    assert text.startswith("<Refusal ") and "a asked ε=2 with ε=1 left of 1" in text
+    assert "Refusal(" not in text and "\n" not in text
