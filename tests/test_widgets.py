@@ -440,3 +440,21 @@ def test_refusal_repr_is_one_readable_line():
     text = repr(budget.refusals[0])
     assert text.startswith("<Refusal ") and "a asked ε=2 with ε=1 left of 1" in text
     assert "Refusal(" not in text and "\n" not in text
+
+
+def test_long_transcript_and_schema_reprs_are_summarised_with_a_way_to_see_all(fed):
+    fed.secure_sum(["age"])
+    fed.secure_sum(["age"])
+    t = fed.transcript
+    assert len(t) > t.HTML_ROWS
+    html = t._repr_html_()
+    assert html.count("<tr><td>") < len(t) and f"{len(t) - t.HTML_ROWS} more messages" in html
+    assert "By sender, receiver and kind" in html and ".show(all=True)" in html
+    assert t.show(all=True).data.count("<tr><td>") >= len(t)
+    schema = fed.schema
+    if len(schema.columns) > schema.HTML_ROWS:
+        assert "more columns" in schema._repr_html_() and "more columns" not in schema.show(all=True).data
+    viewer = TranscriptViewer(fed, figure_backend="static")
+    assert "more rows" in viewer.table.value and "show all" in viewer.table.value
+    viewer.show_all.value = True
+    assert "more rows" not in viewer.table.value

@@ -76,11 +76,11 @@ def _cell(value: Any) -> str:
     return f"<td style='text-align:{align};padding:0 6px'>{escape(text)}</td>"
 
 
-def html_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_rows: int = 200) -> str:
-    """A small HTML table (escaped), truncated to ``max_rows`` with a note."""
+def html_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_rows: int = 200, hint: str = "") -> str:
+    """A small HTML table (escaped), truncated to ``max_rows`` with a note (plus ``hint``, HTML, on how to see all)."""
     head = "".join(f"<th style='padding:0 6px'>{escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(v) for v in r) + "</tr>" for r in rows[:max_rows])
-    more = f"<p>… {len(rows) - max_rows} more rows</p>" if len(rows) > max_rows else ""
+    more = f"<p>… {len(rows) - max_rows} more rows{hint}</p>" if len(rows) > max_rows else ""
     return f"<table class='fedbench-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
 

@@ -53,7 +53,7 @@ class TranscriptViewer(Dashboard):
         Initial filters: messages sent or received by ``party``, of ``kind``.
     run : int, optional
         Initial filter on the run identifier.
-    max_rows : int, default 200
+    max_rows : int, default 20
         Rows shown in the table (the filtered frame holds all).
     figure_backend : {"widget", "static"}, default "widget"
         See :class:`~fedbench.widgets.Dashboard`.
@@ -73,7 +73,7 @@ class TranscriptViewer(Dashboard):
         party: str | None = None,
         kind: str | None = None,
         run: int | None = None,
-        max_rows: int = 200,
+        max_rows: int = 20,
         figure_backend: str = "widget",
     ) -> None:
         import ipywidgets as w
@@ -86,6 +86,9 @@ class TranscriptViewer(Dashboard):
         self.run = w.Dropdown(description="run", options=[(ALL, ALL_RUNS)], value=ALL_RUNS)
         self.table = w.HTML()
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        #: List every message of the filter, not only the first ``max_rows``.
+        self.show_all = w.ToggleButton(description="show all", value=False)
+        self.show_all.observe(self._guard(lambda _: self._draw()), names="value")
         #: The messages currently shown (polars DataFrame, all of them, not only ``max_rows``).
         self.filtered: pl.DataFrame | None = None
         for dd in (self.party, self.kind, self.run):
@@ -94,7 +97,7 @@ class TranscriptViewer(Dashboard):
         holder = self._figure_holder("bytes", self._figure(None))
         self.widget = w.VBox([
             w.HBox([self.header, self.refresh_button]),
-            w.HBox([self.party, self.kind, self.run]),
+            w.HBox([self.party, self.kind, self.run, self.show_all]),
             holder,
             self.table,
             self.log,
@@ -156,7 +159,8 @@ class TranscriptViewer(Dashboard):
             for r, p, s, rc, k, n, e, sec in self.filtered.iter_rows()
         ]
         self.table.value = html_table(["run", "protocol", "from", "to", "kind", "bytes", "content", "time"], rows,
-                                      max_rows=self.max_rows)
+                                      max_rows=len(rows) if self.show_all.value else self.max_rows,
+                                      hint=": press <i>show all</i>, or use <code>viewer.filtered</code>")
         self._show("bytes", self._figure(frame))
 
     def _figure(self, frame: pl.DataFrame | None) -> go.Figure:
