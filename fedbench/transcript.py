@@ -179,7 +179,7 @@ class Transcript:
     def __repr__(self) -> str:
         enc = sum(m.encrypted for m in self._messages)
         return (
-            f"<Transcript: {len(self)} messages ({enc} encrypted), "
+            f"<Transcript: {_n(len(self), 'message')} ({enc} encrypted), "
             f"{_fmt_bytes(self.nbytes)}>"
         )
 
@@ -233,7 +233,7 @@ class Transcript:
                 + f"</tbody></table><p><b>First {len(shown)} messages</b></p>"
             )
         return (
-            f"<div><b>Transcript</b>: {len(self)} messages, {_fmt_bytes(self.nbytes)}{summary}"
+            f"<div><b>Transcript</b>: {_n(len(self), 'message')}, {_fmt_bytes(self.nbytes)}{summary}"
             "<table><thead><tr><th>run</th><th>protocol</th><th>from</th><th>to</th>"
             "<th>kind</th><th>bytes</th><th>content</th><th>time</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>{more}</div>"
@@ -309,6 +309,11 @@ class Channel:
         for t in self.transcripts:
             t.append(msg)
         return payload
+
+
+def _n(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 run``, ``2 runs``: a count with its noun in the right number (thousands separated)."""
+    return f"{count:,} {noun if count == 1 else (plural or noun + 's')}"
 
 
 def _fmt_bytes(n: float) -> str:

@@ -165,9 +165,11 @@ def test_budget_panel_follows_the_ledger_without_refresh(lab, browser):
         out = add_and_run_cell(
             page,
             "try:\n    fed.count(epsilon=0.05)\nexcept fb.BudgetExceededError:\n    pass\n"
-            "print(f'{len(fed.budget.ledger)} ledger entries · {len(fed.budget.refusals)} refused requests')",
+            "from fedbench.transcript import _n\n"
+            "print(_n(len(fed.budget.ledger), 'ledger entry', 'ledger entries'), '·',"
+            " _n(len(fed.budget.refusals), 'refused request'))",
         )
-    want = next(line for line in out.splitlines() if "ledger entries" in line).strip()
+    want = next(line for line in out.splitlines() if "ledger entr" in line).strip()
     with _explained(browser, page, f"waiting for the budget panel to show '{want}'"):
         page.wait_for_function(
             "([el, want]) => el.textContent.includes(want)", arg=[header.element_handle(), want], timeout=DEADLINE_MS,

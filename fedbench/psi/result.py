@@ -8,7 +8,7 @@ from html import escape
 import numpy as np
 import polars as pl
 
-from ..transcript import Transcript, _fmt_bytes
+from ..transcript import Transcript, _fmt_bytes, _n
 
 __all__ = ["PSIResult"]
 
@@ -99,7 +99,7 @@ class PSIResult:
         return (
             f"<PSIResult {self.mode}: {self.size:,} shared of "
             + " & ".join(f"{p} {self.set_sizes.get(p, 0):,}" for p in self.parties)
-            + f" on {list(self.on)}{who}{extra}; {len(self.transcript)} messages, "
+            + f" on {list(self.on)}{who}{extra}; {_n(len(self.transcript), 'message')}, "
             f"{_fmt_bytes(self.nbytes)}, {self.elapsed:.2f} s>"
         )
 
@@ -152,7 +152,7 @@ class PSIResult:
             "<table><tr><th>party</th><th>distinct ids</th><th>missing</th><th>duplicate rows</th></tr>"
             f"{rows}</table>{overlap}{detail}{who}"
             f"<p style='font-size:0.9em'><b>Leakage.</b> {escape(self.leakage)}</p>"
-            f"<p style='font-size:0.85em;color:#555'>{len(self.transcript)} messages, "
+            f"<p style='font-size:0.85em;color:#555'>{_n(len(self.transcript), 'message')}, "
             f"{_fmt_bytes(self.nbytes)} ({self.bytes_per_element:.1f} B per element), "
             f"{self.elapsed:.2f} s</p></div>"
         )

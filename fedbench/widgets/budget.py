@@ -6,6 +6,7 @@ import itertools
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from ..transcript import _n
 from ._base import Dashboard, figure_row, html_table
 
 if TYPE_CHECKING:
@@ -231,8 +232,9 @@ class BudgetPanel(Dashboard):
         refusals = self.budget.refusals
         self._seen = self._signature()
         self.header.value = (
-            f"<b>{len(parties)} parties with a budget</b> · {len(self.budget.ledger)} ledger entries · "
-            f"<span style='color:{'#c62828' if refusals else 'inherit'}'>{len(refusals)} refused requests</span>"
+            f"<b>{_n(len(parties), 'party', 'parties')} with a budget</b> · "
+            f"{_n(len(self.budget.ledger), 'ledger entry', 'ledger entries')} · "
+            f"<span style='color:{'#c62828' if refusals else 'inherit'}'>{_n(len(refusals), 'refused request')}</span>"
             + self._location_html()
         )
         self._show("spent", self._spent_figure())

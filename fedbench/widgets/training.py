@@ -423,7 +423,8 @@ class TrainingDashboard(Dashboard):
     # -- reprs ---------------------------------------------------------------------------
     def _text(self) -> str:
         planned = f"/{self.rounds}" if self.rounds else ""
-        head = f"TrainingDashboard: {len(self.records)}{planned} rounds"
+        noun = "round" if (self.rounds or len(self.records)) == 1 else "rounds"
+        head = f"TrainingDashboard: {len(self.records)}{planned} {noun}"
         if not self.records:
             return head
         last = self.records[-1]

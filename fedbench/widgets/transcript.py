@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from ..transcript import ROLE_NAMES, _fmt_bytes
+from ..transcript import ROLE_NAMES, _fmt_bytes, _n
 from ._base import Dashboard, figure_row, html_table
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def _run_options(frame: pl.DataFrame) -> list[tuple[str, Any]]:
     import polars as pl
 
     runs = frame.group_by("run_id", maintain_order=True).agg(pl.col("protocol").first(), pl.len().alias("n"))
-    return [(ALL, ALL_RUNS)] + [(f"#{r} {p} ({n} messages)", r) for r, p, n in runs.iter_rows()]
+    return [(ALL, ALL_RUNS)] + [(f"#{r} {p} ({_n(n, 'message')})", r) for r, p, n in runs.iter_rows()]
 
 
 class TranscriptViewer(Dashboard):
@@ -151,8 +151,8 @@ class TranscriptViewer(Dashboard):
         self.filtered = frame.select(_VIEW_COLUMNS)
         enc = int(frame["encrypted"].sum()) if frame.height else 0
         self.header.value = (
-            f"<b>{frame.height} messages</b> shown ({enc} encrypted), {_fmt_bytes(int(frame['nbytes'].sum()))} · "
-            f"transcript total {len(self.transcript)} messages"
+            f"<b>{_n(frame.height, 'message')}</b> shown ({enc} encrypted), {_fmt_bytes(int(frame['nbytes'].sum()))} · "
+            f"transcript total {_n(len(self.transcript), 'message')}"
         )
         rows = [
             (r, p, s, rc, k, _fmt_bytes(n), "🔒" if e else "plain", f"{sec * 1000:.1f} ms")
@@ -183,7 +183,7 @@ class TranscriptViewer(Dashboard):
         n = self.filtered.height if self.filtered is not None else 0
         filters = ", ".join(f"{k}={v}" for k, v in (("party", self.party.value), ("kind", self.kind.value),
                                                      ("run", self.run.value)) if v not in (ALL, ALL_RUNS))
-        return f"TranscriptViewer: {n} of {len(self.transcript)} messages" + (f" ({filters})" if filters else "")
+        return f"TranscriptViewer: {n} of {_n(len(self.transcript), 'message')}" + (f" ({filters})" if filters else "")
 
     def _html_body(self) -> str:
         return self.table.value
@@ -300,8 +300,8 @@ class CryptoCostPanel(Dashboard):
         key = f"{bits}-bit Paillier (ciphertexts of {bits // 4} bytes)" if bits else "key size unknown"
         self.header.value = (
             f"<b>{escape(key)}</b> · {total_cts if total_cts is not None else '?'} ciphertexts from parties · "
-            f"{_fmt_bytes(int(frame['nbytes'].sum()))} in {frame.height} messages · "
-            f"{frame['run_id'].n_unique() if frame.height else 0} runs"
+            f"{_fmt_bytes(int(frame['nbytes'].sum()))} in {_n(frame.height, 'message')} · "
+            f"{_n(frame['run_id'].n_unique() if frame.height else 0, 'run')}"
         )
         self._show("bytes", self._bytes_figure())
         self._show("time", self._time_figure())
