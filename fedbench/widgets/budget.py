@@ -188,7 +188,8 @@ class BudgetPanel(Dashboard):
         # Drawn above the bars, with room above the tallest one: still visible once spent equals budget.
         fig.add_scatter(x=parties, y=limits, mode="markers+text", name="ε budget", cliponaxis=False,
                         text=[f"budget {b:.3g}" for b in limits], textposition="top center",
-                        marker={"symbol": "line-ew-open", "size": 36, "line": {"width": 3, "color": "#111"}})
+                        marker={"symbol": "line-ew-open", "size": 36, "color": "#111",
+                                "line": {"width": 3, "color": "#111"}})
         fig.update_layout(title=_title("ε spent vs budget"), yaxis_title="epsilon", height=320,
                           yaxis={"range": [0, top * 1.25]}, margin=_MARGIN, legend={"orientation": "h", "y": -0.2})
         return fig
