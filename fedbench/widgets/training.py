@@ -414,7 +414,10 @@ class TrainingDashboard(Dashboard):
                                   "tickformat": "~s", "rangemode": "tozero"}
         values = [p[1] for p in nbytes]
         if values and max(values) - min(values) <= 1e-9 * max(1.0, abs(max(values))):
-            yaxis2["range"] = [0, max(1.0, abs(values[0])) * 1.25]
+            # Round the top up to whole units of the value's magnitude, so that the ticks are round numbers.
+            high = max(1.0, abs(values[0])) * 1.25
+            unit = 10.0 ** math.floor(math.log10(high / 1.25))
+            yaxis2["range"] = [0, math.ceil(high / unit) * unit]
         fig.update_layout(title="Time and bytes per round", xaxis_title="round", height=260,
                           yaxis={"title": "seconds"}, yaxis2=yaxis2,
                           margin={"t": 40, "b": 40, "l": 50, "r": 50}, legend={"orientation": "h", "y": -0.3})
