@@ -458,3 +458,22 @@ def test_long_transcript_and_schema_reprs_are_summarised_with_a_way_to_see_all(f
     assert "more rows" in viewer.table.value and "show all" in viewer.table.value
     viewer.show_all.value = True
     assert "more rows" not in viewer.table.value
+
+
+def test_budget_panel_refreshes_after_a_cell_that_charged(monkeypatch):
+    # In JupyterLab the panel went stale after Run All until Refresh was clicked.
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from fedbench.dp import PrivacyBudget, PureDPEvent
+
+    shell = InteractiveShell.instance()
+    monkeypatch.setattr("fedbench.widgets._base.in_notebook", lambda: True)
+    budget = PrivacyBudget(parties=lambda: ["a", "b"])
+    budget.set_budget(1.0, 1e-6)
+    panel = BudgetPanel(budget, figure_backend="static")
+    before = panel.header.value
+    budget.charge(["a"], PureDPEvent(0.5), mechanism="laplace", description="count")
+    assert panel.header.value == before  # nothing redraws in the middle of a cell
+    shell.run_cell("x = 1")
+    assert panel.header.value != before and f"{len(budget.ledger)} ledger entries" in panel.header.value
+    assert list(panel.figures["spent"].data[0].y) == [0.5, 0.0]
