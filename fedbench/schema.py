@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -246,11 +246,26 @@ class SchemaReport:
             lines.append(self._conflict_line(c, d))
         return "\n".join(lines)
 
+    #: Columns listed by the HTML repr before "N more" (columns with a conflict or a note are always listed).
+    HTML_ROWS = 12
+
+    def show(self, all: bool = False) -> Any:
+        """HTML of the schema for a notebook; ``all=True`` lists every column, not only the first ones."""
+        from IPython.display import HTML
+
+        return HTML(self._html(None if all else self.HTML_ROWS))
+
     def _repr_html_(self) -> str:
+        return self._html(self.HTML_ROWS)
+
+    def _html(self, limit: int | None) -> str:
         head = "".join(f"<th>{escape(p)}</th>" for p in self.parties)
         body = []
         conflicts = self.conflicts
-        for c in self.columns:
+        listed = [c for i, c in enumerate(self.columns)
+                  if limit is None or i < limit or c in conflicts or self.notes.get(c) or c in self.missing]
+        left = len(self.columns) - len(listed)
+        for c in listed:
             cells = []
             for p in self.parties:
                 t = self.dtypes[p].get(c)
@@ -269,7 +284,10 @@ class SchemaReport:
             f"<div><b>Schema</b>: {len(self.parties)} parties, {len(self.shared)} shared columns, "
             f"{len(self.unified)} unified, {len(conflicts)} conflicts"
             f"<table><thead><tr><th>column</th>{head}<th>agreed</th><th>note</th></tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table></div>"
+            f"<tbody>{''.join(body)}</tbody></table>"
+            + (f"<p>… {left} more columns: <code>.show(all=True)</code> lists them all, <code>.to_polars()</code> "
+               "gives a DataFrame</p>" if left else "")
+            + "</div>"
         )
 
 

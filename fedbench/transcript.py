@@ -179,11 +179,24 @@ class Transcript:
     def __repr__(self) -> str:
         enc = sum(m.encrypted for m in self._messages)
         return (
-            f"<Transcript: {len(self)} messages ({enc} encrypted), "
+            f"<Transcript: {_n(len(self), 'message')} ({enc} encrypted), "
             f"{_fmt_bytes(self.nbytes)}>"
         )
 
+    #: Messages listed by the HTML repr before "N more" (the per-kind summary always covers all).
+    HTML_ROWS = 10
+
+    def show(self, all: bool = False) -> Any:
+        """HTML of the transcript for a notebook; ``all=True`` lists every message, not only the first ones."""
+        from IPython.display import HTML
+
+        return HTML(self._html(None if all else self.HTML_ROWS))
+
     def _repr_html_(self) -> str:
+        return self._html(self.HTML_ROWS)
+
+    def _html(self, limit: int | None) -> str:
+        shown = self._messages if limit is None else self._messages[:limit]
         rows = "".join(
             "<tr>"
             f"<td>{m.run_id}</td><td>{escape(m.protocol)}</td><td>{escape(m.sender)}</td>"
@@ -192,15 +205,35 @@ class Transcript:
             f"<td>{'🔒' if m.encrypted else 'plain'}</td>"
             f"<td style='text-align:right'>{m.seconds * 1000:.1f} ms</td>"
             "</tr>"
-            for m in self._messages[:200]
+            for m in shown
         )
+        left = len(self) - len(shown)
         more = (
-            f"<p>… {len(self) - 200} more messages (use <code>.to_polars()</code>)</p>"
-            if len(self) > 200
+            f"<p>… {left} more messages: <code>.show(all=True)</code> lists them all, "
+            "<code>.to_polars()</code> gives a DataFrame</p>"
+            if left
             else ""
         )
+        summary = ""
+        if left:
+            groups: dict[tuple[str, str, str, bool], list[int]] = {}
+            for m in self._messages:
+                g = groups.setdefault((m.sender, m.receiver, m.kind, m.encrypted), [0, 0])
+                g[0] += 1
+                g[1] += m.nbytes
+            summary = (
+                "<p><b>By sender, receiver and kind</b></p><table><thead><tr><th>from</th><th>to</th>"
+                "<th>kind</th><th>content</th><th>messages</th><th>bytes</th></tr></thead><tbody>"
+                + "".join(
+                    f"<tr><td>{escape(s)}</td><td>{escape(r)}</td><td>{escape(k)}</td>"
+                    f"<td>{'🔒' if e else 'plain'}</td><td style='text-align:right'>{n:,}</td>"
+                    f"<td style='text-align:right'>{_fmt_bytes(b)}</td></tr>"
+                    for (s, r, k, e), (n, b) in groups.items()
+                )
+                + f"</tbody></table><p><b>First {len(shown)} messages</b></p>"
+            )
         return (
-            f"<div><b>Transcript</b>: {len(self)} messages, {_fmt_bytes(self.nbytes)}"
+            f"<div><b>Transcript</b>: {_n(len(self), 'message')}, {_fmt_bytes(self.nbytes)}{summary}"
             "<table><thead><tr><th>run</th><th>protocol</th><th>from</th><th>to</th>"
             "<th>kind</th><th>bytes</th><th>content</th><th>time</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>{more}</div>"
@@ -276,6 +309,11 @@ class Channel:
         for t in self.transcripts:
             t.append(msg)
         return payload
+
+
+def _n(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 run``, ``2 runs``: a count with its noun in the right number (thousands separated)."""
+    return f"{count:,} {noun if count == 1 else (plural or noun + 's')}"
 
 
 def _fmt_bytes(n: float) -> str:

@@ -69,16 +69,37 @@ def jupyterlab(root: Path, log: Path) -> Iterator[str]:
                 proc.kill()
 
 
-def run_all_cells(page, timeout_s: float = 240) -> None:
-    """Run every cell of the open notebook and wait until all have executed."""
-    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=120_000)
-    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook", timeout=120_000)
+def add_and_run_cell(page, source: str, timeout_s: float = 300) -> str:
+    """Append a code cell with ``source`` to the open notebook, run it, wait for the kernel, return its text output."""
+    page.evaluate(
+        "async (src) => { const app = window.jupyterapp; const nb = app.shell.currentWidget.content;"
+        " nb.activeCellIndex = nb.widgets.length - 1;"
+        " await app.commands.execute('notebook:insert-cell-below');"
+        " nb.activeCell.model.sharedModel.setSource(src);"
+        " await app.commands.execute('notebook:run-cell'); }",
+        source,
+    )
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp.shell.currentWidget; const c = w.content.widgets.at(-1);"
+        " return c.model.executionCount !== null && w.sessionContext.session.kernel.status === 'idle'; }",
+        timeout=int(timeout_s * 1000),
+    )
+    return page.evaluate(
+        "() => window.jupyterapp.shell.currentWidget.content.widgets.at(-1).node"
+        ".querySelector('.jp-OutputArea')?.innerText ?? ''"
+    )
+
+
+def run_all_cells(page, timeout_s: float = 600) -> None:
+    """Run every cell of the open notebook and wait (on kernel and cell state, generous deadline) until all ran."""
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=300_000)
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook", timeout=300_000)
     # Wait for the kernel to be ready before running.
     page.wait_for_function(
         "() => { const w = window.jupyterapp.shell.currentWidget;"
         " return w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel"
         " && w.sessionContext.session.kernel.status === 'idle'; }",
-        timeout=120_000,
+        timeout=300_000,
     )
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_function(

@@ -200,7 +200,7 @@ def test_budget_panel_tracks_spending_ledger_and_refusals():
         budget.charge(["a", "b"], PureDPEvent(0.5), description="too much")
     panel.refresh()
     assert "Refused requests (1)" in panel.refused.value and "too much" in panel.refused.value
-    assert "1 refused requests" in panel.header.value
+    assert "1 refused request<" in panel.header.value
     panel.party.value = "(all parties)"
     assert panel.ledger_view.height == 9
     check_reprs(panel)
@@ -375,3 +375,105 @@ def test_dashboards_render_without_a_widget_front_end(fed):
     html = TranscriptViewer(fed, figure_backend="static")._repr_html_()
     assert "<table class='fedbench-table'>" in html and "plotly" in html
     assert np.isfinite(fed.mean("age"))
+
+
+def test_layout_paths_removed_by_a_new_figure():
+    from fedbench.widgets._base import removed_layout_paths
+
+    old = {"shapes": [{}], "template": {}, "xaxis": {"visible": False, "scaleanchor": "y", "title": "x"}}
+    assert removed_layout_paths(old, {"xaxis": {"title": "y"}}) == ["shapes", "xaxis.visible", "xaxis.scaleanchor"]
+
+
+def test_psi_toggle_replaces_the_live_figure_and_training_updates_in_place():
+    # In the browser a relayout merges: the Venn shapes and numeric axes survived under the heatmap.
+    res = psi_result(["a", "b"], [50, 60], 20, mode="reveal")
+    view = PSIOverlapView(res, figure_backend="widget")
+    venn = view.figures["overlap"]
+    view.view.value = "Matrix"
+    heat = view.figures["overlap"]
+    assert heat is not venn and view._holders["overlap"].children == (heat,)
+    assert heat.data[0].type == "heatmap" and heat.layout.shapes == ()
+
+
+def test_budget_panel_curves_distinct_ticks_integer_and_marker_visible_at_full_spend():
+    from fedbench.dp import PrivacyBudget, PureDPEvent
+
+    budget = PrivacyBudget(parties=lambda: ["a", "b", "c", "d"])
+    budget.set_budget(1.0, 1e-6)
+    panel = BudgetPanel(budget, figure_backend="static")
+    budget.charge(["a", "b", "c", "d"], PureDPEvent(1.0), mechanism="laplace", description="count")
+    assert panel.refresh_if_changed() and not panel.refresh_if_changed()
+    spent = panel.figures["spent"]
+    assert list(spent.data[0].y) == [1.0] * 4 and spent.layout.yaxis.range[1] > 1.0  # marker not at the edge
+    assert spent.data[1].text[0] == "budget 1"
+    curve = panel.figures["curve"]
+    assert len(curve.data) == 4 and len({t.x for t in curve.data}) == 4  # coinciding lines shifted apart
+    assert len({t.line.dash for t in curve.data}) == 4
+    assert curve.layout.xaxis.dtick == 1 and curve.layout.margin.t >= 60
+
+
+def test_training_cost_axis_of_a_constant_byte_series_starts_at_zero():
+    dash = TrainingDashboard(rounds=3, figure_backend="static")
+    for r in (1, 2, 3):
+        dash.update(round=r, accuracy=0.5, nbytes=9651.7, seconds=0.1)
+    axis = dash.figures["cost"].layout.yaxis2
+    assert tuple(axis.range) == pytest.approx((0, 13000)) and axis.tickformat == "~s"
+
+
+def test_cardinality_psi_card_names_no_receiver():
+    res = psi_result(["a", "b"], [50, 60], 20, mode="cardinality")
+    res.receiver = "a"  # the comparer, which receives no identifier
+    html = res._repr_html_()
+    assert "receiver" not in html and "Nobody learned which identifiers are shared" in html
+    assert "a compared the fully blinded sets" in html and "receiver" not in repr(res)
+    res.mode = "reveal"
+    assert "receiver <b>a</b>" in res._repr_html_()
+
+
+def test_refusal_repr_is_one_readable_line():
+    from fedbench.dp import BudgetExceededError, PrivacyBudget, PureDPEvent
+
+    budget = PrivacyBudget(parties=lambda: ["a", "b"])
+    budget.set_budget(1.0, 1e-6)
+    with pytest.raises(BudgetExceededError):
+        budget.charge(["a"], PureDPEvent(2.0), mechanism="laplace", description="mean of age")
+    text = repr(budget.refusals[0])
+    assert text.startswith("<Refusal ") and "a asked ε=2 with ε=1 left of 1" in text
+    assert "Refusal(" not in text and "\n" not in text
+
+
+def test_long_transcript_and_schema_reprs_are_summarised_with_a_way_to_see_all(fed):
+    fed.secure_sum(["age"])
+    fed.secure_sum(["age"])
+    t = fed.transcript
+    assert len(t) > t.HTML_ROWS
+    html = t._repr_html_()
+    assert html.count("<tr><td>") < len(t) and f"{len(t) - t.HTML_ROWS} more messages" in html
+    assert "By sender, receiver and kind" in html and ".show(all=True)" in html
+    assert t.show(all=True).data.count("<tr><td>") >= len(t)
+    schema = fed.schema
+    if len(schema.columns) > schema.HTML_ROWS:
+        assert "more columns" in schema._repr_html_() and "more columns" not in schema.show(all=True).data
+    viewer = TranscriptViewer(fed, figure_backend="static")
+    assert "more rows" in viewer.table.value and "show all" in viewer.table.value
+    viewer.show_all.value = True
+    assert "more rows" not in viewer.table.value
+
+
+def test_budget_panel_refreshes_after_a_cell_that_charged(monkeypatch):
+    # In JupyterLab the panel went stale after Run All until Refresh was clicked.
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from fedbench.dp import PrivacyBudget, PureDPEvent
+
+    shell = InteractiveShell.instance()
+    monkeypatch.setattr("fedbench.widgets._base.in_notebook", lambda: True)
+    budget = PrivacyBudget(parties=lambda: ["a", "b"])
+    budget.set_budget(1.0, 1e-6)
+    panel = BudgetPanel(budget, figure_backend="static")
+    before = panel.header.value
+    budget.charge(["a"], PureDPEvent(0.5), mechanism="laplace", description="count")
+    assert panel.header.value == before  # nothing redraws in the middle of a cell
+    shell.run_cell("x = 1")
+    assert panel.header.value != before and f"{len(budget.ledger)} ledger entries" in panel.header.value
+    assert list(panel.figures["spent"].data[0].y) == [0.5, 0.0]

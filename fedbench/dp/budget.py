@@ -12,6 +12,7 @@ import polars as pl
 
 from ..errors import ConfigurationError, UnknownPartyError
 from ..party import validate_party_name
+from ..transcript import _n
 from ._checks import check_delta, check_epsilon
 from .accounting import AccountingEvent
 from .config import DPConfig
@@ -319,8 +320,9 @@ class PrivacyBudget:
 
     def _header(self) -> str:
         return (
-            f"PrivacyBudget ({self.location()}): {len(self.parties)} parties, {len(self._ledger)} ledger entries, "
-            f"{len(self.refusals)} refused requests"
+            f"PrivacyBudget ({self.location()}): {_n(len(self.parties), 'party', 'parties')}, "
+            f"{_n(len(self._ledger), 'ledger entry', 'ledger entries')}, "
+            f"{_n(len(self.refusals), 'refused request')}"
         )
 
     def _increases(self) -> list[str]:
@@ -392,7 +394,8 @@ class PrivacyBudget:
         refused = ""
         if self.refusals:
             items = "".join(f"<li>{escape(r.message)}</li>" for r in self.refusals[-5:])
-            refused = f"<details><summary>{len(self.refusals)} refused requests</summary><ul>{items}</ul></details>"
+            summary = _n(len(self.refusals), "refused request")
+            refused = f"<details><summary>{summary}</summary><ul>{items}</ul></details>"
         return head + table + refused
 
 

@@ -362,6 +362,14 @@ class Refusal:
     budget: Pair
     message: str
 
+    def __repr__(self) -> str:
+        # One readable line instead of the dataclass dump (the message is on .message).
+        return (
+            f"<Refusal {self.timestamp:%H:%M:%S} {self.mechanism} {self.description!r}: {self.party} asked "
+            f"ε={self.requested[0]:.4g} with ε={self.remaining[0]:.4g} left of {self.budget[0]:.4g} "
+            f"(spent {self.spent[0]:.4g}); nothing was computed>"
+        )
+
 
 class _RolledBack(LedgerFileError):
     """The file does not extend what this machine last wrote to it (checked again under the lock)."""

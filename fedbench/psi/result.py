@@ -8,7 +8,7 @@ from html import escape
 import numpy as np
 import polars as pl
 
-from ..transcript import Transcript, _fmt_bytes
+from ..transcript import Transcript, _fmt_bytes, _n
 
 __all__ = ["PSIResult"]
 
@@ -99,7 +99,7 @@ class PSIResult:
         return (
             f"<PSIResult {self.mode}: {self.size:,} shared of "
             + " & ".join(f"{p} {self.set_sizes.get(p, 0):,}" for p in self.parties)
-            + f" on {list(self.on)}{who}{extra}; {len(self.transcript)} messages, "
+            + f" on {list(self.on)}{who}{extra}; {_n(len(self.transcript), 'message')}, "
             f"{_fmt_bytes(self.nbytes)}, {self.elapsed:.2f} s>"
         )
 
@@ -132,16 +132,27 @@ class PSIResult:
                 + ", ".join(escape(p) for p in self.positions)
                 + ", in one common order</p>"
             )
-        receiver = f" &middot; receiver <b>{escape(self.receiver)}</b>" if self.receiver else ""
+        receiver = ""
+        if self.mode == "reveal" and self.receiver:
+            receiver = f" &middot; receiver <b>{escape(self.receiver)}</b>"
+        who = ""
+        if self.mode == "cardinality":
+            # Nobody receives identifiers here: the comparer counts fully blinded values and sends the counts.
+            comparer = f" ({escape(self.receiver)} compared the fully blinded sets)" if self.receiver else ""
+            who = (
+                "<p style='font-size:0.9em'><b>Who learned what.</b> Every party learned the same counts: "
+                f"the intersection size and the pairwise overlaps{comparer}. Nobody learned which "
+                "identifiers are shared.</p>"
+            )
         return (
             "<div style='border:1px solid #ccc;border-radius:6px;padding:8px 12px;max-width:720px'>"
             f"<div><b>Private set intersection</b> &middot; mode <code>{escape(self.mode)}</code>{receiver}"
             f" &middot; key <code>{escape(', '.join(self.on))}</code></div>"
             f"<div style='font-size:1.6em;margin:4px 0'>{self.size:,} shared identifiers</div>"
             "<table><tr><th>party</th><th>distinct ids</th><th>missing</th><th>duplicate rows</th></tr>"
-            f"{rows}</table>{overlap}{detail}"
+            f"{rows}</table>{overlap}{detail}{who}"
             f"<p style='font-size:0.9em'><b>Leakage.</b> {escape(self.leakage)}</p>"
-            f"<p style='font-size:0.85em;color:#555'>{len(self.transcript)} messages, "
+            f"<p style='font-size:0.85em;color:#555'>{_n(len(self.transcript), 'message')}, "
             f"{_fmt_bytes(self.nbytes)} ({self.bytes_per_element:.1f} B per element), "
             f"{self.elapsed:.2f} s</p></div>"
         )

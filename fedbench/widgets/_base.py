@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["FIGURE_BACKENDS", "Dashboard", "check_figure_backend", "figure_output", "html_table", "in_notebook"]
+__all__ = ["FIGURE_BACKENDS", "Dashboard", "check_figure_backend", "figure_output", "html_table", "in_notebook",
+           "removed_layout_paths"]
 
 #: ``widget``: live ``FigureWidget`` (anywidget); ``static``: plain ``Figure`` re-rendered into an ``Output``.
 FIGURE_BACKENDS = ("widget", "static")
@@ -75,12 +76,50 @@ def _cell(value: Any) -> str:
     return f"<td style='text-align:{align};padding:0 6px'>{escape(text)}</td>"
 
 
-def html_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_rows: int = 200) -> str:
-    """A small HTML table (escaped), truncated to ``max_rows`` with a note."""
+def html_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_rows: int = 200, hint: str = "") -> str:
+    """A small HTML table (escaped), truncated to ``max_rows`` with a note (plus ``hint``, HTML, on how to see all)."""
     head = "".join(f"<th style='padding:0 6px'>{escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(v) for v in r) + "</tr>" for r in rows[:max_rows])
-    more = f"<p>… {len(rows) - max_rows} more rows</p>" if len(rows) > max_rows else ""
+    more = f"<p>… {len(rows) - max_rows} more rows{hint}</p>" if len(rows) > max_rows else ""
     return f"<table class='fedbench-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+
+
+def _same_shape(live: Any, fig: go.Figure) -> bool:
+    """Whether ``fig`` can be drawn into the live figure ``live`` by an in-place update.
+
+    Assigning a ``FigureWidget``'s ``layout`` reaches plotly.js as a *merging* relayout: properties
+    the new layout lacks (Venn shapes, ``scaleanchor``, hidden axes) and the axis types and ranges
+    plotly.js inferred for the old traces survive in the browser while Python has the new figure.
+    A heatmap drawn over a Venn diagram that way kept the circles and a numeric x axis and logged
+    ``<text> attribute x: Expected length, "NaN"`` errors.  So only same trace types and no
+    removed layout property allow an in-place update (an empty live figure takes cartesian traces).
+    """
+    old_types = {t.type for t in live.data}
+    new_types = {t.type for t in fig.data}
+    if not new_types <= (old_types or {"scatter", "bar"}):
+        return False
+    return not removed_layout_paths(live.layout.to_plotly_json(), fig.layout.to_plotly_json())
+
+
+def removed_layout_paths(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of layout properties set in ``old`` but absent from ``new`` (``template`` excluded).
+
+    Lists (shapes, annotations) count as leaves: a list present in both is replaced whole anyway.
+
+    Examples
+    --------
+    >>> removed_layout_paths({"shapes": [{}], "xaxis": {"visible": False, "title": "x"}}, {"xaxis": {"title": "y"}})
+    ['shapes', 'xaxis.visible']
+    """
+    out: list[str] = []
+    for key, value in old.items():
+        if not prefix and key == "template":
+            continue
+        if key not in new:
+            out.append(prefix + key)
+        elif isinstance(value, dict) and isinstance(new[key], dict):
+            out.extend(removed_layout_paths(value, new[key], f"{prefix}{key}."))
+    return out
 
 
 def figure_row() -> Any:
@@ -144,12 +183,15 @@ class Dashboard:
 
         if self.figure_backend == "widget":
             try:
-                holder = go.FigureWidget(fig)
+                live = go.FigureWidget(fig)
             except ImportError as exc:  # plotly >= 6 needs anywidget for FigureWidget
                 self.figure_backend = "static"
                 self.log.append_stderr(f"live figures unavailable ({exc}); using static figures\n")
             else:
-                self._holders[name] = self.figures[name] = holder
+                # A box around the FigureWidget, so that a figure of another shape can replace it whole.
+                holder = w.VBox([live])
+                self._holders[name] = holder
+                self.figures[name] = live
                 return holder
         holder = w.Output()
         self._holders[name] = holder
@@ -157,13 +199,26 @@ class Dashboard:
         return holder
 
     def _show(self, name: str, fig: go.Figure) -> None:
-        """Replace the content of figure ``name`` with ``fig``."""
+        """Replace the content of figure ``name`` with ``fig``.
+
+        With the widget backend the live figure is updated in place when only data and values change
+        (smooth live curves), and replaced by a new ``FigureWidget`` when the figure changes shape.
+        """
         holder = self._holders[name]
         if self.figure_backend == "widget":
-            with holder.batch_update():
-                holder.data = ()
-                holder.add_traces(list(fig.data))
-                holder.layout = fig.layout
+            import plotly.graph_objects as go
+
+            live = self.figures[name]
+            if _same_shape(live, fig):
+                with live.batch_update():
+                    live.data = ()
+                    live.add_traces(list(fig.data))
+                    live.layout = fig.layout
+            else:
+                new = go.FigureWidget(fig)
+                holder.children = (new,)
+                self.figures[name] = new
+                live.close()  # free the old model in the front end
         else:
             self.figures[name] = fig
             # Setting outputs directly works headless and in every front-end (no context manager needed).

@@ -6,6 +6,7 @@ import itertools
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from ..transcript import _n
 from ._base import Dashboard, figure_row, html_table
 
 if TYPE_CHECKING:
@@ -18,6 +19,18 @@ ALL = "(all parties)"
 _LEDGER_COLUMNS = [
     "seq", "kind", "mechanism", "party", "description", "event", "epsilon_after", "differentially_private",
 ]
+
+
+_DASHES = ("solid", "dash", "dot", "dashdot")
+_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross")
+# Room above the plot for the toolbar (modebar), so that it never covers the title.
+_MARGIN = {"t": 80, "b": 40, "l": 50, "r": 10}
+
+
+def _title(text: str, note: str = "") -> dict[str, Any]:
+    """A title placed below the toolbar, with an optional smaller second line."""
+    full = f"{text}<br><sup>{escape(note)}</sup>" if note else text
+    return {"text": full, "y": 0.98, "yref": "container", "yanchor": "top", "pad": {"t": 30}}
 
 
 def _colour(frac: float) -> str:
@@ -88,6 +101,43 @@ class BudgetPanel(Dashboard):
         self.refresh()
         if party is not None:
             self.party.value = party
+        self._watch_cells()
+
+    def _signature(self) -> tuple[int, int]:
+        # Cheap: what the panel shows changes only when the ledger or the refusals grow.
+        return len(self.budget.ledger), len(self.budget.refusals)
+
+    def _watch_cells(self) -> None:
+        """Refresh after every notebook cell that charged or refused something (no Refresh click needed)."""
+        import weakref
+
+        from ._base import in_notebook
+
+        if not in_notebook():
+            return
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        ref = weakref.ref(self)
+
+        def after_cell(*_: Any) -> None:
+            panel = ref()
+            if panel is None:
+                shell.events.unregister("post_run_cell", after_cell)
+            else:
+                panel.refresh_if_changed()
+
+        shell.events.register("post_run_cell", after_cell)
+
+    def refresh_if_changed(self) -> bool:
+        """Redraw if the ledger or the refusals changed since the last redraw; return whether it did."""
+        try:
+            changed = self._signature() != self._seen
+        except Exception:  # a ledger that cannot be read now: the next refresh reports it
+            return False
+        if changed:
+            self._guard(lambda: self.refresh())()
+        return changed
 
     # -- data ----------------------------------------------------------------------------
     def _parties(self) -> list[str]:
@@ -130,14 +180,18 @@ class BudgetPanel(Dashboard):
         spent = [self.budget.spent(p)[0] for p in parties]
         limits = [self.budget.limit(p)[0] for p in parties]
         fig = go.Figure()
-        fig.add_bar(x=parties, y=spent, name="ε spent",
+        top = max([*spent, *limits, 0.0]) or 1.0
+        fig.add_bar(x=parties, y=spent, name="ε spent", opacity=0.8,
                     marker_color=[_colour(s / b) for s, b in zip(spent, limits, strict=True)],
                     hovertext=[f"spent {s:.4g} of {b:.4g} (remaining {max(0.0, b - s):.4g})"
                                for s, b in zip(spent, limits, strict=True)])
-        fig.add_scatter(x=parties, y=limits, mode="markers", name="ε budget",
-                        marker={"symbol": "line-ew-open", "size": 36, "line": {"width": 3, "color": "#333"}})
-        fig.update_layout(title="ε spent vs budget", yaxis_title="epsilon", height=300,
-                          margin={"t": 40, "b": 40, "l": 50, "r": 10}, legend={"orientation": "h", "y": -0.2})
+        # Drawn above the bars, with room above the tallest one: still visible once spent equals budget.
+        fig.add_scatter(x=parties, y=limits, mode="markers+text", name="ε budget", cliponaxis=False,
+                        text=[f"budget {b:.3g}" for b in limits], textposition="top center",
+                        marker={"symbol": "line-ew-open", "size": 36, "color": "#111",
+                                "line": {"width": 3, "color": "#111"}})
+        fig.update_layout(title=_title("ε spent vs budget"), yaxis_title="epsilon", height=320,
+                          yaxis={"range": [0, top * 1.25]}, margin=_MARGIN, legend={"orientation": "h", "y": -0.2})
         return fig
 
     def _curve_figure(self) -> go.Figure:
@@ -147,11 +201,16 @@ class BudgetPanel(Dashboard):
         selected = self.party.value if hasattr(self, "party") else ALL
         parties = self._parties() if selected == ALL else [selected]
         note = ""
-        for p in parties:
-            if p not in self.budget.parties:
-                continue
-            xs, ys = self._spend_points(p)
-            fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=f"{p} ε")
+        curves = {p: self._spend_points(p) for p in parties if p in self.budget.parties}
+        # Parties touched by the same releases have identical curves: shift each a little sideways and give
+        # it its own dash and symbol so that every party of the legend stays visible.
+        same = len(curves) > 1 and len({(tuple(x), tuple(y)) for x, y in curves.values()}) < len(curves)
+        for i, (p, (xs, ys)) in enumerate(curves.items()):
+            dx = (i - (len(curves) - 1) / 2) * 0.08 if same else 0.0
+            fig.add_scatter(x=[x + dx for x in xs], y=ys, mode="lines+markers", name=f"{p} ε", customdata=xs,
+                            hovertemplate=f"{escape(p)}: release %{{customdata}}, ε %{{y:.4g}}<extra></extra>",
+                            line={"dash": _DASHES[i % len(_DASHES)]},
+                            marker={"symbol": _SYMBOLS[i % len(_SYMBOLS)], "size": 8})
             if selected != ALL:
                 limit = float(self.budget.limit(p)[0])
                 px, py, note = self._projection(p, xs, ys)
@@ -160,9 +219,10 @@ class BudgetPanel(Dashboard):
                 right = max(xs[-1], px[-1] if px else 0, 1)
                 fig.add_scatter(x=[0, right], y=[limit, limit], mode="lines", name="budget",
                                 line={"dash": "dash", "color": "#c62828"})
-        fig.update_layout(title="ε after each release" + (f" ({note})" if note else ""),
-                          xaxis_title="differentially private release", yaxis_title="epsilon", height=300,
-                          margin={"t": 40, "b": 40, "l": 50, "r": 10}, legend={"orientation": "h", "y": -0.25})
+        # Releases are counted: integer ticks only.
+        fig.update_layout(title=_title("ε after each release", note), xaxis_title="differentially private release",
+                          xaxis={"tick0": 0, "dtick": 1, "tickformat": "d", "rangemode": "tozero"},
+                          yaxis_title="epsilon", height=320, margin=_MARGIN, legend={"orientation": "h", "y": -0.3})
         return fig
 
     # -- redraw --------------------------------------------------------------------------
@@ -171,9 +231,11 @@ class BudgetPanel(Dashboard):
         parties = self._parties()
         self._set_choices(self.party, [ALL, *parties], ALL)
         refusals = self.budget.refusals
+        self._seen = self._signature()
         self.header.value = (
-            f"<b>{len(parties)} parties with a budget</b> · {len(self.budget.ledger)} ledger entries · "
-            f"<span style='color:{'#c62828' if refusals else 'inherit'}'>{len(refusals)} refused requests</span>"
+            f"<b>{_n(len(parties), 'party', 'parties')} with a budget</b> · "
+            f"{_n(len(self.budget.ledger), 'ledger entry', 'ledger entries')} · "
+            f"<span style='color:{'#c62828' if refusals else 'inherit'}'>{_n(len(refusals), 'refused request')}</span>"
             + self._location_html()
         )
         self._show("spent", self._spent_figure())

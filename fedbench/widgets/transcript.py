@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from ..transcript import ROLE_NAMES, _fmt_bytes
+from ..transcript import ROLE_NAMES, _fmt_bytes, _n
 from ._base import Dashboard, figure_row, html_table
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def _run_options(frame: pl.DataFrame) -> list[tuple[str, Any]]:
     import polars as pl
 
     runs = frame.group_by("run_id", maintain_order=True).agg(pl.col("protocol").first(), pl.len().alias("n"))
-    return [(ALL, ALL_RUNS)] + [(f"#{r} {p} ({n} messages)", r) for r, p, n in runs.iter_rows()]
+    return [(ALL, ALL_RUNS)] + [(f"#{r} {p} ({_n(n, 'message')})", r) for r, p, n in runs.iter_rows()]
 
 
 class TranscriptViewer(Dashboard):
@@ -53,7 +53,7 @@ class TranscriptViewer(Dashboard):
         Initial filters: messages sent or received by ``party``, of ``kind``.
     run : int, optional
         Initial filter on the run identifier.
-    max_rows : int, default 200
+    max_rows : int, default 20
         Rows shown in the table (the filtered frame holds all).
     figure_backend : {"widget", "static"}, default "widget"
         See :class:`~fedbench.widgets.Dashboard`.
@@ -73,7 +73,7 @@ class TranscriptViewer(Dashboard):
         party: str | None = None,
         kind: str | None = None,
         run: int | None = None,
-        max_rows: int = 200,
+        max_rows: int = 20,
         figure_backend: str = "widget",
     ) -> None:
         import ipywidgets as w
@@ -86,6 +86,9 @@ class TranscriptViewer(Dashboard):
         self.run = w.Dropdown(description="run", options=[(ALL, ALL_RUNS)], value=ALL_RUNS)
         self.table = w.HTML()
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        #: List every message of the filter, not only the first ``max_rows``.
+        self.show_all = w.ToggleButton(description="show all", value=False)
+        self.show_all.observe(self._guard(lambda _: self._draw()), names="value")
         #: The messages currently shown (polars DataFrame, all of them, not only ``max_rows``).
         self.filtered: pl.DataFrame | None = None
         for dd in (self.party, self.kind, self.run):
@@ -94,7 +97,7 @@ class TranscriptViewer(Dashboard):
         holder = self._figure_holder("bytes", self._figure(None))
         self.widget = w.VBox([
             w.HBox([self.header, self.refresh_button]),
-            w.HBox([self.party, self.kind, self.run]),
+            w.HBox([self.party, self.kind, self.run, self.show_all]),
             holder,
             self.table,
             self.log,
@@ -148,15 +151,16 @@ class TranscriptViewer(Dashboard):
         self.filtered = frame.select(_VIEW_COLUMNS)
         enc = int(frame["encrypted"].sum()) if frame.height else 0
         self.header.value = (
-            f"<b>{frame.height} messages</b> shown ({enc} encrypted), {_fmt_bytes(int(frame['nbytes'].sum()))} · "
-            f"transcript total {len(self.transcript)} messages"
+            f"<b>{_n(frame.height, 'message')}</b> shown ({enc} encrypted), {_fmt_bytes(int(frame['nbytes'].sum()))} · "
+            f"transcript total {_n(len(self.transcript), 'message')}"
         )
         rows = [
             (r, p, s, rc, k, _fmt_bytes(n), "🔒" if e else "plain", f"{sec * 1000:.1f} ms")
             for r, p, s, rc, k, n, e, sec in self.filtered.iter_rows()
         ]
         self.table.value = html_table(["run", "protocol", "from", "to", "kind", "bytes", "content", "time"], rows,
-                                      max_rows=self.max_rows)
+                                      max_rows=len(rows) if self.show_all.value else self.max_rows,
+                                      hint=": press <i>show all</i>, or use <code>viewer.filtered</code>")
         self._show("bytes", self._figure(frame))
 
     def _figure(self, frame: pl.DataFrame | None) -> go.Figure:
@@ -179,7 +183,7 @@ class TranscriptViewer(Dashboard):
         n = self.filtered.height if self.filtered is not None else 0
         filters = ", ".join(f"{k}={v}" for k, v in (("party", self.party.value), ("kind", self.kind.value),
                                                      ("run", self.run.value)) if v not in (ALL, ALL_RUNS))
-        return f"TranscriptViewer: {n} of {len(self.transcript)} messages" + (f" ({filters})" if filters else "")
+        return f"TranscriptViewer: {n} of {_n(len(self.transcript), 'message')}" + (f" ({filters})" if filters else "")
 
     def _html_body(self) -> str:
         return self.table.value
@@ -296,8 +300,8 @@ class CryptoCostPanel(Dashboard):
         key = f"{bits}-bit Paillier (ciphertexts of {bits // 4} bytes)" if bits else "key size unknown"
         self.header.value = (
             f"<b>{escape(key)}</b> · {total_cts if total_cts is not None else '?'} ciphertexts from parties · "
-            f"{_fmt_bytes(int(frame['nbytes'].sum()))} in {frame.height} messages · "
-            f"{frame['run_id'].n_unique() if frame.height else 0} runs"
+            f"{_fmt_bytes(int(frame['nbytes'].sum()))} in {_n(frame.height, 'message')} · "
+            f"{_n(frame['run_id'].n_unique() if frame.height else 0, 'run')}"
         )
         self._show("bytes", self._bytes_figure())
         self._show("time", self._time_figure())
