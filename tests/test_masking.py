@@ -1,6 +1,5 @@
 """Masking secure aggregation (fedbench.masking): exact sums under dropouts, uniform-looking views, bad input."""
 
-import math
 
 import numpy as np
 import pytest
@@ -36,10 +35,7 @@ def _viable(names, drop, t):
     if any(len([v for v in alive[1] if v != u]) < t for u in alive[2]):
         return False
     u4 = alive[4]
-    for u in alive[2]:  # b_u for survivors of round 3, s_u for the others: both need t answers
-        if len([v for v in u4 if v != u]) < t:
-            return False
-    return True
+    return all(len([v for v in u4 if v != u]) >= t for u in alive[2])
 
 
 @settings(max_examples=30, deadline=None)
