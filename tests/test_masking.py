@@ -38,12 +38,14 @@ def _viable(names, drop, t):
     return all(len([v for v in u4 if v != u]) >= t for u in alive[2])
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(data=st.data(), n=st.integers(3, 7), m=st.integers(1, 6))
 def test_masked_sum_equals_plaintext_sum_under_dropouts(data, n, m):
     vecs = _vectors(n, m, seed=data.draw(st.integers(0, 1000)))
     names = list(vecs)
-    drop = data.draw(st.dictionaries(st.sampled_from(names), st.integers(1, 4), max_size=n))
+    # Mostly recoverable patterns (a few droppers), sometimes too many: both branches get exercised.
+    max_drop = data.draw(st.sampled_from([1, 2, n]))
+    drop = data.draw(st.dictionaries(st.sampled_from(names), st.integers(1, 4), max_size=max_drop))
     t = masking.default_threshold(n - 1)
     ch = Channel("masking", [])
     if not _viable(names, drop, t):
@@ -70,6 +72,16 @@ def test_secagg_plus_sparse_graph_exact_sum(data, n):
     out = masking.masked_sum_vectors(vecs, encoding=ENC, dropout=drop)
     assert out.neighbours >= k and out.threshold == masking.default_threshold(out.neighbours)
     np.testing.assert_array_equal(out.value, sum(vecs[u] for u in out.survivors))
+
+
+@pytest.mark.parametrize("neighbours", [4, 6])
+@pytest.mark.parametrize("drop_round", [1, 2, 3, 4])
+def test_one_dropout_at_each_round(neighbours, drop_round):
+    vecs = _vectors(7, 5, seed=drop_round)
+    out = masking.masked_sum_vectors(vecs, encoding=ENC, neighbours=neighbours, dropout={"p3": drop_round})
+    summed = [u for u in vecs if u != "p3" or drop_round == 4]  # a round-4 dropper's input already arrived
+    assert out.survivors == summed
+    np.testing.assert_array_equal(out.value, sum(vecs[u] for u in summed))
 
 
 def test_harary_graph_is_regular_and_symmetric():
