@@ -333,3 +333,32 @@ class DropoutError(TooFewPartiesError):
 
 class FederatedLearningWarning(UserWarning):
     """Federated training continued past something the analyst should know (a single-class party...)."""
+
+
+# -- masking secure aggregation (fedbench.masking; Bonawitz et al. / SecAgg+) --------------------
+class MaskingParameterError(ConfigurationError):
+    """A masking-protocol parameter is unsound: threshold, neighbours, or an encoding too wide for Z_2^64."""
+
+
+class MaskingDropoutError(TooFewPartiesError):
+    """Fewer parties than the threshold remained at a round of the masking protocol; nothing was released.
+
+    Parameters
+    ----------
+    message : str
+        Explanation naming the round.
+    round : int or None
+        The protocol round (1 advertise keys, 2 share keys, 3 masked input, 4 unmask).
+    """
+
+    def __init__(self, message: str, *, round: int | None = None) -> None:
+        super().__init__(message)
+        self.round = round
+
+
+class MaskingProtocolError(ProtocolError):
+    """A party's message breaks the masking protocol (duplicated public key, wrong vector length or dtype)."""
+
+    def __init__(self, message: str, *, party: str | None = None) -> None:
+        super().__init__(message)
+        self.party = party
