@@ -24,7 +24,7 @@ class SimulationBudgetError(BudgetError):
 class SimulationBudget:
     """Epsilon the attack lab may spend on simulated releases (never the study's ledger)."""
 
-    epsilon: float = 1000.0
+    epsilon: float = 100_000.0
     spent: float = field(default=0.0)
 
     def spend(self, epsilons: Sequence[float], releases: int) -> None:
@@ -119,7 +119,7 @@ def design(frames: dict, features: Sequence[str], target: str) -> tuple[dict, di
             if c not in df.columns:
                 raise ColumnError(f"party {name!r} has no column {c!r}", party=name, column=c)
     # Rows with a missing feature or label are dropped, as the workbench's learners do by default.
-    frames = {k: df.select([*features, target]).drop_nulls() for k, df in frames.items()}
+    frames = {k: df.select(list(dict.fromkeys([*features, target]))).drop_nulls() for k, df in frames.items()}
     xs = {k: df.select(features).to_numpy().astype(float) for k, df in frames.items()}
     ys = {k: df[target].to_numpy().astype(float) for k, df in frames.items()}
     for k, y in ys.items():
