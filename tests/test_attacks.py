@@ -182,3 +182,27 @@ def test_simulation_from_federation_files_and_refuses_in_memory(fed):
     f = fb.Federation.from_dir(HOSPITALS, key_bits=512, allow_insecure_key_size=True, ledger_path=":memory:")
     res = atk.gradient_reconstruction(f, FEATURES, "diagnosis", trials=10)
     assert res.error[math.inf] < 1e-6
+
+
+# -- dashboard ---------------------------------------------------------------------------------------
+def test_attack_lab_dashboard_runs_headless(fed):
+    from fedbench.widgets.attacks import AttackLab
+
+    lab = AttackLab(HOSPITALS, FEATURES, "diagnosis", fed=fed, column="age", target_party="south",
+                    bounds=(0, 120), epsilons=[1.0, 8.0], figure_backend="static")
+    assert "no attack run yet" in lab.header.value
+    lab.attack.value = "gradient reconstruction"
+    lab.run_button.click()
+    assert list(lab.figures["success"].data[0].y) == [1.0]  # unprotected: identified every time
+    assert "exactly" in lab.verdicts.value
+    lab.protection.value = "dp"
+    lab.run_button.click()
+    assert len(lab.figures["success"].data[0].y) == 3 and lab.log.outputs == ()
+    lab.attack.value = "membership (loss threshold)"
+    lab.run_button.click()
+    assert len(lab.figures["utility"].data[0].x) == 3  # accuracy for epsilon 1, 8 and no DP
+    lab.attack.value = "differencing"
+    lab.protection.value = "secure_aggregation"
+    lab.run_button.click()
+    assert "differencing works" in lab.verdicts.value
+    assert "differencing" in repr(lab) and "Attack lab" in lab._repr_html_()
