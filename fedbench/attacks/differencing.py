@@ -29,6 +29,7 @@ class DifferencingResult:
     epsilons: list[float] = field(default_factory=list)
     error_at: dict[float, float] = field(default_factory=dict)
     laplace_scale_at: dict[float, float] = field(default_factory=dict)
+    sensitivity: float = 0.0
     note: str = SIMULATION_NOTE
 
     def verdict(self, epsilon: float) -> str:
@@ -36,8 +37,10 @@ class DifferencingResult:
         if not math.isfinite(epsilon):
             return "Exact releases: the difference reveals the target's sum exactly."
         err, scale = self.error_at[epsilon], self.laplace_scale_at[epsilon]
-        return (f"At epsilon {epsilon:g} the attacker's error averages {err:.3g} "
-                f"(Laplace scale {scale:.3g}): the target's value is hidden in noise.")
+        # What DP promises is that one row's largest contribution (the sensitivity) is blurred.
+        return (f"At epsilon {epsilon:g} the attacker's error averages {err:.3g} (Laplace scale {scale:.3g}), "
+                f"{err / self.sensitivity:.2g} times one row's largest contribution: the target's value is "
+                "known only up to noise.")
 
     def _rows(self) -> list[list[object]]:
         rows: list[list[object]] = [["exact", 0.0, 0.0, self.verdict(math.inf)]]
@@ -110,6 +113,7 @@ def differencing(
         (budget or SimulationBudget()).spend(eps, 2 * n_releases)
         lo, hi = bounds  # type: ignore[misc]
         sens = max(abs(lo), abs(hi))
+        result.sensitivity = sens
         rng = np.random.default_rng(seed)
         for e in eps:
             scale = sens / e if math.isfinite(e) else 0.0
