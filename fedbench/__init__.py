@@ -38,11 +38,12 @@ _LAZY = {
 }
 
 #: Public subpackages reachable as attributes (``fb.dp.DPConfig``) without importing them first.
-_SUBMODULES = ("crypto", "dp", "learn", "psi", "samples", "widgets")
+_SUBMODULES = ("attacks", "crypto", "dp", "learn", "psi", "samples", "widgets")
 
 __all__ = [*_LAZY, *_SUBMODULES, *_error_names, "__version__"]
 
 if TYPE_CHECKING:
+    from . import attacks as attacks
     from . import crypto as crypto
     from . import dp as dp
     from . import learn as learn

@@ -22,8 +22,6 @@ ROOT = "fedbench"
 ALLOWED_CYCLES: list[frozenset[str]] = [
     # federation <-> learn: learn's estimators and partitioning import Federation, Federation.fit imports learn.
     frozenset({"fedbench.federation", "fedbench.learn", "fedbench.learn.estimators", "fedbench.learn.partition"}),
-    # models <-> fedavg <-> glm: the model registry and the strategies import each other.
-    frozenset({"fedbench.learn.fedavg", "fedbench.learn.glm", "fedbench.learn.models"}),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -180,7 +181,7 @@ def membership_inference(
     res = MembershipResult(attack, n_members=len(data["in"]))
     for e in eps:
         z = calibrate_z(e, rounds, delta)
-        kw = {"rounds": rounds, "lr": lr, "epochs": epochs, "z": z, "clip": clip, "rng": rng}
+        kw: dict[str, Any] = {"rounds": rounds, "lr": lr, "epochs": epochs, "z": z, "clip": clip, "rng": rng}
         theta = train_fedavg(target_parts, **kw)
         li = _loss(theta, data["in"][:, :-1], data["in"][:, -1])
         lo = _loss(theta, data["out"][:, :-1], data["out"][:, -1])

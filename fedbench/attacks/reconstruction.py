@@ -144,7 +144,7 @@ def gradient_reconstruction(
                 seen = u + rng.normal(0, sigma, u.shape) if sigma else u
             x_hat = invert(seen) if seen[-1] != 0 else np.zeros(d)
             x = examples[0]
-            errs.append(float(np.linalg.norm(x_hat - x) / max(np.linalg.norm(x), 1e-12)))
+            errs.append(float(np.linalg.norm(x_hat - x)) / max(float(np.linalg.norm(x)), 1e-12))
             dists = [float(np.linalg.norm(x_hat - ex)) for ex in examples]
             hits += int(np.argmin(dists) == 0)
         res.epsilons.append(e)

@@ -26,7 +26,7 @@ Bounds = tuple[float, float] | Mapping[str, tuple[float, float]]
 
 
 def _pair(value: object, where: str) -> tuple[float, float]:
-    if isinstance(value, str | bytes) or not hasattr(value, "__len__") or len(value) != 2:  # type: ignore[arg-type]
+    if isinstance(value, str | bytes) or not hasattr(value, "__len__") or len(value) != 2:
         raise ConfigurationError(
             f"{where}: bounds must be a (lower, upper) pair or a mapping column -> (lower, upper), got {value!r}"
         )

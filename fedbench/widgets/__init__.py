@@ -22,6 +22,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _LAZY = {
+    "AttackLab": ".attacks",
     "Dashboard": "._base",
     "FIGURE_BACKENDS": "._base",
     "in_notebook": "._base",
