@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .secagg import get_protocol
 from .transcript import Transcript, _fmt_bytes
 
 __all__ = [
@@ -33,11 +34,8 @@ __all__ = [
 ]
 
 #: One line on every result: the model the guarantees hold under, and what breaks them.
-THREAT_MODEL = (
-    "honest-but-curious parties, aggregator and key holder: the aggregator sees only ciphertexts and the "
-    "key holder decrypts only the aggregate; if aggregator and key holder collude they can decrypt each "
-    "party's local aggregates (never its raw rows)"
-)
+# The Paillier protocol declares its trust model once (fedbench.secagg.paillier); results quote it.
+THREAT_MODEL = get_protocol("paillier").trust_model.text
 
 
 def _fmt_value(v: Any) -> str:

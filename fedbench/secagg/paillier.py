@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from ..crypto.arithmetic import cached_encryptor
 from ..crypto.packing import Encoding, PackingLayout
-from ..crypto.paillier import FastEncryptor, PaillierKeys, add_ciphertext_vectors, decrypt_many
+from ..crypto.paillier import PaillierKeys, add_ciphertext_vectors, decrypt_many
 from ..errors import EncodingRangeError, NonFiniteValueError, ProtocolError
 from ..wire import bytes_to_ints, dumps, ints_to_bytes
 from .base import (
@@ -69,11 +70,6 @@ def _add_integer_noise(encoded: np.ndarray, noise: np.ndarray, encoding: Encodin
 
 # -- worker-side helpers (top level so that process pools can pickle them) ----
 @lru_cache(maxsize=4)
-def _encryptor(n: int, h_s: int | None) -> FastEncryptor:
-    return FastEncryptor(n, h_s)
-
-
-@lru_cache(maxsize=4)
 def _private_key(n: int, p: int, q: int) -> Any:
     from phe import paillier
 
@@ -82,7 +78,7 @@ def _private_key(n: int, p: int, q: int) -> Any:
 
 def _encrypt_chunk(item: tuple[int, int | None, list[int]]) -> tuple[list[int], float]:
     n, h_s, plaintexts = item
-    encryptor = _encryptor(n, h_s).prepare()  # table built once per key and process, not per message
+    encryptor = cached_encryptor(n, h_s).prepare()  # table built once per key and process, not per message
     t0 = time.perf_counter()
     cts = encryptor.encrypt_many(plaintexts)
     return cts, time.perf_counter() - t0
