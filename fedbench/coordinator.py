@@ -19,7 +19,7 @@ from .crypto.packing import DEFAULT_SUM_FRAC_BITS, DEFAULT_SUM_MAX_ABS, WIDE_FRA
 from .crypto.paillier import PaillierKeys, check_key_bits, generate_keys
 from .errors import ConfigurationError, TooFewPartiesError, UnknownPartyError
 from .results import SecureSumResult
-from .secagg import MIN_PARTIES, secure_aggregate
+from .secagg import MIN_PARTIES, get_protocol, secure_aggregate
 from .transcript import Channel, Transcript
 
 if TYPE_CHECKING:
@@ -143,8 +143,9 @@ class FederationCoordinator:
     def __init__(self, parties: dict[str, Party], *, key_bits: int, backend: Backend,
                  allow_insecure_key_size: bool = False, fast_encryption: bool = True, frac_bits: int | None = None,
                  max_abs: float | None = None, audit: bool = False, ledger_path: str | Path | None = None,
-                 local_timeout: float | None = None) -> None:
+                 local_timeout: float | None = None, secagg: str = "paillier") -> None:
         self.parties = parties
+        self.secagg = get_protocol(secagg).name  # refuses an unknown name before anything is built
         self.key_bits = check_key_bits(key_bits, allow_insecure_key_size=allow_insecure_key_size)
         self.allow_insecure_key_size = allow_insecure_key_size
         self.fast_encryption = bool(fast_encryption)
@@ -290,7 +291,7 @@ class FederationCoordinator:
         out = secure_aggregate(parties, local_fn, keys=keys, backend=self.backend, channel=channel,
                                encoding=encoding, fast_encryption=self.fast_encryption, key_recipients=recipients,
                                party_noise=party_noise, central_noise=central_noise, before_release=before_release,
-                               integer_encoding=integer_encoding)
+                               integer_encoding=integer_encoding, protocol=self.secagg)
         self.key_holders.update(recipients)
         result = SecureSumResult(
             value=out.value,

@@ -87,6 +87,10 @@ class Federation:
         Seconds a local function passed to :meth:`secure_sum` may run inside a
         party before the call fails with
         :class:`~fedbench.errors.PartyTimeoutError` (``None``: no limit).
+    secagg : str, default "paillier"
+        Secure-aggregation protocol, by name from
+        :func:`fedbench.secagg.available_protocols` (each declares its trust and
+        cost model; see :mod:`fedbench.secagg`).
 
     Examples
     --------
@@ -106,12 +110,14 @@ class Federation:
         audit: bool = False,
         ledger_path: str | Path | None = None,
         local_timeout: float | None = DEFAULT_LOCAL_TIMEOUT,
+        secagg: str = "paillier",
     ) -> None:
         self._parties: dict[str, Party] = {}
         self._coordinator = FederationCoordinator(
             self._parties, key_bits=key_bits, backend=get_backend(backend),
             allow_insecure_key_size=allow_insecure_key_size, fast_encryption=fast_encryption, frac_bits=frac_bits,
-            max_abs=max_abs, audit=audit, ledger_path=ledger_path, local_timeout=check_local_timeout(local_timeout))
+            max_abs=max_abs, audit=audit, ledger_path=ledger_path, local_timeout=check_local_timeout(local_timeout),
+            secagg=secagg)
 
     # -- construction ---------------------------------------------------------
     @classmethod

@@ -224,3 +224,16 @@ def test_unregistered_protocol_is_unknown_again():
     unregister_protocol(proto.name)
     with pytest.raises(ConfigurationError, match="unknown"):
         get_protocol("plaintext-test")
+
+
+def test_federation_chooses_its_protocol_by_name(plaintext_protocol):
+    import fedbench as fb
+
+    with pytest.raises(ConfigurationError, match="unknown"):
+        fb.Federation(TEST_KEY_BITS, allow_insecure_key_size=True, ledger_path=":memory:", secagg="no-such")
+    fed = fb.Federation(TEST_KEY_BITS, allow_insecure_key_size=True, ledger_path=":memory:",
+                        secagg="plaintext-test")
+    fed.add_party("a", pl.DataFrame({"x": [1.0, 2.0]}))
+    fed.add_party("b", pl.DataFrame({"x": [3.0]}))
+    assert float(fed.sum("x")) == pytest.approx(6.0)
+    assert plaintext_protocol.calls == 1  # the named protocol ran, not Paillier
