@@ -297,6 +297,11 @@ class TableResult(Result):
     def __getitem__(self, key: Any) -> Any:
         return self.value[key]
 
+    def equals(self, other: TableResult | pl.DataFrame, **kwargs: Any) -> bool:
+        """Whether the tables are equal (polars' ``DataFrame.equals``; ``other`` may be a result or a frame)."""
+        frame = other.to_polars() if isinstance(other, TableResult) else other
+        return self.value.equals(frame, **kwargs)
+
     def __len__(self) -> int:
         return self.value.height
 

@@ -8,6 +8,7 @@ drives a control and checks the page changed, and saves screenshots to
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,10 +28,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def lab():
+def lab(tmp_path_factory):
     assert chromium_path(), "Debian's chromium must be installed (.ci/run installs it with apt)"
     OUT.mkdir(parents=True, exist_ok=True)
-    with jupyterlab(ROOT, OUT.parent / "jupyterlab.log") as url:
+    # JupyterLab autosaves what the test adds and runs: serve copies, never the repository's notebooks.
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    (root / "data_samples").symlink_to(ROOT / "data_samples")  # 01 names ../data_samples/...
+    with jupyterlab(root, OUT.parent / "jupyterlab.log") as url:
         yield url
 
 
@@ -170,7 +175,8 @@ def test_budget_panel_follows_the_ledger_without_refresh(lab, browser):
             "print(_n(len(fed.budget.ledger), 'ledger entry', 'ledger entries'), '·',"
             " _n(len(fed.budget.refusals), 'refused request'))",
         )
-    want = next(line for line in out.splitlines() if "ledger entr" in line).strip()
+    assert "Traceback" not in out and "Error" not in out, f"the added cell failed:\n{out}"
+    want = out.strip().splitlines()[-1].strip()
     with _explained(browser, page, f"waiting for the budget panel to show '{want}'"):
         page.wait_for_function(
             "([el, want]) => el.textContent.includes(want)", arg=[header.element_handle(), want], timeout=DEADLINE_MS,

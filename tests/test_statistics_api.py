@@ -30,6 +30,10 @@ def test_every_statistic_returns_a_result(hospitals):
                 fed.corr(["age", "chol"]), fed.histogram("age", 4, (0, 100)), fed.secure_sum(["age"])):
         assert isinstance(res, fb.Result) and isinstance(res.to_polars(), pl.DataFrame)
     assert fed.stats(["age"]).to_polars()["count"][0] == pooled["age"].drop_nulls().len()
+    # Table results compare with each other and with frames, as the frames they replaced did.
+    counts = fed.group_counts("sex")
+    assert counts.equals(fed.group_counts("sex")) and counts.equals(counts.to_polars())
+    assert not counts.equals(counts.to_polars().head(1))
 
 
 def test_count_of_a_column_is_one_round(hospitals):
