@@ -101,6 +101,8 @@ def test_quickstart_dashboards_render_and_respond(lab, browser):
         page.wait_for_selector("text=west: 60 rows × 35 columns", timeout=DEADLINE_MS)
     panel.screenshot(path=str(OUT / "01_quickstart_party_west.png"))
     cost = page.locator(".widget-vbox", has=page.locator("text=Encryption time")).first
+    with _explained(browser, page, "waiting for the crypto-cost panel"):
+        cost.wait_for(timeout=DEADLINE_MS)  # plotly draws its figures after the kernel went idle
     cost.scroll_into_view_if_needed()
     cost.screenshot(path=str(OUT / "01_quickstart_crypto_cost.png"))
     viewer = page.locator(".widget-vbox", has=page.locator(".widget-dropdown")).last
