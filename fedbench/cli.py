@@ -173,7 +173,11 @@ def demo(data: Path | None, key_bits: int, backend: str, insecure: bool, verify:
 
         if verify:
             out.section("Simulation check: the same numbers on pooled plaintext (impossible in real life)")
-            pooled = pl.concat([p.compute(lambda df, c=columns: df.select(c)) for p in fed], how="vertical_relaxed")
+
+            def demo_columns(df: pl.DataFrame) -> pl.DataFrame:
+                return df.select(columns)
+
+            pooled = pl.concat([p.compute(demo_columns) for p in fed], how="vertical_relaxed")
             worst = 0.0
             for row in table.iter_rows(named=True):
                 s = pooled[row["column"]].drop_nulls()

@@ -206,3 +206,15 @@ def test_attack_lab_dashboard_runs_headless(fed):
     lab.run_button.click()
     assert "differencing works" in lab.verdicts.value
     assert "differencing" in repr(lab) and "Attack lab" in lab._repr_html_()
+
+
+def test_attack_lab_differencing_without_column_is_refused(fed):
+    from fedbench.widgets.attacks import AttackLab
+
+    lab = AttackLab(HOSPITALS, FEATURES, "diagnosis", fed=fed, target_party="south", figure_backend="static")
+    lab.attack.value = "differencing"
+    with pytest.raises(fb.ConfigurationError, match="needs column="):
+        lab.run()
+    assert lab.result is None  # nothing ran
+    lab.run_button.click()  # from the button the error goes to the log
+    assert "needs column=" in "".join(o.get("text", "") for o in lab.log.outputs)

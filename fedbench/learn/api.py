@@ -94,6 +94,8 @@ def local_setup(df: pl.DataFrame, *, spec: DataSpec, classes: list[Any] | None) 
     x_test, _ = local_xy(df, spec, "test")
     out: dict[str, Any] = {"train": float(x_train.height), "test": float(x_test.height)}
     if classes is not None:
+        if y_train is None:  # classes come from the target column: a spec without one cannot have them
+            raise ConfigurationError("class counts need a target column; the data spec has none")
         cls = np.asarray(classes)
         out["class_counts"] = np.bincount(np.searchsorted(cls, y_train), minlength=len(cls)).astype(float)
     return out
@@ -537,7 +539,7 @@ def _charge_dp(coord: Coordinator, names: list[str], dp: Any, rounds: int, est: 
             "are not noised. Use strategy=fb.learn.FedAvg(dp=...) (or an estimator trained by FedAvg) for DP-FedAvg"
         )
     budget = coord.budget
-    if budget is not None and getattr(budget, "parties", ()):
+    if budget is not None and getattr(budget, "parties", None):
         # Refused (BudgetExceededError) before any data is read; the whole planned run is charged up front.
         # Amplification at q is sound because each party's participation is a secret CSPRNG coin (fedavg.py).
         budget.charge(names, dp.event(rounds), mechanism="dp-fedavg",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +137,15 @@ def _target(df: pl.DataFrame, target: str) -> np.ndarray:
 _SPLITS: dict[int, tuple[weakref.ref, dict[tuple[DataSpec, str], tuple[pl.DataFrame, np.ndarray | None]]]] = {}
 
 
+def _forget(key: int) -> Callable[[weakref.ref[Any]], None]:
+    """Weak-reference callback dropping the cached splits of a collected frame."""
+
+    def drop(_: weakref.ref[Any]) -> None:
+        _SPLITS.pop(key, None)
+
+    return drop
+
+
 def local_xy(df: pl.DataFrame, spec: DataSpec, part: str = "train") -> tuple[pl.DataFrame, np.ndarray | None]:
     """The party's features (a polars DataFrame) and labels for ``part`` (``train``, ``test`` or ``all``).
 
@@ -147,7 +156,7 @@ def local_xy(df: pl.DataFrame, spec: DataSpec, part: str = "train") -> tuple[pl.
     key = id(df)
     entry = _SPLITS.get(key)
     if entry is None or entry[0]() is not df:
-        entry = (weakref.ref(df, lambda _, k=key: _SPLITS.pop(k, None)), {})
+        entry = (weakref.ref(df, _forget(key)), {})
         _SPLITS[key] = entry
     cache = entry[1]
     hit = cache.get((spec, part))
@@ -293,22 +302,24 @@ def resolve_features(
         p.require_columns(list(features))
     numeric = []
     for c in features:
-        kinds = {p.name: column_kind(p.schema[c]) for p in parties}
-        coarse = {"numeric" if k in _NUMERIC else k for k in kinds.values()}
+        kind_of = {p.name: column_kind(p.schema[c]) for p in parties}
+        coarse = {"numeric" if k in _NUMERIC else k for k in kind_of.values()}
         if len(coarse) > 1:
-            odd = next(n for n, k in kinds.items() if k not in _NUMERIC) if "numeric" in coarse else next(iter(kinds))
+            odd = (
+                next(n for n, k in kind_of.items() if k not in _NUMERIC) if "numeric" in coarse else next(iter(kind_of))
+            )
             raise DtypeConflictError(
-                f"column {c!r} is {kinds[odd]} in party {odd!r} but "
-                + ", ".join(f"{k} in {n!r}" for n, k in kinds.items() if n != odd)
+                f"column {c!r} is {kind_of[odd]} in party {odd!r} but "
+                + ", ".join(f"{k} in {n!r}" for n, k in kind_of.items() if n != odd)
                 + "; cast it to one type in every party",
                 party=odd,
                 column=c,
             )
         is_num = coarse == {"numeric"}
         if not is_num and not accepts_strings:
-            first = next(iter(kinds))
+            first = next(iter(kind_of))
             raise NonNumericColumnError(
-                f"party {first!r}: feature {c!r} is {kinds[first]}, not numeric; add an encoder for it "
+                f"party {first!r}: feature {c!r} is {kind_of[first]}, not numeric; add an encoder for it "
                 "(e.g. make_column_transformer((OneHotEncoder(), [...]), remainder=...)) or leave it out",
                 party=first,
                 column=c,
@@ -341,7 +352,7 @@ def check_local(df: pl.DataFrame, spec: DataSpec, *, allow_nulls: bool, min_trai
     for c, num in zip(spec.features, spec.numeric or [True] * len(spec.features), strict=True):
         s = df.get_column(c)
         if num and s.dtype.is_float():
-            bad = s.is_infinite().sum() + s.is_nan().sum()
+            bad = int(s.is_infinite().sum()) + int(s.is_nan().sum())  # counts of a boolean series: ints
             if bad:
                 raise NonFiniteValueError(
                     f"feature {c!r} holds NaN or infinite values; turn them into nulls "

@@ -171,8 +171,10 @@ _STASH_IDS = itertools.count()
 
 
 def _step_and_keep(df: pl.DataFrame, *, fn: Callable[[pl.DataFrame], Any], key: str,
-                   share_metrics: bool = False) -> dict[str, Any]:
+                   share_metrics: bool = False) -> Any:
     """Phase 1 inside a party: run the local step, keep its ``sum`` part here, return the rest.
+
+    A step result that is not a mapping with a ``sum`` key is returned unchanged.
 
     The party's own diagnostics (``"party"``: loss, row count, metric) are
     dropped here, inside the party, unless the run opted in to releasing them.
@@ -318,6 +320,8 @@ class Session:
         # The federation logged an exact release in the ledger already (unless a DP charge covers it).
         self.note_release(protocol, description, [p.name for p in parties], how="secure sum",
                           differentially_private=protocol in self.covered, ledger=False)
+        if res.transcript is None:  # the coordinator always attaches its channel's run; never seen otherwise
+            raise ProtocolError(f"{protocol}: the coordinator returned a secure sum without its transcript")
         self.transcript.extend(res.transcript)
         self.secure_sums += 1
         return value, AggInfo(res.nbytes, res.elapsed, len(res.transcript), res.ciphertexts)
@@ -400,18 +404,18 @@ class Session:
             name = party.name
             s.seconds += hook_seconds[name]
             seconds[name] = s.seconds
-            exc = s.error
-            if exc is not None and not s.timed_out:
-                if isinstance(exc, FedbenchError) and not isinstance(exc, LocalComputationError |
+            err = s.error
+            if err is not None and not s.timed_out:
+                if isinstance(err, FedbenchError) and not isinstance(err, LocalComputationError |
                                                                      PartyUnavailableError):
                     # Bad input (nulls, wrong types...) is an error to fix, never masked as a dropout;
                     # the other parties' kept results are discarded first.
                     for (other, _), o in zip(calls, settled, strict=True):
                         if o.error is None or o.timed_out:  # a late party keeps its result once it finishes
                             backend.post(other, forget)
-                    raise exc
+                    raise err
                 # A foreign exception's text may quote the party's data: its type name only.
-                detail = str(exc) if isinstance(exc, FedbenchError) else type(exc).__name__
+                detail = str(err) if isinstance(err, FedbenchError) else type(err).__name__
                 failures.append(PartyFailure(round, name, "error", detail, stage))
                 continue
             if s.timed_out or (self.party_timeout is not None and s.seconds > self.party_timeout):

@@ -145,6 +145,8 @@ class Strategy(ABC):
 
     def aggregate_evaluate(self, server_round: int, total: Mapping[str, Any], ctx: StageContext) -> dict[str, Any]:
         """The federation-wide metric from the summed statistics."""
+        if ctx.metric is None:  # unreachable in practice: the parties' local scoring refuses it first
+            raise ConfigurationError(f"{ctx.name}: no evaluation metric to combine; pass metric=...")
         return {"metric": combine_scores(ctx.metric, dict(total))}
 
     def fit_protocol(self) -> str:

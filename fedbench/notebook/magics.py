@@ -32,6 +32,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from ..backend import run_local_function
 from ..errors import (
     BudgetNotSetError,
+    ConfigurationError,
     DataLoadError,
     FedbenchError,
     InsecureParameterError,
@@ -175,6 +176,8 @@ class Fedbench(Magics, FedbenchConfig):
     @property
     def user_ns(self) -> dict[str, Any]:
         """The user namespace of the shell."""
+        if self.shell is None:  # only a hand-built instance lacks one; load_ipython_extension always passes it
+            raise ConfigurationError("the fedbench magics are not attached to an IPython shell; run %load_ext fedbench")
         return self.shell.user_ns
 
     def _resolve(self, name: str | None, *, create: bool = False) -> tuple[str, Federation | None]:
@@ -617,7 +620,9 @@ class Fedbench(Magics, FedbenchConfig):
             gone = list(zip(REGISTRY.names, REGISTRY.clear(), strict=True))
         else:
             name = cmd.args.fed or REGISTRY.current_name
-            gone = [(name, REGISTRY.remove(name))]
+            fed = REGISTRY.remove(name)
+            assert name is not None  # remove(None) raised NoFederationError: no federation is current
+            gone = [(name, fed)]
         for name, fed in gone:
             if self.user_ns.get(name) is fed:
                 del self.user_ns[name]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigurationError
 from ._base import Dashboard, figure_row, html_table
 
 if TYPE_CHECKING:
@@ -111,6 +112,9 @@ class AttackLab(Dashboard):
             self.result = attacks.gradient_reconstruction(self.source, self.features, self.target,
                                                           protection=protection, epsilons=grid)
         else:
+            if self.column is None or self.target_party is None:
+                missing = "column" if self.column is None else "target_party"
+                raise ConfigurationError(f"the differencing attack needs {missing}=; pass it to AttackLab")
             self.result = attacks.differencing(self.fed, self.column, target_party=self.target_party,
                                                bounds=self.bounds,
                                                epsilons=self.epsilons if protection == "dp" else [])

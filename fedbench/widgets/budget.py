@@ -152,7 +152,7 @@ class BudgetPanel(Dashboard):
                 ys.append(float(entry.after[party][0]))
         return xs, ys
 
-    def _projection(self, party: str, xs: list[int], ys: list[float]) -> tuple[list[float], list[float], str]:
+    def _projection(self, party: str, xs: list[int], ys: list[float]) -> tuple[list[int], list[float], str]:
         limit = float(self.budget.limit(party)[0])
         if self.plan is not None:
             config, rounds = self.plan

@@ -37,22 +37,31 @@ def overlap_matrix(result: Any) -> list[list[int | None]]:
     return m
 
 
+def _revealed(m: list[list[int | None]]) -> list[list[int]] | None:
+    """The matrix with its type narrowed to ``int``, or ``None`` if any overlap was not revealed."""
+    full: list[list[int]] = []
+    for row in m:
+        known = [v for v in row if v is not None]
+        if len(known) != len(row):
+            return None
+        full.append(known)
+    return full
+
+
 def venn_regions(result: Any) -> dict[str, int] | None:
     """Exclusive region counts of a 2- or 3-party Venn diagram, keyed by party names joined with ``&``.
 
     Returns ``None`` when the pairwise overlaps were not revealed.
     """
     parties = list(result.parties)
-    m = overlap_matrix(result)
+    m = _revealed(overlap_matrix(result))
+    if m is None:
+        return None
     if len(parties) == 2:
         a, b = parties
         both = m[0][1]
-        if both is None:
-            return None
         return {a: m[0][0] - both, f"{a}&{b}": both, b: m[1][1] - both}
     if len(parties) == 3:
-        if any(m[i][j] is None for i in range(3) for j in range(3)):
-            return None
         a, b, c = parties
         t = int(result.size)
         ab, ac, bc = m[0][1] - t, m[0][2] - t, m[1][2] - t

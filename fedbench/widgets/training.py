@@ -118,7 +118,7 @@ def _stage_series(stage: Any) -> str:
 
 def normalize_record(record: Mapping[str, Any]) -> RoundRecord:
     """Turn one per-round mapping (see the module docstring) into a :class:`RoundRecord`."""
-    rnd = record.get("round")
+    rnd: Any = record.get("round")  # int() below only once _number() found a finite real
     out = RoundRecord(round=int(rnd) if _number(rnd) is not None else None)
     out.seconds = _number(record.get("seconds", record.get("time")))
     out.nbytes = _number(record.get("nbytes", record.get("bytes")))
@@ -366,7 +366,7 @@ class TrainingDashboard(Dashboard):
 
         metric = self.metric.value if hasattr(self, "metric") else None
         fig = go.Figure()
-        xs = [r.round for r in self.records]
+        xs = [r.round for r in self.records if r.round is not None]  # _add numbers every stored round
         for s in _SERIES_ORDER:
             pts = [(r.round, r.series[s][metric]) for r in self.records if metric in r.series.get(s, {})]
             if pts:

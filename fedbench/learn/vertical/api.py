@@ -14,6 +14,7 @@ from ...errors import (
     ConfigurationError,
     MissingColumnError,
     NonNumericColumnError,
+    ProtocolError,
     TooFewPartiesError,
     UnsupportedEstimatorError,
 )
@@ -194,17 +195,20 @@ def fit_vertical(
     m_all = int(psi.size)
     if m_all < 4:
         raise ConfigurationError(f"only {m_all} shared rows after PSI: too few to train")
+    positions = psi.positions
+    if positions is None:  # mode="align" always returns them
+        raise ProtocolError("the aligning PSI returned no row positions")
     coord = fed.coordinator
     unpenalised = np.isinf(float(lr.C)) or getattr(lr, "penalty", "deprecated") is None
     ex = Exchange(coord, guest, host, c=1e12 if unpenalised else float(lr.C), intercept=bool(lr.fit_intercept),
                   frac_bits=frac_bits, feature_bits=feature_bits)
-    test = ex.split(psi.positions[guest.name], keys, seed, test_size, m_all)
+    test = ex.split(positions[guest.name], keys, seed, test_size, m_all)
     m = int((~test).sum())
     if m < 2:
         raise ConfigurationError(f"only {m} aligned training rows; lower test_size")
     rows_hist: list[dict[str, Any]] = []
     try:
-        setups = ex.setup(psi.positions, test, feats, pre_steps, target)
+        setups = ex.setup(positions, test, feats, pre_steps, target)
         step = ex.step_size(setups, m, learning_rate)
         _iterate(ex, step, m, int(rounds), tol, rows_hist)
         res = ex.weights()

@@ -128,7 +128,7 @@ class VerticalRun:
 
         x, y, test, xg = self._aligned()
         tr, te = pl.Series(~test), pl.Series(test)
-        rows = []
+        rows: list[tuple[str, str, float | None, str]] = []
         local = clone(self._template)
         gcols = self.features_by_party[self.guest]
         try:
