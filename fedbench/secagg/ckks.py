@@ -218,8 +218,8 @@ class CKKSParams:
     poly_modulus_degree : int
         Ring dimension ``N`` (a power of two from 1024 to 32768); ``N / 2`` slots per ciphertext.
     coeff_mod_bit_sizes : tuple of int
-        Bit sizes of the primes of the coefficient modulus (each 20 to 60).  With more than
-        one prime the last is SEAL's special prime, and ciphertexts use the others.
+        Bit sizes of the primes of the coefficient modulus (at least two, each 20 to 60): the
+        last is SEAL's special prime, ciphertexts use the others.
     scale_bits : int
         ``log2`` of the scale: values are encoded as ``round(x * 2**scale_bits)``.
 
@@ -242,9 +242,10 @@ class CKKSParams:
                 f"poly_modulus_degree must be one of {sorted(HE_STANDARD_128)}, got {n!r}"
             )
         bits = tuple(self.coeff_mod_bit_sizes)
-        if not bits or any(isinstance(b, bool) or not isinstance(b, int) or not 20 <= b <= 60 for b in bits):
+        if len(bits) < 2 or any(isinstance(b, bool) or not isinstance(b, int) or not 20 <= b <= 60 for b in bits):
             raise ConfigurationError(
-                f"coeff_mod_bit_sizes must be a non-empty sequence of integers from 20 to 60, got {bits!r}"
+                "coeff_mod_bit_sizes must be at least two integers from 20 to 60 (ciphertext primes, then "
+                f"SEAL's special prime), got {bits!r}"
             )
         object.__setattr__(self, "coeff_mod_bit_sizes", bits)
         if sum(bits) > HE_STANDARD_128[n]:
@@ -268,8 +269,7 @@ class CKKSParams:
     @property
     def data_primes(self) -> tuple[int, ...]:
         """Bit sizes of the primes ciphertexts live under (all but SEAL's special prime)."""
-        bits = self.coeff_mod_bit_sizes
-        return bits[:-1] if len(bits) > 1 else bits
+        return self.coeff_mod_bit_sizes[:-1]
 
     @property
     def data_bits(self) -> int:
