@@ -151,7 +151,7 @@ _FLOOD_TAIL = 8.0
 #: Floating-point rounding of encode + decode, relative to the public range (measured below 2**-52).
 _FP_RELATIVE = 2.0**-45
 #: A party encrypting at least this many ciphertexts spreads them over the backend's heavy workers.
-_PARALLEL_MIN_BLOCKS = 8
+_PARALLEL_MIN_BLOCKS = 64
 
 
 def _slot_noise_std(poly_modulus_degree: int, n_parties: int) -> float:
