@@ -16,15 +16,17 @@ Which library, and why a single key holder
 ------------------------------------------
 Measured on this project's machines (Python 3.11, x86_64, December 2026):
 OpenFHE's Python wrapper (``openfhe`` on PyPI, the library with threshold
-multiparty CKKS) installs, but every wheel carries an extension built for the
-system Python of one Ubuntu release (CPython 3.10 for the 22.04 wheels, 3.12
-for 24.04), so ``import openfhe`` fails on Python 3.11 and building OpenFHE from
-source is out of reach of a ``pip install``.  TenSEAL 0.3.18 (Microsoft SEAL)
+multiparty CKKS) installs, but its wheels carry an extension built for the
+system Python of one Ubuntu release (the one pip picks here, 1.6.1.0.22.4, is
+for CPython 3.10; pip finds no wheel of the 24.04 build for 3.11), so
+``import openfhe`` fails on Python 3.11, and building OpenFHE from source is
+out of reach of a ``pip install``.  TenSEAL 0.3.18 (Microsoft SEAL)
 ships a CPython 3.11 wheel and sums 10 parties x 100,000 floats end to end in
-about 2 s on one core (``benchmarks/bench_ckks.py``), but it has no threshold
-or multiparty decryption.  This protocol therefore uses TenSEAL with one key
+about 2 to 3 s on a shared two-core machine (``benchmarks/bench_ckks.py``;
+about 6 ms of CPU per ciphertext of 4096 values), but it has no threshold or
+multiparty decryption.  This protocol therefore uses TenSEAL with one key
 holder: it removes none of the Paillier protocol's trust in the key holder; it
-offers a lattice (post-quantum candidate) scheme and packing of thousands of
+offers a lattice-based scheme and packing of thousands of
 floats per ciphertext.
 
 Parameters (>= 128-bit security)
@@ -52,8 +54,9 @@ randomness from {-1, 0, 1} and errors with standard deviation 3.2):
   ``(4/3) N sigma**2 + sigma**2 + 1/12``; a slot is a sum of ``N`` such
   coefficients, so after adding ``n`` ciphertexts one slot's error has standard
   deviation at most ``sqrt(n N ((4/3) N sigma**2 + sigma**2 + 1/12)) / scale``;
-  the bound ``t`` is 10 of these standard deviations (an over-estimate, since
-  SEAL's division by the special prime only shrinks this noise);
+  the bound ``t`` is 10 of these standard deviations (an over-estimate: SEAL's
+  division by the special prime shrinks this noise, measured about 22 times
+  below the model's standard deviation; tests check that the model bounds it);
 * noise flooding: Gaussian noise of standard deviation ``2**30 * t``, bounded
   by 8 standard deviations (see below);
 * double-precision rounding of encoding and decoding: measured below
