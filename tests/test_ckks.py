@@ -160,6 +160,28 @@ class TestProtocol:
         assert 0.8 * flood < err.std() < 1.2 * flood
 
 
+    @pytest.mark.slow
+    def test_large_vectors_are_encrypted_on_the_worker_pool(self, monkeypatch):
+        monkeypatch.setattr(ck, "_PARALLEL_MIN_BLOCKS", 2)
+        calls = []
+        backend = InProcessBackend(parallel=True)
+        real = backend.map_heavy
+
+        def spy(fn, items):
+            calls.append(len(items))
+            return real(fn, items)
+
+        monkeypatch.setattr(backend, "map_heavy", spy)
+        rng = np.random.default_rng(11)
+        vectors = [rng.normal(0, 1, 3 * 4096) for _ in range(2)]
+        channel = Channel("secure_sum", [Transcript()])
+        out = get_protocol("ckks").aggregate(
+            _parties(2), lambda df: {"x": vectors[int(df["i"][0])]}, keys=_KEYS, backend=backend,
+            channel=channel, encoding=_ENC)
+        if backend.heavy_workers > 1:
+            assert calls and all(c > 1 for c in calls)  # each party's blocks went out in several chunks
+        assert np.abs(out.value["x"] - np.sum(vectors, axis=0)).max() <= out.error_bound
+
     def test_the_noise_model_bounds_the_measured_encryption_noise(self):
         # With a small scale the encryption noise is measurable; flooding is switched off to see it.
         params = CKKSParams(8192, (60, 60, 60), 25)
