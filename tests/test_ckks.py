@@ -265,6 +265,19 @@ class TestProtocol:
         with pytest.raises(ProtocolError, match="party 'p1' returned entries that differ"):
             _run([np.ones(3), np.ones(4)])
 
+    def test_ciphertexts_that_do_not_match_name_their_sender(self, monkeypatch):
+        real = ck._encrypt_blocks
+        seen = []
+
+        def odd_scale(item):
+            ctx, scale_bits, blocks = item
+            seen.append(1)
+            return real((ctx, scale_bits - 5 if len(seen) == 2 else scale_bits, blocks))
+
+        monkeypatch.setattr(ck, "_encrypt_blocks", odd_scale)
+        with pytest.raises(ProtocolError, match="party 'p1' sent ciphertexts that do not match"):
+            _run([np.ones(3), np.ones(3)])
+
     def test_dp_noise_is_refused_before_any_party_runs(self):
         calls = []
 
