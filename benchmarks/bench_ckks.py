@@ -83,7 +83,8 @@ def main() -> None:
               f"process, which does all the work below 64 ciphertexts per party); max abs error "
               f"{err:.3g} (reported bound {res.error_bound:.3g}); {res.scheme}")
         print(f"  keygen {res.seconds['keygen']:.3f} s, encrypt {res.seconds['encrypt']:.2f} s (CPU, summed over "
-              f"workers), aggregate {res.seconds['aggregate']:.2f} s, decrypt+flood {res.seconds['decrypt']:.2f} s")
+              f"parties), aggregate {res.seconds['aggregate']:.2f} s, decrypt+flood {res.seconds['decrypt']:.2f} s "
+              "(wall)")
         print(f"  {res.ciphertexts} ciphertexts ({res.slots_per_ciphertext} values each); {ct / total:.1f} bytes/value "
               f"parties->aggregator; public keys {pk / 1e6:.1f} MB; {res.nbytes / 1e6:.1f} MB in all")
     ckks_wall = wall
