@@ -308,6 +308,7 @@ class FederationCoordinator:
             transcript=channel.run,
             backend=self.backend.name,
             privacy=None if plan is None else plan.record(len(parties), encoding.frac_bits),
+            protocol=out.protocol, error_bound=out.error_bound, scheme=out.scheme,
         )
         if plan is None and record_exact and self.budget.parties:  # also a ledger persisted by an earlier kernel
             # Budgets are in force: exact releases are logged too, flagged as not differentially private.

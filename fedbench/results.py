@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .errors import ConfigurationError
 from .secagg import get_protocol
 from .transcript import Transcript, _fmt_bytes
 
@@ -36,6 +37,14 @@ __all__ = [
 #: One line on every result: the model the guarantees hold under, and what breaks them.
 # The Paillier protocol declares its trust model once (fedbench.secagg.paillier); results quote it.
 THREAT_MODEL = get_protocol("paillier").trust_model.text
+
+
+def _trust_text(protocol: str) -> str:
+    """The declared trust model of ``protocol`` (the Paillier one if it is no longer registered)."""
+    try:
+        return get_protocol(protocol).trust_model.text
+    except ConfigurationError:
+        return THREAT_MODEL
 
 
 def _fmt_value(v: Any) -> str:
@@ -358,6 +367,13 @@ class SecureSumResult(Result):
         noise), ``epsilon_outsider`` for distributed noise (against someone who
         knows no share, for information) and the sampler (``None`` for an exact
         release).
+    protocol : str
+        The secure-aggregation protocol that ran (its trust model is quoted in the repr).
+    error_bound : float or None
+        For an approximate protocol (``"ckks"``), the bound on each entry's absolute error;
+        ``None`` for an exact sum.
+    scheme : str
+        The encryption scheme and its parameters when it is not the federation's Paillier key.
     """
 
     key_bits: int
@@ -370,6 +386,9 @@ class SecureSumResult(Result):
     elapsed: float
     nulls_skipped: dict[str, int] = field(default_factory=dict)
     backend: str = "inprocess"
+    protocol: str = "paillier"
+    error_bound: float | None = None
+    scheme: str = ""
 
     @property
     def cost(self) -> Cost:
@@ -409,10 +428,20 @@ class SecureSumResult(Result):
             f"SecureSumResult({vals})\n"
             f"  parties: {', '.join(self.parties)}\n"
             f"  cost: {self.elapsed:.3f} s, {_fmt_bytes(self.nbytes)}, {self.ciphertexts} ciphertexts "
-            f"({self.slots_per_ciphertext} values each), {self.key_bits}-bit Paillier"
-            f"{' (DJN fast encryption)' if self.fast_encryption else ''}{nulls}\n"
-            f"  threat model: {THREAT_MODEL}"
+            f"({self.slots_per_ciphertext} values each), {self._scheme_text()}{nulls}\n"
+            f"{self._error_text()}"
+            f"  threat model: {_trust_text(self.protocol)}"
         )
+
+    def _scheme_text(self) -> str:
+        if self.scheme:
+            return self.scheme
+        return f"{self.key_bits}-bit Paillier{' (DJN fast encryption)' if self.fast_encryption else ''}"
+
+    def _error_text(self) -> str:
+        if self.error_bound is None:
+            return ""
+        return f"  approximate: every entry within ±{self.error_bound:.3g} of the exact sum (reported bound)\n"
 
     def _repr_html_(self) -> str:
         rows = [(k, escape(_fmt_value(v))) for k, v in list(self.value.items())[:20]]
@@ -421,9 +450,11 @@ class SecureSumResult(Result):
             ("time", f"{self.elapsed:.3f} s (encrypt {self.seconds.get('encrypt', 0):.3f} s, "
                      f"decrypt {self.seconds.get('decrypt', 0):.3f} s)"),
             ("traffic", f"{_fmt_bytes(self.nbytes)} in {len(self.transcript or ())} messages"),
-            ("ciphertexts", f"{self.ciphertexts} × {self.key_bits}-bit Paillier, "
+            ("ciphertexts", f"{self.ciphertexts} × {escape(self._scheme_text())}, "
                             f"{self.slots_per_ciphertext} values each"),
         ]
+        if self.error_bound is not None:
+            rows.append(("error bound", f"±{self.error_bound:.3g} per entry (approximate protocol)"))
         if any(self.nulls_skipped.values()):
             rows.append(("nulls skipped", escape(str(self.nulls_skipped))))
         rows.append(("privacy", escape(_fmt_privacy(self.privacy))))

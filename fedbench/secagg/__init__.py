@@ -6,7 +6,9 @@
   :func:`get_protocol`, :func:`available_protocols`;
 * :mod:`~fedbench.secagg.spec`: :class:`VectorSpec`, the public shape of a local result;
 * :mod:`~fedbench.secagg.paillier`: packed Paillier with one key holder, the
-  default protocol ``"paillier"``.
+  default protocol ``"paillier"``;
+* :mod:`~fedbench.secagg.ckks`: CKKS (TenSEAL, optional extra ``ckks``) with one
+  key holder, approximate within a reported bound: ``"ckks"``.
 
 :func:`secure_aggregate` runs the protocol named by ``protocol=``.
 """
@@ -25,6 +27,7 @@ from .base import (
     SecAggProtocol,
     TrustModel,
 )
+from .ckks import CKKS, CKKSParams, CKKSSecAgg
 from .paillier import PAILLIER, PaillierSecAgg, PartyContribution, parallel_min_ciphertexts, party_contribution
 from .registry import available_protocols, get_protocol, register_protocol, unregister_protocol
 from .spec import VectorSpec
@@ -40,6 +43,8 @@ __all__ = [
     "DEFAULT_PROTOCOL",
     "MIN_PARTIES",
     "AggregationOutcome",
+    "CKKSParams",
+    "CKKSSecAgg",
     "CostEstimate",
     "GridNoiseFn",
     "LocalFn",
@@ -61,6 +66,7 @@ __all__ = [
 DEFAULT_PROTOCOL = "paillier"
 
 register_protocol(PAILLIER, replace=True)
+register_protocol(CKKS, replace=True)
 
 
 def secure_aggregate(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -95,17 +95,33 @@ class CostEstimate:
     operations: Mapping[str, int] = field(default_factory=dict)
 
 
+class SlotLayout(Protocol):
+    """What results need from a protocol's layout (:class:`PackingLayout` for Paillier)."""
+
+    @property
+    def slots_per_ciphertext(self) -> int:
+        """Values carried by one ciphertext."""
+        ...
+
+
 @dataclass
 class AggregationOutcome:
-    """What one secure aggregation run produced (before result formatting)."""
+    """What one secure aggregation run produced (before result formatting).
+
+    ``error_bound`` is ``None`` for exact protocols, else the bound on each
+    entry's absolute error; ``scheme`` describes the encryption (empty: the
+    federation's Paillier key).
+    """
 
     value: dict[str, float | np.ndarray]
     spec: VectorSpec
-    layout: PackingLayout
+    layout: PackingLayout | SlotLayout
     ciphertexts_per_party: int
     seconds: dict[str, float]
     fast_encryption: bool
     protocol: str = "paillier"
+    error_bound: float | None = None
+    scheme: str = ""
 
 
 def check_enough_parties(n_parties: int) -> None:
