@@ -1,0 +1,204 @@
+"""Who decrypts an aggregate: one key holder, or any ``t`` parties holding shares of the key.
+
+:func:`decrypt_aggregate` is what the Paillier protocol calls once the
+aggregator holds the encrypted sum.  With :class:`~fedbench.crypto.paillier.PaillierKeys`
+the aggregator forwards the sum to the **key holder**, which decrypts it; with
+:class:`~fedbench.crypto.threshold.ThresholdPaillierKeys` there is no key
+holder: the aggregator sends the sum to ``t`` share-holding parties, each
+returns its partial decryptions with a zero-knowledge proof (message
+``<party> -> aggregator``, kind ``partial-decryption``), and the aggregator
+verifies every proof before combining.  A party whose proof fails is named
+and nothing is decrypted; fewer than ``t`` available share holders are refused
+before any party decrypts anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from ..crypto.paillier import PaillierKeys
+from ..crypto.threshold import (
+    KeyShare,
+    PartialDecryption,
+    ThresholdPaillierKeys,
+    ThresholdPublicParams,
+    combine,
+    partial_decrypt,
+    verify_partial,
+)
+from ..errors import InvalidPartialDecryptionError, TooFewKeySharesError
+from ..wire import bytes_to_ints, ints_to_bytes
+
+if TYPE_CHECKING:
+    from ..backend import Backend
+    from ..transcript import Channel
+
+__all__ = ["AnyPaillierKeys", "DecryptedAggregate", "check_decryptors", "decrypt_aggregate", "threshold_trust_text"]
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+#: The keys a Paillier run may use: one key holder's pair, or a threshold-shared key.
+AnyPaillierKeys = PaillierKeys | ThresholdPaillierKeys
+
+
+@dataclass(frozen=True)
+class DecryptedAggregate:
+    """Plaintexts of the aggregate and the role that now holds them (it sends the release to the analyst)."""
+
+    plaintexts: list[int]
+    releaser: str
+    seconds: float
+
+
+def threshold_trust_text(keys: ThresholdPaillierKeys) -> str:
+    """The threat-model sentence of a run decrypted by ``t`` of ``N`` share holders."""
+    t, n = keys.threshold, keys.params.n_shares
+    dealer = ("a dealer generated the key and saw it (it could decrypt everything alone, so it must be trusted "
+              "and must have forgotten the key); " if keys.setup == "dealer" else "")
+    return (
+        f"honest-but-curious parties and aggregator, threshold decryption by {t} of {n} parties: {dealer}"
+        f"the aggregator sees only ciphertexts and partial decryptions of the aggregate, and only it learns the "
+        f"aggregate before release; any {t} parties colluding with the aggregator can decrypt each party's local "
+        f"aggregates (never its raw rows); fewer than {t} parties learn nothing from their key shares"
+    )
+
+
+def check_decryptors(keys: ThresholdPaillierKeys, prefer: Sequence[str] = ()) -> list[str]:
+    """The ``t`` share holders that will decrypt: available ones, ``prefer`` first, then in share order.
+
+    Raises
+    ------
+    TooFewKeySharesError
+        Fewer than ``t`` share holders are available (nothing is decrypted).
+    """
+    holders = keys.holders
+    available = [h for h in holders if keys.available is None or h in keys.available]
+    if len(available) < keys.threshold:
+        missing = [h for h in holders if h not in available]
+        raise TooFewKeySharesError(
+            f"threshold decryption needs {keys.threshold} of the {len(holders)} key-share holders, but only "
+            f"{len(available)} are available ({', '.join(available) or 'none'}; missing: {', '.join(missing)}); "
+            "nothing was decrypted",
+            threshold=keys.threshold, missing=missing)
+    first = set(prefer)
+    return sorted(available, key=lambda h: (h not in first, holders.index(h)))[: keys.threshold]
+
+
+def _map_here(fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
+    return [fn(x) for x in items]
+
+
+def _parallel_min(key_bits: int) -> int:
+    from .paillier import parallel_min_ciphertexts  # imported late: secagg.paillier imports this module
+
+    return parallel_min_ciphertexts(key_bits)
+
+
+def _partial(item: tuple[ThresholdPublicParams, KeyShare, list[int]]) -> tuple[PartialDecryption, float]:
+    params, share, cts = item
+    t0 = time.perf_counter()
+    return partial_decrypt(params, share, cts), time.perf_counter() - t0
+
+
+def _verify(item: tuple[ThresholdPublicParams, list[int], PartialDecryption]) -> bool:
+    return verify_partial(*item)
+
+
+def _pd_bytes(pd: PartialDecryption, ct_width: int) -> bytes:
+    # values, then the challenge and response, fixed width each so the aggregator can parse them.
+    z_width = (pd.response.bit_length() + 7) // 8 or 1
+    head = len(pd.values).to_bytes(4, "big") + z_width.to_bytes(4, "big")
+    return (head + ints_to_bytes(list(pd.values), ct_width) + pd.challenge.to_bytes(32, "big")
+            + pd.response.to_bytes(z_width, "big"))
+
+
+def _pd_from_bytes(data: bytes, party: str, index: int, ct_width: int) -> PartialDecryption:
+    k, z_width = int.from_bytes(data[:4], "big"), int.from_bytes(data[4:8], "big")
+    end = 8 + k * ct_width
+    values = tuple(bytes_to_ints(data[8:end], ct_width))
+    e = int.from_bytes(data[end:end + 32], "big")
+    z = int.from_bytes(data[end + 32:end + 32 + z_width], "big")
+    return PartialDecryption(party=party, index=index, values=values, challenge=e, response=z)
+
+
+def _threshold_decrypt(keys: ThresholdPaillierKeys, total: list[int], *, channel: Channel, backend: Backend,
+                       ct_width: int, prefer: Sequence[str], aggregate_seconds: float) -> DecryptedAggregate:
+    t0 = time.perf_counter()
+    decryptors = check_decryptors(keys, prefer)  # refused before any party decrypts anything
+    payload = ints_to_bytes(total, ct_width)
+    for name in decryptors:
+        channel.send("aggregator", name, "aggregate-ciphertexts", payload, encrypted=True,
+                     seconds=aggregate_seconds)
+    # Each decrypting party computes its partial decryptions with its own share; large jobs on every core
+    # (a partial decryption costs about 7 CRT decryptions, a proof or its check about 20).
+    work = len(decryptors) * (7 * len(total) + 20)
+    mapper = backend.map_heavy if work >= _parallel_min(keys.key_bits) else _map_here
+    outs = mapper(_partial, [(keys.params, keys.shares[name], list(total)) for name in decryptors])
+    partials = []
+    for name, (pd, secs) in zip(decryptors, outs, strict=True):
+        data = channel.send(name, "aggregator", "partial-decryption", _pd_bytes(pd, ct_width), encrypted=True,
+                            seconds=secs)
+        partials.append(_pd_from_bytes(data, name, keys.shares[name].index, ct_width))
+    # The aggregator checks every proof before combining: a wrong partial decryption is named, never used.
+    ok = mapper(_verify, [(keys.params, list(total), pd) for pd in partials])
+    bad = [pd.party for pd, good in zip(partials, ok, strict=True) if not good]
+    if bad:
+        raise InvalidPartialDecryptionError(
+            f"the partial decryption sent by party {bad[0]!r} failed its zero-knowledge proof"
+            + (f" (also: {', '.join(repr(b) for b in bad[1:])})" if bad[1:] else "")
+            + "; nothing was decrypted. Run again without that party, or investigate it",
+            party=bad[0], parties=bad)
+    plain = combine(keys.params, partials)
+    return DecryptedAggregate(plain, "aggregator", time.perf_counter() - t0)
+
+
+def decrypt_aggregate(keys: AnyPaillierKeys, total: list[int], *, channel: Channel, backend: Backend,
+                      ct_width: int, prefer: Sequence[str] = (), aggregate_seconds: float = 0.0,
+                      single_key: Callable[[list[int]], list[int]] | None = None) -> DecryptedAggregate:
+    """Decrypt the aggregate ``total`` held by the aggregator (messages recorded in ``channel``).
+
+    Parameters
+    ----------
+    keys : PaillierKeys or ThresholdPaillierKeys
+        One key holder's pair, or a threshold-shared key.
+    total : list of int
+        The aggregate ciphertexts.
+    channel : Channel
+        Records every message.
+    backend : Backend
+        Runs the heavy modular exponentiations.
+    ct_width : int
+        Bytes per ciphertext on the wire.
+    prefer : sequence of str
+        With a threshold key, share holders to ask first (the parties of the run).
+    aggregate_seconds : float
+        The aggregator's time adding the ciphertexts (recorded on its message to the key holder).
+    single_key : callable, optional
+        With a single key pair (required then): ``single_key(ciphertexts) -> plaintexts``, the key
+        holder's decryption.
+
+    Returns
+    -------
+    DecryptedAggregate
+
+    Raises
+    ------
+    TooFewKeySharesError
+        Fewer than ``t`` share holders available.
+    InvalidPartialDecryptionError
+        A partial decryption failed its proof (names the sender).
+    """
+    if isinstance(keys, ThresholdPaillierKeys):
+        return _threshold_decrypt(keys, total, channel=channel, backend=backend, ct_width=ct_width, prefer=prefer,
+                                  aggregate_seconds=aggregate_seconds)
+    if single_key is None:
+        raise TypeError("a single key pair needs the key holder's decryption function (single_key)")
+    data = channel.send("aggregator", "keyholder", "aggregate-ciphertexts", ints_to_bytes(total, ct_width),
+                        encrypted=True, seconds=aggregate_seconds)
+    t0 = time.perf_counter()
+    plain = single_key(bytes_to_ints(data, ct_width))
+    return DecryptedAggregate(plain, "keyholder", time.perf_counter() - t0)
