@@ -124,18 +124,18 @@ class Coordinator(Protocol):
 
 def _check_key_setup(keys: object, threshold: object) -> tuple[str, int | None]:
     """Validate ``keys`` (``"single"`` or ``"threshold"``) and ``threshold`` (``t >= 2``; ``t <= n`` at key set-up)."""
-    if keys not in ("single", "threshold"):
-        raise ConfigurationError(f"keys must be 'single' or 'threshold', got {keys!r}")
+    if keys not in ("single", "threshold", "threshold-dealerless"):
+        raise ConfigurationError(f"keys must be 'single', 'threshold' or 'threshold-dealerless', got {keys!r}")
     if keys == "single":
         if threshold is not None:
             raise ConfigurationError("threshold= needs keys='threshold' (a single key holder has no threshold)")
         return "single", None
     if threshold is None:
-        raise ConfigurationError("keys='threshold' needs threshold=t, the number of parties needed to decrypt")
+        raise ConfigurationError(f"keys={keys!r} needs threshold=t, the number of parties needed to decrypt")
     from .crypto.threshold import check_threshold
 
-    # t > n is checked when the key is dealt, once the parties are known.
-    return "threshold", check_threshold(threshold, max(int(threshold) if isinstance(threshold, int) else 0, 2))
+    # t > n is checked when the key is set up, once the parties are known.
+    return str(keys), check_threshold(threshold, max(int(threshold) if isinstance(threshold, int) else 0, 2))
 
 
 class FederationCoordinator:
@@ -192,10 +192,13 @@ class FederationCoordinator:
         With ``keys="single"`` the key holder generates a key pair; with
         ``keys="threshold"`` a dealer generates the key and deals one share to
         each party present at that moment (recorded in the transcript as
-        ``dealer -> party`` messages, protocol ``threshold_keygen``).
+        ``dealer -> party`` messages, protocol ``threshold_keygen``); with
+        ``keys="threshold-dealerless"`` those parties generate it among
+        themselves (:mod:`fedbench.crypto.dealerless`; each party's message
+        ``key-setup`` to the aggregator publishes its verification key).
         """
         if self._keys is None:
-            if self.key_setup == "threshold":
+            if self.key_setup.startswith("threshold"):
                 self._keys = self._deal_threshold_keys()
             else:
                 self._keys = generate_keys(self.key_bits, allow_insecure_key_size=self.allow_insecure_key_size)
@@ -214,9 +217,21 @@ class FederationCoordinator:
         holders = list(self.parties)
         assert self.threshold is not None
         check_threshold(self.threshold, len(holders))
+        channel = self.channel("threshold_keygen")
+        if self.key_setup == "threshold-dealerless":
+            from .crypto.dealerless import dealerless_threshold_keys
+
+            keys = dealerless_threshold_keys(holders, self.threshold, self.key_bits,
+                                             allow_insecure_key_size=self.allow_insecure_key_size)
+            for i, name in enumerate(holders):
+                # TNO's own messages are not recorded; each party publishes its verification key.
+                vk = keys.params.verification_keys[keys.shares[name].index - 1]
+                channel.send(name, "aggregator", "key-setup", dumps({"n": keys.n, "verification_key": vk}),
+                             encrypted=False, seconds=keys.seconds if i == 0 else 0.0)
+            self.key_holders.update(holders)  # every holder learnt the public key during the protocol
+            return keys
         keys = deal_threshold_keys(holders, self.threshold, self.key_bits,
                                    allow_insecure_key_size=self.allow_insecure_key_size)
-        channel = self.channel("threshold_keygen")
         width = (2 * keys.key_bits + 7) // 8
         public = dumps({"n": keys.n, "h_s": keys.h_s, "threshold": keys.threshold, "v": keys.params.v,
                         "verification_keys": list(keys.params.verification_keys)})
@@ -232,7 +247,7 @@ class FederationCoordinator:
     @property
     def trust_text(self) -> str:
         """The threat model of runs under this federation's key set-up (one line for result cards)."""
-        if self.key_setup == "threshold":
+        if self.key_setup != "single":
             from .secagg.keyholders import threshold_trust_text
 
             if isinstance(self._keys, ThresholdPaillierKeys):
@@ -322,7 +337,7 @@ class FederationCoordinator:
                 "aggregate is that party's own data"
             )
         names = [p.name for p in parties]
-        if self.key_setup == "threshold" and plan is not None and plan.noise != "distributed":
+        if self.key_setup != "single" and plan is not None and plan.noise != "distributed":
             raise ConfigurationError(
                 "central DP noise is added by a key holder after decryption, and keys='threshold' has none: "
                 "use noise='distributed' (each party adds its share before encrypting)")

@@ -92,11 +92,14 @@ class Federation:
         Secure-aggregation protocol, by name from
         :func:`fedbench.secagg.available_protocols` (each declares its trust and
         cost model; see :mod:`fedbench.secagg`).
-    keys : {"single", "threshold"}, default "single"
+    keys : {"single", "threshold", "threshold-dealerless"}, default "single"
         Who can decrypt Paillier aggregates: one key holder, or any ``threshold``
         of the parties (Damgard-Jurik threshold decryption, see
-        :mod:`fedbench.crypto.threshold`).  A threshold key is set up by a
-        dealer, on first use, among the parties present then; each secure sum
+        :mod:`fedbench.crypto.threshold`).  A threshold key is set up on first
+        use among the parties present then: by a dealer (``"threshold"``), or by
+        the parties themselves with TNO's distributed key generation
+        (``"threshold-dealerless"``, extra ``fedbench[dealerless]``; odd
+        ``threshold`` only, and minutes for 2048-bit keys); each secure sum
         is then decrypted by ``threshold`` share holders, whose partial
         decryptions the aggregator verifies (zero-knowledge proofs) and combines.
         Central DP noise is refused (there is no key holder to add it).

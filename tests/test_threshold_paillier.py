@@ -165,7 +165,7 @@ def test_transcript_shows_partial_decryptions_and_never_a_local_aggregate():
     [release] = [m for m in msgs if m.receiver == "analyst"]
     assert release.sender == "aggregator"
     for m in msgs:
-        assert m.sender in NAMES + ["aggregator", "dealer"]
+        assert m.sender in [*NAMES, "aggregator", "dealer"]
         if m.sender in NAMES:
             assert m.kind in {"layout", "ciphertexts", "partial-decryption"}
         if m is not release:
@@ -264,3 +264,37 @@ def test_central_dp_is_refused_under_threshold_keys():
     with pytest.raises(ConfigurationError, match="noise='distributed'"):
         fed.sum("x", epsilon=0.5, bounds=(0, 10**7), noise="central")
     assert fed.budget.spent("p0")[0] == 0
+
+
+# -- dealerless set-up (TNO's distributed key generation; optional extra) ----------------------
+@pytest.mark.slow
+def test_dealerless_keys_decrypt_any_t_and_state_their_set_up():
+    pytest.importorskip("tno.mpc.protocols.distributed_keygen")
+    frames, sums = _local_sums()
+    fed = make_fed(keys="threshold-dealerless", threshold=3, audit=True, key_bits=256)
+    for name, df in zip(NAMES[:4], frames, strict=False):
+        fed.add_party(name, df)
+    res = fed.secure_sum(lambda df: {"s": df["x"].sum()})
+    assert res.value["s"] == sum(sums[:4])
+    keys = fed.keys
+    assert keys.setup == "dealerless" and keys.holders == NAMES[:4]
+    assert not fed.transcript.filter(sender="dealer")
+    assert sorted(m.sender for m in fed.transcript.filter(kind="key-setup")) == NAMES[:4]
+    text = repr(res)
+    assert "no dealer" in text and "dealer generated" not in text
+    assert "threshold decryption by 3 of 4 parties" in text
+    # Any 3 of the 4 holders decrypt a known ciphertext; a tampered partial decryption is caught.
+    cts = cached_encryptor(keys.n, keys.h_s).encrypt_many([31337])
+    parts = {nm: partial_decrypt(keys.params, keys.shares[nm], cts) for nm in keys.holders}
+    for subset in itertools.combinations(keys.holders, 3):
+        assert combine(keys.params, [parts[s] for s in subset]) == [31337]
+    bad = dataclasses.replace(parts["p1"], values=(parts["p1"].values[0] * 5 % keys.params.n2,))
+    assert not verify_partial(keys.params, cts, bad)
+
+
+def test_dealerless_threshold_must_be_odd():
+    pytest.importorskip("tno.mpc.protocols.distributed_keygen")
+    from fedbench.crypto.dealerless import dealerless_threshold_keys
+
+    with pytest.raises(ConfigurationError, match="must be odd"):
+        dealerless_threshold_keys(NAMES, 4, 256, allow_insecure_key_size=True)

@@ -158,6 +158,11 @@ class ThresholdPublicParams:
         The verification base, a random square modulo ``n^2``.
     verification_keys : tuple of int
         ``v_i = v^(Delta s_i) mod n^2`` for share indices ``1..N``.
+    theta : int or None
+        ``Delta x mod n`` for the shared secret ``x`` (``None``: ``Delta``, as a dealt
+        ``d = 1 (mod n)`` gives); a dealerless key publishes its own.
+    share_bits : int or None
+        Public bound on the bit length of ``|s_i|`` (``None``: that of ``n^2``); sizes the proofs.
     """
 
     n: int
@@ -165,6 +170,8 @@ class ThresholdPublicParams:
     n_shares: int
     v: int
     verification_keys: tuple[int, ...]
+    theta: int | None = None
+    share_bits: int | None = None
 
     @property
     def delta(self) -> int:
@@ -234,7 +241,8 @@ class ThresholdPaillierKeys:
     shares : mapping of str to KeyShare
         Each party's key share, by party name.
     setup : str
-        ``"dealer"``: a dealer generated the key and saw it.
+        ``"dealer"``: a dealer generated the key and saw it; ``"dealerless"``: the
+        parties generated it among themselves (:mod:`fedbench.crypto.dealerless`).
     seconds : float
         Wall-clock time of the key set-up.
     available : tuple of str or None
@@ -417,7 +425,8 @@ def partial_decrypt(params: ThresholdPublicParams, share: KeyShare, ciphertexts:
     e2 = 2 * x
     values = tuple(int(gmpy2.powmod(gmpy2.mpz(c), e2, n2)) for c in ciphertexts)
     u, w = _batch_bases(params, share.index, ciphertexts, values)
-    r_bits = 2 * params.n.bit_length() + params.delta.bit_length() + CHALLENGE_BITS + _ZK_SLACK_BITS
+    share_bits = params.share_bits or 2 * params.n.bit_length()
+    r_bits = share_bits + params.delta.bit_length() + CHALLENGE_BITS + _ZK_SLACK_BITS
     r = secrets.randbits(r_bits)
     a = gmpy2.powmod(u, r, n2)
     b = gmpy2.powmod(params.v, r, n2)
@@ -477,7 +486,9 @@ def combine(params: ThresholdPublicParams, partials: Sequence[PartialDecryption]
     n = gmpy2.mpz(params.n)
     n2 = n * n
     lam = lagrange_coefficients(idx, params.delta)
-    inv = gmpy2.invert(4 * params.delta * params.delta, n)
+    # prod c_i^(2 lambda_i) = c^(4 Delta^2 x) = (1 + n)^(4 Delta theta M) with theta = Delta x mod n.
+    theta = params.delta if params.theta is None else params.theta
+    inv = gmpy2.invert(4 * params.delta * theta, n)
     out = []
     for j in range(len(partials[0].values)):
         acc = gmpy2.mpz(1)

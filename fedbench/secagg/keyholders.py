@@ -57,8 +57,12 @@ class DecryptedAggregate:
 def threshold_trust_text(keys: ThresholdPaillierKeys) -> str:
     """The threat-model sentence of a run decrypted by ``t`` of ``N`` share holders."""
     t, n = keys.threshold, keys.params.n_shares
-    dealer = ("a dealer generated the key and saw it (it could decrypt everything alone, so it must be trusted "
-              "and must have forgotten the key); " if keys.setup == "dealer" else "")
+    if keys.setup == "dealer":
+        dealer = ("a dealer generated the key and saw it (it could decrypt everything alone, so it must be trusted "
+                  "and must have forgotten the key); ")
+    else:
+        dealer = ("the parties generated the key among themselves with no dealer (TNO's distributed key "
+                  "generation, secure against honest-but-curious parties); ")
     return (
         f"honest-but-curious parties and aggregator, threshold decryption by {t} of {n} parties: {dealer}"
         f"the aggregator sees only ciphertexts and partial decryptions of the aggregate, and only it learns the "

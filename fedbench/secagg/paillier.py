@@ -315,7 +315,8 @@ def _paillier_aggregate(
     #    this precedes step 1; it is recorded here so that refused runs record nothing.
     key_bytes = (n.bit_length() + 7) // 8
     pk_payload = n.to_bytes(key_bytes, "big") + (h_s.to_bytes(ct_width, "big") if h_s else b"")
-    pk_sender = "keyholder" if isinstance(keys, PaillierKeys) else "dealer"  # a threshold key has no key holder
+    # A threshold key has no key holder: its dealer, or (dealerless) the aggregator, passes the public key on.
+    pk_sender = "keyholder" if isinstance(keys, PaillierKeys) else "dealer" if keys.setup == "dealer" else "aggregator"
     for name in names if key_recipients is None else key_recipients:
         channel.send(pk_sender, name, "public-key", pk_payload, encrypted=False)
     # Parties announce the (public) vector layout so the aggregator can check it.
