@@ -14,9 +14,14 @@ seconds of each, their ratio, and the critical path if each party computed its
 partial decryption on its own machine (one party's share of the work plus the
 aggregator's verification and combination).
 
+Finally the dealerless set-up (TNO's distributed key generation, extra
+``fedbench[dealerless]``) is timed for the same parties at ``--dealerless-bits``
+(512 by default: at 2048 bits it takes far longer; see the closing note).
+
 Usage::
 
     python benchmarks/bench_threshold.py [--parties 10] [--threshold 6] [--bits 2048] [--length 2000]
+                                         [--dealerless-bits 512] [--dealerless-threshold 5]
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ def main() -> None:
     ap.add_argument("--threshold", type=int, default=6)
     ap.add_argument("--bits", type=int, default=2048)
     ap.add_argument("--length", type=int, default=2000)
+    ap.add_argument("--dealerless-bits", type=int, default=512,
+                    help="modulus of the dealerless (TNO) key set-up timed for the same parties (0: skip)")
+    ap.add_argument("--dealerless-threshold", type=int, default=5, help="odd: TNO's sharing has degree 2c")
+    ap.add_argument("--dealerless-timeout", type=float, default=600.0)
     args = ap.parse_args()
     names = [f"p{i}" for i in range(args.parties)]
     print(f"threshold Paillier benchmark: {args.parties} parties, t = {args.threshold}, {args.bits}-bit modulus, "
@@ -112,6 +121,18 @@ def main() -> None:
           f"combining {t_comb:.3f} s")
     print(f"critical path with parties in parallel (one party + aggregator's {args.threshold} verifications + "
           f"combination): {path:.3f} s; ratio {path / t_single:.1f}x against the single key holder")
+    if args.dealerless_bits:
+        try:
+            from fedbench.crypto.dealerless import dealerless_threshold_keys
+
+            t0 = time.perf_counter()
+            dk = dealerless_threshold_keys(names, args.dealerless_threshold, args.dealerless_bits,
+                                           allow_insecure_key_size=True, timeout=args.dealerless_timeout)
+            print(f"dealerless key set-up (TNO distributed key generation, {args.parties} parties, "
+                  f"t = {args.dealerless_threshold}, {dk.key_bits}-bit n): {time.perf_counter() - t0:.1f} s "
+                  "(one run; the number of candidate moduli tried is random, so repeated runs vary widely)")
+        except Exception as exc:  # report, do not hide: a timeout or a missing extra is a figure too
+            print(f"dealerless key set-up: not measured ({type(exc).__name__}: {exc})")
     print(f"load after: {load()}")
 
 
