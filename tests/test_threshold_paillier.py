@@ -298,3 +298,20 @@ def test_dealerless_threshold_must_be_odd():
 
     with pytest.raises(ConfigurationError, match="must be odd"):
         dealerless_threshold_keys(NAMES, 4, 256, allow_insecure_key_size=True)
+
+
+@pytest.mark.slow
+def test_federated_fit_and_stats_cards_state_the_threshold_model():
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(5)
+    frames = []
+    for _ in NAMES:
+        x = rng.normal(size=40)
+        frames.append(pl.DataFrame({"x": x, "y": 2.0 * x + 1.0 + rng.normal(0, 0.01, 40)}))
+    fed = _fed(frames)
+    run = fed.fit(LinearRegression(), target="y")
+    assert run.model.coef_[0] == pytest.approx(2.0, abs=0.05)
+    assert "threshold decryption by 3 of 5" in repr(run) and "threshold decryption by 3 of 5" in run._repr_html_()
+    stats = fed.stats(["x"])
+    assert "threshold decryption by 3 of 5" in repr(stats) + stats._repr_html_()
