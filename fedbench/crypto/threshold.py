@@ -50,6 +50,7 @@ arithmetic runs on gmpy2.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import secrets
@@ -84,11 +85,21 @@ _ZK_SLACK_BITS = 128
 #: Bits of each batching exponent rho_j.
 _BATCH_BITS = 128
 _DOMAIN = b"fedbench/threshold-paillier/v1"
-#: Odd primes of the safe-prime sieve: candidates q' with q' or 2q' + 1 divisible by one are skipped unseen.
-_SIEVE_PRIMES = np.array([r for r in range(3, 1 << 15, 2) if all(r % d for d in range(3, math.isqrt(r) + 1, 2))],
-                         dtype=np.int64)
+#: Bound of the safe-prime sieve: candidates p' with p' or 2p' + 1 divisible by an odd prime below it are skipped.
+_SIEVE_BOUND = 1 << 15
 _SIEVE_WIDTH = 1 << 14
 _MR_ROUNDS = 40
+
+
+@functools.cache
+def _sieve_primes() -> np.ndarray:
+    """Odd primes below :data:`_SIEVE_BOUND` (sieve of Eratosthenes, built on first use)."""
+    is_p = np.ones(_SIEVE_BOUND, dtype=bool)
+    is_p[:2] = False
+    for i in range(2, math.isqrt(_SIEVE_BOUND - 1) + 1):
+        if is_p[i]:
+            is_p[i * i :: i] = False
+    return np.flatnonzero(is_p)[1:].astype(np.int64)
 
 
 def check_threshold(threshold: object, n_parties: int) -> int:
@@ -125,7 +136,7 @@ def safe_prime(bits: int) -> int:
     if bits < 16:
         raise InsecureParameterError(f"safe primes of {bits} bits are too small")
     top = 0b11 << (bits - 3)  # p' has bits - 1 bits with its top two set, so p = 2p' + 1 has the top two set
-    rs = _SIEVE_PRIMES
+    rs = _sieve_primes()
     k = np.arange(_SIEVE_WIDTH, dtype=np.int64)
     while True:
         start = secrets.randbits(bits - 1) | top | 1
