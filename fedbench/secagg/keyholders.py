@@ -96,12 +96,6 @@ def _map_here(fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
     return [fn(x) for x in items]
 
 
-def _parallel_min(key_bits: int) -> int:
-    from .paillier import parallel_min_ciphertexts  # imported late: secagg.paillier imports this module
-
-    return parallel_min_ciphertexts(key_bits)
-
-
 def _partial(item: tuple[ThresholdPublicParams, KeyShare, list[int]]) -> tuple[PartialDecryption, float]:
     params, share, cts = item
     t0 = time.perf_counter()
@@ -130,7 +124,8 @@ def _pd_from_bytes(data: bytes, party: str, index: int, ct_width: int) -> Partia
 
 
 def _threshold_decrypt(keys: ThresholdPaillierKeys, total: list[int], *, channel: Channel, backend: Backend,
-                       ct_width: int, prefer: Sequence[str], aggregate_seconds: float) -> DecryptedAggregate:
+                       ct_width: int, prefer: Sequence[str], aggregate_seconds: float,
+                       parallel_min: int | None) -> DecryptedAggregate:
     t0 = time.perf_counter()
     decryptors = check_decryptors(keys, prefer)  # refused before any party decrypts anything
     payload = ints_to_bytes(total, ct_width)
@@ -140,7 +135,7 @@ def _threshold_decrypt(keys: ThresholdPaillierKeys, total: list[int], *, channel
     # Each decrypting party computes its partial decryptions with its own share; large jobs on every core
     # (a partial decryption costs about 7 CRT decryptions, a proof or its check about 20).
     work = len(decryptors) * (7 * len(total) + 20)
-    mapper = backend.map_heavy if work >= _parallel_min(keys.key_bits) else _map_here
+    mapper = backend.map_heavy if parallel_min is None or work >= parallel_min else _map_here
     outs = mapper(_partial, [(keys.params, keys.shares[name], list(total)) for name in decryptors])
     partials = []
     for name, (pd, secs) in zip(decryptors, outs, strict=True):
@@ -162,7 +157,8 @@ def _threshold_decrypt(keys: ThresholdPaillierKeys, total: list[int], *, channel
 
 def decrypt_aggregate(keys: AnyPaillierKeys, total: list[int], *, channel: Channel, backend: Backend,
                       ct_width: int, prefer: Sequence[str] = (), aggregate_seconds: float = 0.0,
-                      single_key: Callable[[list[int]], list[int]] | None = None) -> DecryptedAggregate:
+                      single_key: Callable[[list[int]], list[int]] | None = None,
+                      parallel_min: int | None = None) -> DecryptedAggregate:
     """Decrypt the aggregate ``total`` held by the aggregator (messages recorded in ``channel``).
 
     Parameters
@@ -184,6 +180,10 @@ def decrypt_aggregate(keys: AnyPaillierKeys, total: list[int], *, channel: Chann
     single_key : callable, optional
         With a single key pair (required then): ``single_key(ciphertexts) -> plaintexts``, the key
         holder's decryption.
+    parallel_min : int, optional
+        With a threshold key: the work (in CRT-decryption units) below which the
+        partial decryptions and proof checks run in the caller rather than on the
+        backend's workers (``None``: always on the workers).
 
     Returns
     -------
@@ -198,7 +198,7 @@ def decrypt_aggregate(keys: AnyPaillierKeys, total: list[int], *, channel: Chann
     """
     if isinstance(keys, ThresholdPaillierKeys):
         return _threshold_decrypt(keys, total, channel=channel, backend=backend, ct_width=ct_width, prefer=prefer,
-                                  aggregate_seconds=aggregate_seconds)
+                                  aggregate_seconds=aggregate_seconds, parallel_min=parallel_min)
     if single_key is None:
         raise TypeError("a single key pair needs the key holder's decryption function (single_key)")
     data = channel.send("aggregator", "keyholder", "aggregate-ciphertexts", ints_to_bytes(total, ct_width),

@@ -360,7 +360,8 @@ def _paillier_aggregate(
 
     t0 = time.perf_counter()
     decrypted = decrypt_aggregate(keys, total, channel=channel, backend=backend, ct_width=ct_width, prefer=names,
-                                  aggregate_seconds=agg_seconds, single_key=keyholder_decrypt)
+                                  aggregate_seconds=agg_seconds, single_key=keyholder_decrypt,
+                                  parallel_min=parallel_min_ciphertexts(n.bit_length()))
     plain = decrypted.plaintexts
     if integer_encoding is not None and split:
         vec = _decode_split(plain, encoding, integer_encoding, integral, len(parties), n.bit_length() - 1)
