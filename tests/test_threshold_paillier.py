@@ -315,3 +315,27 @@ def test_federated_fit_and_stats_cards_state_the_threshold_model():
     assert "threshold decryption by 3 of 5" in repr(run) and "threshold decryption by 3 of 5" in run._repr_html_()
     stats = fed.stats(["x"])
     assert "threshold decryption by 3 of 5" in repr(stats) + stats._repr_html_()
+
+
+def test_a_refusing_share_holder_is_replaced_and_too_many_refusals_fail(monkeypatch):
+    from fedbench.errors import PartyUnavailableError
+
+    real = keyholders.partial_decrypt
+    refusing: set[str] = {"p1"}
+
+    def refuse(params, share, cts):
+        if share.party in refusing:
+            raise PartyUnavailableError(f"party {share.party!r} refused", party=share.party)
+        return real(params, share, cts)
+
+    monkeypatch.setattr(keyholders, "partial_decrypt", refuse)
+    frames, sums = _local_sums()
+    fed = _fed(frames, audit=True)
+    res = fed.secure_sum(lambda df: {"s": df["x"].sum()})
+    assert res.value["s"] == sum(sums)
+    assert [m.sender for m in res.transcript if m.kind == "partial-decryption"] == ["p0", "p2", "p3"]
+    refusing.update({"p2", "p3"})  # only p0 and p4 answer: 2 < 3
+    with pytest.raises(TooFewKeySharesError, match="only 2 share holders answered") as info:
+        fed.secure_sum(lambda df: {"s": df["x"].sum()})
+    assert sorted(info.value.missing) == ["p1", "p2", "p3"]
+    assert len(fed.transcript.filter(receiver="analyst")) == 1  # the failed run released nothing

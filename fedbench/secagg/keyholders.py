@@ -9,7 +9,10 @@ returns its partial decryptions with a zero-knowledge proof (message
 ``<party> -> aggregator``, kind ``partial-decryption``), and the aggregator
 verifies every proof before combining.  A party whose proof fails is named
 and nothing is decrypted; fewer than ``t`` available share holders are refused
-before any party decrypts anything.
+before any party decrypts anything; a party that refuses or cannot be reached
+while decrypting (:class:`~fedbench.errors.PartyUnavailableError`) is replaced
+by another available share holder, and the run fails with
+:class:`~fedbench.errors.TooFewKeySharesError` if fewer than ``t`` answer.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..crypto.threshold import (
     partial_decrypt,
     verify_partial,
 )
-from ..errors import InvalidPartialDecryptionError, TooFewKeySharesError
+from ..errors import InvalidPartialDecryptionError, PartyUnavailableError, TooFewKeySharesError
 from ..wire import bytes_to_ints, ints_to_bytes
 
 if TYPE_CHECKING:
@@ -80,7 +83,7 @@ def check_decryptors(keys: ThresholdPaillierKeys, prefer: Sequence[str] = ()) ->
         Fewer than ``t`` share holders are available (nothing is decrypted).
     """
     holders = keys.holders
-    available = [h for h in holders if keys.available is None or h in keys.available]
+    available = _available(keys, prefer)
     if len(available) < keys.threshold:
         missing = [h for h in holders if h not in available]
         raise TooFewKeySharesError(
@@ -88,8 +91,15 @@ def check_decryptors(keys: ThresholdPaillierKeys, prefer: Sequence[str] = ()) ->
             f"{len(available)} are available ({', '.join(available) or 'none'}; missing: {', '.join(missing)}); "
             "nothing was decrypted",
             threshold=keys.threshold, missing=missing)
+    return available[: keys.threshold]
+
+
+def _available(keys: ThresholdPaillierKeys, prefer: Sequence[str]) -> list[str]:
+    """Available share holders, those in ``prefer`` first, then in share order."""
+    holders = keys.holders
     first = set(prefer)
-    return sorted(available, key=lambda h: (h not in first, holders.index(h)))[: keys.threshold]
+    available = [h for h in holders if keys.available is None or h in keys.available]
+    return sorted(available, key=lambda h: (h not in first, holders.index(h)))
 
 
 def _map_here(fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
@@ -123,25 +133,49 @@ def _pd_from_bytes(data: bytes, party: str, index: int, ct_width: int) -> Partia
     return PartialDecryption(party=party, index=index, values=values, challenge=e, response=z)
 
 
+def _partial_or_refusal(item: tuple[ThresholdPublicParams, KeyShare, list[int]]
+                        ) -> tuple[PartialDecryption, float] | None:
+    try:
+        return _partial(item)
+    except PartyUnavailableError:  # the party refused or could not be reached: the aggregator asks another
+        return None
+
+
 def _threshold_decrypt(keys: ThresholdPaillierKeys, total: list[int], *, channel: Channel, backend: Backend,
                        ct_width: int, prefer: Sequence[str], aggregate_seconds: float,
                        parallel_min: int | None) -> DecryptedAggregate:
     t0 = time.perf_counter()
-    decryptors = check_decryptors(keys, prefer)  # refused before any party decrypts anything
+    t = keys.threshold
+    check_decryptors(keys, prefer)  # fewer than t available: refused before any party decrypts anything
+    order = _available(keys, prefer)
     payload = ints_to_bytes(total, ct_width)
-    for i, name in enumerate(decryptors):  # the aggregator's adding time is counted once
-        channel.send("aggregator", name, "aggregate-ciphertexts", payload, encrypted=True,
-                     seconds=aggregate_seconds if i == 0 else 0.0)
-    # Each decrypting party computes its partial decryptions with its own share; large jobs on every core
-    # (a partial decryption costs about 7 CRT decryptions, a proof or its check about 20).
-    work = len(decryptors) * (7 * len(total) + 20)
+    # A partial decryption costs about 7 CRT decryptions, a proof or its check about 20: large jobs on every core.
+    work = t * (7 * len(total) + 20)
     mapper = backend.map_heavy if parallel_min is None or work >= parallel_min else _map_here
-    outs = mapper(_partial, [(keys.params, keys.shares[name], list(total)) for name in decryptors])
-    partials = []
-    for name, (pd, secs) in zip(decryptors, outs, strict=True):
-        data = channel.send(name, "aggregator", "partial-decryption", _pd_bytes(pd, ct_width), encrypted=True,
-                            seconds=secs)
-        partials.append(_pd_from_bytes(data, name, keys.shares[name].index, ct_width))
+    partials: list[PartialDecryption] = []
+    asked: list[str] = []
+    refused: list[str] = []
+    while len(partials) < t:
+        batch = [nm for nm in order if nm not in asked][: t - len(partials)]
+        if not batch:
+            raise TooFewKeySharesError(
+                f"threshold decryption needs {t} partial decryptions but only {len(partials)} share holders "
+                f"answered ({', '.join(refused)} refused or could not be reached); nothing was decrypted",
+                threshold=t, missing=refused + [h for h in keys.holders if h not in order])
+        for name in batch:  # the aggregator's adding time is counted once
+            channel.send("aggregator", name, "aggregate-ciphertexts", payload, encrypted=True,
+                         seconds=0.0 if asked else aggregate_seconds)
+            asked.append(name)
+        # Each asked party computes its partial decryptions with its own share.
+        outs = mapper(_partial_or_refusal, [(keys.params, keys.shares[name], list(total)) for name in batch])
+        for name, out in zip(batch, outs, strict=True):
+            if out is None:
+                refused.append(name)
+                continue
+            pd, secs = out
+            data = channel.send(name, "aggregator", "partial-decryption", _pd_bytes(pd, ct_width), encrypted=True,
+                                seconds=secs)
+            partials.append(_pd_from_bytes(data, name, keys.shares[name].index, ct_width))
     # The aggregator checks every proof before combining: a wrong partial decryption is named, never used.
     ok = mapper(_verify, [(keys.params, list(total), pd) for pd in partials])
     bad = [pd.party for pd, good in zip(partials, ok, strict=True) if not good]
