@@ -212,36 +212,22 @@ class FederationCoordinator:
 
     def _deal_threshold_keys(self) -> ThresholdPaillierKeys:
         from .crypto.threshold import check_threshold, deal_threshold_keys
-        from .wire import dumps
+        from .secagg.keyholders import record_key_setup
 
         holders = list(self.parties)
         assert self.threshold is not None
         check_threshold(self.threshold, len(holders))
-        channel = self.channel("threshold_keygen")
+        keys: ThresholdPaillierKeys
         if self.key_setup == "threshold-dealerless":
             from .crypto.dealerless import dealerless_threshold_keys
 
             keys = dealerless_threshold_keys(holders, self.threshold, self.key_bits,
                                              allow_insecure_key_size=self.allow_insecure_key_size)
-            for i, name in enumerate(holders):
-                # TNO's own messages are not recorded; each party publishes its verification key.
-                vk = keys.params.verification_keys[keys.shares[name].index - 1]
-                channel.send(name, "aggregator", "key-setup", dumps({"n": keys.n, "verification_key": vk}),
-                             encrypted=False, seconds=keys.seconds if i == 0 else 0.0)
-            self.key_holders.update(holders)  # every holder learnt the public key during the protocol
-            return keys
-        keys = deal_threshold_keys(holders, self.threshold, self.key_bits,
-                                   allow_insecure_key_size=self.allow_insecure_key_size)
-        width = (2 * keys.key_bits + 7) // 8
-        public = dumps({"n": keys.n, "h_s": keys.h_s, "threshold": keys.threshold, "v": keys.params.v,
-                        "verification_keys": list(keys.params.verification_keys)})
-        for name in holders:
-            # Over a private channel in a deployment: each party receives only its own share.
-            share = keys.shares[name]
-            channel.send("dealer", name, "key-share", share.value.to_bytes(width, "big"), encrypted=True,
-                         seconds=keys.seconds / len(holders))
-            channel.send("dealer", name, "threshold-public-key", public, encrypted=False)
-        self.key_holders.update(holders)
+        else:
+            keys = deal_threshold_keys(holders, self.threshold, self.key_bits,
+                                       allow_insecure_key_size=self.allow_insecure_key_size)
+        record_key_setup(keys, self.channel("threshold_keygen"))
+        self.key_holders.update(holders)  # every holder now has the public key
         return keys
 
     @property

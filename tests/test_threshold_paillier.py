@@ -182,7 +182,11 @@ def test_key_setup_by_the_dealer_is_in_the_transcript_and_the_threat_model():
     keys = fed.keys
     assert keys.setup == "dealer" and keys.holders == NAMES[:3] and keys.threshold == 2
     dealt = fed.transcript.filter(sender="dealer", kind="key-share")
-    assert sorted(m.receiver for m in dealt) == NAMES[:3]
+    assert sorted(m.receiver for m in dealt) == NAMES[:3] and all(m.encrypted for m in dealt)
+    # Shares travel sealed for their party: no share appears in any payload of the transcript.
+    width = (2 * keys.key_bits + 7) // 8
+    for share in keys.shares.values():
+        assert all(share.value.to_bytes(width, "big") not in m.payload for m in fed.transcript)
     text = repr(res)
     assert "threshold decryption by 2 of 3 parties" in text
     assert "a dealer generated the key and saw it" in text

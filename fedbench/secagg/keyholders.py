@@ -32,14 +32,21 @@ from ..crypto.threshold import (
     partial_decrypt,
     verify_partial,
 )
-from ..errors import InvalidPartialDecryptionError, PartyUnavailableError, TooFewKeySharesError
+from ..errors import InvalidPartialDecryptionError, PartyUnavailableError, ProtocolError, TooFewKeySharesError
 from ..wire import bytes_to_ints, ints_to_bytes
 
 if TYPE_CHECKING:
     from ..backend import Backend
     from ..transcript import Channel
 
-__all__ = ["AnyPaillierKeys", "DecryptedAggregate", "check_decryptors", "decrypt_aggregate", "threshold_trust_text"]
+__all__ = [
+    "AnyPaillierKeys",
+    "DecryptedAggregate",
+    "check_decryptors",
+    "decrypt_aggregate",
+    "record_key_setup",
+    "threshold_trust_text",
+]
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -100,6 +107,59 @@ def _available(keys: ThresholdPaillierKeys, prefer: Sequence[str]) -> list[str]:
     first = set(prefer)
     available = [h for h in holders if keys.available is None or h in keys.available]
     return sorted(available, key=lambda h: (h not in first, holders.index(h)))
+
+
+def record_key_setup(keys: ThresholdPaillierKeys, channel: Channel) -> None:
+    """Record the key set-up's messages in ``channel``.
+
+    Dealer: to each party, its share sealed for that party alone (X25519 key
+    agreement with the party's fresh public key, HKDF-SHA256, AES-GCM; the
+    party opens it and checks it), then the public key and verification keys.
+    Dealerless: TNO's own protocol messages are not recorded; each party
+    publishes its verification key to the aggregator.
+    """
+    import os
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from ..wire import dumps
+
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    if keys.setup != "dealer":
+        for i, name in enumerate(keys.holders):
+            vk = keys.params.verification_keys[keys.shares[name].index - 1]
+            channel.send(name, "aggregator", "key-setup", dumps({"n": keys.n, "verification_key": vk}),
+                         encrypted=False, seconds=keys.seconds if i == 0 else 0.0)
+        return
+    public = dumps({"n": keys.n, "h_s": keys.h_s, "threshold": keys.threshold, "v": keys.params.v,
+                    "verification_keys": list(keys.params.verification_keys)})
+    width = (2 * keys.key_bits + 7) // 8
+    for name in keys.holders:
+        party_sk = X25519PrivateKey.generate()
+        party_pk = channel.send(name, "dealer", "share-public-key", party_sk.public_key().public_bytes(*raw),
+                                encrypted=False)
+        eph = X25519PrivateKey.generate()
+        eph_pk = eph.public_key().public_bytes(*raw)
+        info = f"fedbench threshold key share for {name}".encode()
+
+        def kdf(secret: bytes, info: bytes = info) -> bytes:
+            return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
+
+        key = kdf(eph.exchange(X25519PublicKey.from_public_bytes(party_pk)))
+        nonce = os.urandom(12)
+        share_bytes = keys.shares[name].value.to_bytes(width, "big")
+        sealed = eph_pk + nonce + AESGCM(key).encrypt(nonce, share_bytes, info)
+        got = channel.send("dealer", name, "key-share", sealed, encrypted=True,
+                           seconds=keys.seconds / len(keys.holders))
+        # The party opens its share (and would refuse a share that does not match its verification key).
+        opened = AESGCM(kdf(party_sk.exchange(X25519PublicKey.from_public_bytes(got[:32])))).decrypt(
+            got[32:44], got[44:], info)
+        if opened != share_bytes:
+            raise ProtocolError(f"party {name!r} could not open its key share")
+        channel.send("dealer", name, "threshold-public-key", public, encrypted=False)
 
 
 def _map_here(fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
