@@ -343,3 +343,14 @@ def test_a_refusing_share_holder_is_replaced_and_too_many_refusals_fail(monkeypa
         fed.secure_sum(lambda df: {"s": df["x"].sum()})
     assert sorted(info.value.missing) == ["p1", "p2", "p3"]
     assert len(fed.transcript.filter(receiver="analyst")) == 1  # the failed run released nothing
+
+
+@pytest.mark.slow
+def test_vertical_training_refuses_threshold_keys():
+    from sklearn.linear_model import LogisticRegression
+
+    fed = fb.Federation.from_dir(fb.samples.path("vertical"), key_bits=512, allow_insecure_key_size=True,
+                                 keys="threshold", threshold=2, ledger_path=":memory:")
+    fed._keys = deal_threshold_keys(fed.party_names, 2, 256, allow_insecure_key_size=True)
+    with pytest.raises(ConfigurationError, match="needs keys='single'"):
+        fed.fit_vertical(LogisticRegression(), label_party="hospital", target="outcome", on="patient_id", rounds=2)
