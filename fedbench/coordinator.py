@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .crypto.packing import DEFAULT_SUM_FRAC_BITS, DEFAULT_SUM_MAX_ABS, WIDE_FRAC_BITS, WIDE_MAX_ABS, Encoding
 from .crypto.paillier import PaillierKeys, check_key_bits, generate_keys
+from .crypto.threshold import ThresholdPaillierKeys
 from .errors import ConfigurationError, TooFewPartiesError, UnknownPartyError
 from .results import SecureSumResult
 from .secagg import MIN_PARTIES, get_protocol, secure_aggregate
@@ -42,8 +43,8 @@ class Coordinator(Protocol):
     """What a protocol run may use from the federation it runs in."""
 
     @property
-    def keys(self) -> PaillierKeys:
-        """The Paillier keys (generated on first use, held by the key holder)."""
+    def keys(self) -> PaillierKeys | ThresholdPaillierKeys:
+        """The Paillier keys (generated on first use: by the key holder, or dealt as threshold shares)."""
         ...
 
     @property
@@ -121,6 +122,22 @@ class Coordinator(Protocol):
         ...
 
 
+def _check_key_setup(keys: object, threshold: object) -> tuple[str, int | None]:
+    """Validate ``keys`` (``"single"`` or ``"threshold"``) and ``threshold`` (``t >= 2``; ``t <= n`` at key set-up)."""
+    if keys not in ("single", "threshold", "threshold-dealerless"):
+        raise ConfigurationError(f"keys must be 'single', 'threshold' or 'threshold-dealerless', got {keys!r}")
+    if keys == "single":
+        if threshold is not None:
+            raise ConfigurationError("threshold= needs keys='threshold' (a single key holder has no threshold)")
+        return "single", None
+    if threshold is None:
+        raise ConfigurationError(f"keys={keys!r} needs threshold=t, the number of parties needed to decrypt")
+    from .crypto.threshold import check_threshold
+
+    # t > n is checked when the key is set up, once the parties are known.
+    return str(keys), check_threshold(threshold, max(int(threshold) if isinstance(threshold, int) else 0, 2))
+
+
 class FederationCoordinator:
     """The coordinator of a :class:`~fedbench.Federation`: keys, encodings, backend, transcript, aggregation.
 
@@ -132,7 +149,7 @@ class FederationCoordinator:
     ----------
     parties : dict of str to Party
         The federation's registry (shared, not copied).
-    key_bits, allow_insecure_key_size, fast_encryption, frac_bits, max_abs, audit, ledger_path
+    key_bits, allow_insecure_key_size, fast_encryption, frac_bits, max_abs, audit, ledger_path, keys, threshold
         As in :class:`~fedbench.Federation`.
     backend : Backend
         Where party-local work and encryption run.
@@ -143,9 +160,11 @@ class FederationCoordinator:
     def __init__(self, parties: dict[str, Party], *, key_bits: int, backend: Backend,
                  allow_insecure_key_size: bool = False, fast_encryption: bool = True, frac_bits: int | None = None,
                  max_abs: float | None = None, audit: bool = False, ledger_path: str | Path | None = None,
-                 local_timeout: float | None = None, secagg: str = "paillier") -> None:
+                 local_timeout: float | None = None, secagg: str = "paillier", keys: str = "single",
+                 threshold: int | None = None) -> None:
         self.parties = parties
         self.secagg = get_protocol(secagg).name  # refuses an unknown name before anything is built
+        self.key_setup, self.threshold = _check_key_setup(keys, threshold)
         self.key_bits = check_key_bits(key_bits, allow_insecure_key_size=allow_insecure_key_size)
         self.allow_insecure_key_size = allow_insecure_key_size
         self.fast_encryption = bool(fast_encryption)
@@ -162,22 +181,72 @@ class FederationCoordinator:
         self.history: list[Any] = []
         self.key_holders: set[str] = set()  # parties that received the current public key
         self.ledger_path = ledger_path
-        self._keys: PaillierKeys | None = None
+        self._keys: PaillierKeys | ThresholdPaillierKeys | None = None
         self._budget: PrivacyBudget | None = None
 
     # -- keys and budget ------------------------------------------------------------
     @property
-    def keys(self) -> PaillierKeys:
-        """The Paillier keys, generated on first use (held by the key holder)."""
+    def keys(self) -> PaillierKeys | ThresholdPaillierKeys:
+        """The Paillier keys, generated on first use.
+
+        With ``keys="single"`` the key holder generates a key pair; with
+        ``keys="threshold"`` a dealer generates the key and deals one share to
+        each party present at that moment (recorded in the transcript as
+        ``dealer -> party`` messages, protocol ``threshold_keygen``); with
+        ``keys="threshold-dealerless"`` those parties generate it among
+        themselves (:mod:`fedbench.crypto.dealerless`; each party's message
+        ``key-setup`` to the aggregator publishes its verification key).
+        """
         if self._keys is None:
-            self._keys = generate_keys(self.key_bits, allow_insecure_key_size=self.allow_insecure_key_size)
+            if self.key_setup.startswith("threshold"):
+                self._keys = self._deal_threshold_keys()
+            else:
+                self._keys = generate_keys(self.key_bits, allow_insecure_key_size=self.allow_insecure_key_size)
         return self._keys
 
     @keys.setter
-    def keys(self, keys: PaillierKeys | None) -> None:
+    def keys(self, keys: PaillierKeys | ThresholdPaillierKeys | None) -> None:
         # Tests reuse one key pair across federations; a new pair must reach every party again.
         self._keys = keys
         self.key_holders.clear()
+
+    def _deal_threshold_keys(self) -> ThresholdPaillierKeys:
+        from .crypto.threshold import check_threshold, deal_threshold_keys
+        from .secagg.keyholders import record_key_setup
+
+        holders = list(self.parties)
+        assert self.threshold is not None
+        check_threshold(self.threshold, len(holders))
+        keys: ThresholdPaillierKeys
+        if self.key_setup == "threshold-dealerless":
+            from .crypto.dealerless import dealerless_threshold_keys
+
+            keys = dealerless_threshold_keys(holders, self.threshold, self.key_bits,
+                                             allow_insecure_key_size=self.allow_insecure_key_size)
+        else:
+            keys = deal_threshold_keys(holders, self.threshold, self.key_bits,
+                                       allow_insecure_key_size=self.allow_insecure_key_size)
+        record_key_setup(keys, self.channel("threshold_keygen"))
+        self.key_holders.update(holders)  # every holder now has the public key
+        return keys
+
+    @property
+    def trust_text(self) -> str:
+        """The threat model of runs under this federation's key set-up (one line for result cards)."""
+        return self.trust_text_for(self.secagg)
+
+    def trust_text_for(self, protocol: str) -> str:
+        """The threat model of a run of ``protocol`` under this federation's key set-up."""
+        if protocol != "paillier":  # only the Paillier protocol uses the federation's (threshold) keys
+            return get_protocol(protocol).trust_model.text
+        if self.key_setup != "single":
+            from .secagg.keyholders import threshold_trust_text
+
+            if isinstance(self._keys, ThresholdPaillierKeys):
+                return threshold_trust_text(self._keys)
+            return (f"honest-but-curious parties and aggregator, threshold decryption by {self.threshold} parties "
+                    "(key not dealt yet)")
+        return get_protocol(protocol).trust_model.text
 
     @property
     def budget(self) -> PrivacyBudget:
@@ -259,8 +328,20 @@ class FederationCoordinator:
                 f"{len(parties)} ({', '.join(p.name for p in parties) or 'none'}): over one party the "
                 "aggregate is that party's own data"
             )
-        keys = self.keys
         names = [p.name for p in parties]
+        if self.key_setup != "single" and plan is not None and plan.noise != "distributed":
+            raise ConfigurationError(
+                "central DP noise is added by a key holder after decryption, and keys='threshold' has none: "
+                "use noise='distributed' (each party adds its share before encrypting)")
+        keys = self.keys
+        if isinstance(keys, ThresholdPaillierKeys):
+            from dataclasses import replace
+
+            from .secagg.keyholders import check_decryptors
+
+            # Share holders that left the federation cannot decrypt; refused before any data is read.
+            keys = replace(keys, available=tuple(h for h in keys.holders if h in self.parties))
+            check_decryptors(keys, names)
         party_noise = central_noise = before_release = None
         if plan is not None:
             # Refuse, before any data is read, a plan the integer samplers cannot carry.
@@ -309,6 +390,7 @@ class FederationCoordinator:
             backend=self.backend.name,
             privacy=None if plan is None else plan.record(len(parties), encoding.frac_bits),
             protocol=out.protocol, error_bound=out.error_bound, scheme=out.scheme,
+            threat_model=self.trust_text_for(out.protocol),
         )
         if plan is None and record_exact and self.budget.parties:  # also a ledger persisted by an earlier kernel
             # Budgets are in force: exact releases are logged too, flagged as not differentially private.

@@ -362,3 +362,45 @@ class MaskingProtocolError(ProtocolError):
     def __init__(self, message: str, *, party: str | None = None) -> None:
         super().__init__(message)
         self.party = party
+
+
+# -- threshold Paillier (fedbench.crypto.threshold; Damgard-Jurik threshold decryption) ----------
+class TooFewKeySharesError(TooFewPartiesError):
+    """Fewer key-share holders than the threshold can decrypt; nothing was decrypted, not even partially.
+
+    Parameters
+    ----------
+    message : str
+        Explanation naming the threshold and the holders available and missing.
+    threshold : int or None
+        Partial decryptions needed.
+    missing : list of str
+        Share holders that are not available.
+    """
+
+    def __init__(self, message: str, *, threshold: int | None = None, missing: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.threshold = threshold
+        self.missing = list(missing or [])
+
+
+class InvalidPartialDecryptionError(ProtocolError):
+    """A party's partial decryption failed its zero-knowledge proof; nothing was released.
+
+    Parameters
+    ----------
+    message : str
+        Explanation naming the sender.
+    party : str or None
+        The party whose partial decryption is wrong (the first one found, in share order).
+    parties : list of str
+        Every party whose partial decryption failed its proof.
+    """
+
+    def __init__(self, message: str, *, party: str | None = None, parties: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.party = party
+        self.parties = list(parties or ([party] if party else []))
+
+
+__all__ += ["InvalidPartialDecryptionError", "TooFewKeySharesError"]

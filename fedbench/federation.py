@@ -15,9 +15,10 @@ from . import statistics
 from .backend import DEFAULT_LOCAL_TIMEOUT, Backend, check_local_timeout, get_backend
 from .coordinator import FederationCoordinator
 from .crypto.paillier import DEFAULT_KEY_BITS, PaillierKeys
+from .crypto.threshold import ThresholdPaillierKeys
 from .errors import DataLoadError, DuplicatePartyError, SchemaWarning
 from .party import FORMATS, Party, validate_party_name
-from .results import THREAT_MODEL, render_card
+from .results import render_card
 from .schema import SchemaReport
 from .transcript import _fmt_bytes
 
@@ -91,6 +92,19 @@ class Federation:
         Secure-aggregation protocol, by name from
         :func:`fedbench.secagg.available_protocols` (each declares its trust and
         cost model; see :mod:`fedbench.secagg`).
+    keys : {"single", "threshold", "threshold-dealerless"}, default "single"
+        Who can decrypt Paillier aggregates: one key holder, or any ``threshold``
+        of the parties (Damgard-Jurik threshold decryption, see
+        :mod:`fedbench.crypto.threshold`).  A threshold key is set up on first
+        use among the parties present then: by a dealer (``"threshold"``), or by
+        the parties themselves with TNO's distributed key generation
+        (``"threshold-dealerless"``, extra ``fedbench[dealerless]``; odd
+        ``threshold`` only, and minutes for 2048-bit keys); each secure sum
+        is then decrypted by ``threshold`` share holders, whose partial
+        decryptions the aggregator verifies (zero-knowledge proofs) and combines.
+        Central DP noise is refused (there is no key holder to add it).
+    threshold : int, optional
+        With ``keys="threshold"``: parties needed to decrypt (2 to the number of parties).
 
     Examples
     --------
@@ -111,13 +125,15 @@ class Federation:
         ledger_path: str | Path | None = None,
         local_timeout: float | None = DEFAULT_LOCAL_TIMEOUT,
         secagg: str = "paillier",
+        keys: str = "single",
+        threshold: int | None = None,
     ) -> None:
         self._parties: dict[str, Party] = {}
         self._coordinator = FederationCoordinator(
             self._parties, key_bits=key_bits, backend=get_backend(backend),
             allow_insecure_key_size=allow_insecure_key_size, fast_encryption=fast_encryption, frac_bits=frac_bits,
             max_abs=max_abs, audit=audit, ledger_path=ledger_path, local_timeout=check_local_timeout(local_timeout),
-            secagg=secagg)
+            secagg=secagg, keys=keys, threshold=threshold)
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -368,17 +384,17 @@ class Federation:
         return self._coordinator
 
     @property
-    def keys(self) -> PaillierKeys:
-        """The federation's Paillier keys, generated on first use (held by the key holder)."""
+    def keys(self) -> PaillierKeys | ThresholdPaillierKeys:
+        """The federation's Paillier keys, generated on first use (a key holder's pair, or threshold shares)."""
         return self._coordinator.keys
 
     @property
-    def _keys(self) -> PaillierKeys | None:
+    def _keys(self) -> PaillierKeys | ThresholdPaillierKeys | None:
         # Tests install a pre-generated key pair this way (``fed._keys = KEYS``) to skip key generation.
         return self._coordinator._keys
 
     @_keys.setter
-    def _keys(self, keys: PaillierKeys | None) -> None:
+    def _keys(self, keys: PaillierKeys | ThresholdPaillierKeys | None) -> None:
         self._coordinator.keys = keys
 
     key_bits = property(lambda self: self._coordinator.key_bits, doc="Paillier modulus size in bits.")
@@ -533,7 +549,7 @@ class Federation:
             rep = self.schema
             lines.append(f"  shared columns: {len(rep.shared)}; kind conflicts: {len(rep.conflicts)}")
         lines.append(f"  transcript: {len(self.transcript)} messages, {_fmt_bytes(self.transcript.nbytes)}")
-        lines.append(f"  threat model: {THREAT_MODEL}")
+        lines.append(f"  threat model: {self._coordinator.trust_text}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -555,7 +571,7 @@ class Federation:
             "<table><thead><tr><th>party</th><th>rows</th><th>columns</th><th>source</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
         )
-        return render_card("Federation", info, table)
+        return render_card("Federation", info, table, threat_model=self._coordinator.trust_text)
 
 
 def _reading(read_options: Mapping[str, Any] | None, *, null_values: str | Sequence[str] | None,

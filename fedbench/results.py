@@ -84,8 +84,11 @@ def _fmt_privacy(privacy: dict[str, Any] | None) -> str:
     return text
 
 
-def render_card(title: str, rows: list[tuple[str, str]], body_html: str = "") -> str:
-    """Render a small HTML card (title, key/value rows, optional body, threat-model footer)."""
+def render_card(title: str, rows: list[tuple[str, str]], body_html: str = "", threat_model: str | None = None) -> str:
+    """Render a small HTML card (title, key/value rows, optional body, threat-model footer).
+
+    ``threat_model`` is the footer's text (default: the single-key-holder Paillier model).
+    """
     trs = "".join(
         f"<tr><th style='text-align:left;padding-right:1em'>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows
     )
@@ -94,7 +97,8 @@ def render_card(title: str, rows: list[tuple[str, str]], body_html: str = "") ->
         "max-width:52em'>"
         f"<div style='font-weight:bold;margin-bottom:4px'>{escape(title)}</div>"
         f"<table>{trs}</table>{body_html}"
-        f"<div style='color:#666;font-size:85%;margin-top:6px'>🔒 Threat model: {escape(THREAT_MODEL)}</div>"
+        "<div style='color:#666;font-size:85%;margin-top:6px'>🔒 Threat model: "
+        f"{escape(threat_model or THREAT_MODEL)}</div>"
         "</div>"
     )
 
@@ -137,6 +141,9 @@ class Result:
         The secure rounds behind the value (cost and transcript of each).
     transcript : Transcript
         Every message of those rounds.
+    threat_model : str
+        The trust model the value was computed under (empty: that of its runs, else
+        :data:`THREAT_MODEL`); see :attr:`threat_text`.
     """
 
     value: Any
@@ -146,6 +153,12 @@ class Result:
     privacy: dict[str, Any] | None = field(default=None, kw_only=True)
     runs: list[SecureSumResult] = field(default_factory=list, kw_only=True)
     transcript: Transcript | None = field(default=None, kw_only=True)
+    threat_model: str = field(default="", kw_only=True)
+
+    @property
+    def threat_text(self) -> str:
+        """The threat model this result was computed under (its own, else its first run's, else the default)."""
+        return self.threat_model or next((r.threat_model for r in self.runs if r.threat_model), THREAT_MODEL)
 
     def __post_init__(self) -> None:
         if self.transcript is None:
@@ -187,12 +200,12 @@ class Result:
     def __repr__(self) -> str:
         lines = [f"{self.title} = {self._value_text()}"]
         lines += [f"  {k}: {v}" for k, v in self._info()]
-        lines.append(f"  threat model: {THREAT_MODEL}")
+        lines.append(f"  threat model: {self.threat_text}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = [("value", self._value_html())] + [(k, escape(v)) for k, v in self._info()]
-        return render_card(self.title, rows)
+        return render_card(self.title, rows, threat_model=self.threat_text)
 
 
 def _binary(op: Callable[[Any, Any], Any], reflected: bool = False) -> Callable[[ScalarResult, Any], Any]:
@@ -326,7 +339,7 @@ class TableResult(Result):
 
     def _repr_html_(self) -> str:
         rows = [(k, escape(v)) for k, v in self._info()]
-        return render_card(self.title, rows, self.value._repr_html_())
+        return render_card(self.title, rows, self.value._repr_html_(), threat_model=self.threat_text)
 
 
 @dataclass(eq=False, repr=False)
@@ -430,7 +443,7 @@ class SecureSumResult(Result):
             f"  cost: {self.elapsed:.3f} s, {_fmt_bytes(self.nbytes)}, {self.ciphertexts} ciphertexts "
             f"({self.slots_per_ciphertext} values each), {self._scheme_text()}{nulls}\n"
             f"{self._error_text()}"
-            f"  threat model: {_trust_text(self.protocol)}"
+            f"  threat model: {self.threat_text}"
         )
 
     def _scheme_text(self) -> str:
@@ -458,7 +471,8 @@ class SecureSumResult(Result):
         if any(self.nulls_skipped.values()):
             rows.append(("nulls skipped", escape(str(self.nulls_skipped))))
         rows.append(("privacy", escape(_fmt_privacy(self.privacy))))
-        return render_card("Secure sum" + (" (differentially private)" if self.privacy else ""), rows)
+        return render_card("Secure sum" + (" (differentially private)" if self.privacy else ""), rows,
+                           threat_model=self.threat_text)
 
 
 @dataclass(eq=False, repr=False)
@@ -516,7 +530,7 @@ class HistogramResult(Result):
         lines.append(f"  outside the bins: {self._outside()}")
         lines.append(f"  cost: {self.cost}")
         lines.append(f"  privacy: {_fmt_privacy(self.privacy)}")
-        lines.append(f"  threat model: {THREAT_MODEL}")
+        lines.append(f"  threat model: {self.threat_text}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -533,4 +547,4 @@ class HistogramResult(Result):
             ("privacy", escape(_fmt_privacy(self.privacy))),
         ]
         title = f"Histogram of {self.column}" + (" (differentially private)" if self.privacy else "")
-        return render_card(title, rows, f"<table>{bars}</table>")
+        return render_card(title, rows, f"<table>{bars}</table>", threat_model=self.threat_text)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["ROLE_NAMES", "Channel", "Message", "Transcript"]
 
 #: Names of the non-party roles; party names may not take them.
-ROLE_NAMES = frozenset({"aggregator", "keyholder", "analyst", "coordinator"})
+ROLE_NAMES = frozenset({"aggregator", "keyholder", "analyst", "coordinator", "dealer"})
 
 _run_ids = itertools.count(1)
 

@@ -289,8 +289,13 @@ class FitRun:
                 f"{m}={_fmt(s)}" for m, s in zip(tab["model"], tab["score"], strict=True)))
         elif self.metric is not None:
             lines.append("  .compare() for local-only and centralized baselines (simulation only)")
-        lines.append(f"  threat model: {THREAT_MODEL}")
+        lines.append(f"  threat model: {self._threat_text()}")
         return "\n".join(lines)
+
+    def _threat_text(self) -> str:
+        # The federation's key set-up decides the trust model (single key holder or t-of-n threshold).
+        coord = getattr(self._fed, "coordinator", None)
+        return getattr(coord, "trust_text", None) or THREAT_MODEL
 
     def _repr_html_(self) -> str:
         rows = [
@@ -326,7 +331,7 @@ class FitRun:
                     f"simulation-only baselines)</p><table><tr>{head}</tr>{trs}</table>")
         elif self.metric is not None:
             body = "<p style='color:#666'>Run <code>.compare()</code> for local-only and centralized baselines.</p>"
-        return render_card("Federated training", rows, body)
+        return render_card("Federated training", rows, body, threat_model=self._threat_text())
 
 
 def comparison_figure(table: pl.DataFrame, metric: str) -> Any:

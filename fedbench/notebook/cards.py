@@ -108,8 +108,12 @@ class StatsResult:
     def __repr__(self) -> str:
         return (
             f"Secure statistics over {', '.join(self.parties)} ({len(self.runs)} secure rounds, "
-            f"{self.elapsed:.3f} s, {_fmt_bytes(self.nbytes)})\n{self.table}\n  threat model: {THREAT_MODEL}"
+            f"{self.elapsed:.3f} s, {_fmt_bytes(self.nbytes)})\n{self.table}\n  threat model: {self._threat_text()}"
         )
+
+    def _threat_text(self) -> str:
+        # The runs carry the trust model they ran under (single key holder or t-of-n threshold).
+        return next((r.threat_model for r in self.runs if getattr(r, "threat_model", "")), THREAT_MODEL)
 
     def _repr_html_(self) -> str:
         cols = self.table.columns
@@ -125,7 +129,8 @@ class StatsResult:
             ("parties", escape(", ".join(self.parties))),
             ("cost", f"{len(self.runs)} secure rounds, {self.elapsed:.3f} s, {_fmt_bytes(self.nbytes)}"),
         ]
-        return render_card("Secure statistics", rows, f"<table><tr>{head}</tr>{body}</table>")
+        return render_card("Secure statistics", rows, f"<table><tr>{head}</tr>{body}</table>",
+                           threat_model=self._threat_text())
 
 
 @dataclass

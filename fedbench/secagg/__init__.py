@@ -35,9 +35,9 @@ from .spec import VectorSpec
 if TYPE_CHECKING:
     from ..backend import Backend
     from ..crypto.packing import Encoding
-    from ..crypto.paillier import PaillierKeys
     from ..party import Party
     from ..transcript import Channel
+    from .keyholders import AnyPaillierKeys
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -73,7 +73,7 @@ def secure_aggregate(
     parties: Sequence[Party],
     local_fn: LocalFn,
     *,
-    keys: PaillierKeys,
+    keys: AnyPaillierKeys,
     backend: Backend,
     channel: Channel,
     encoding: Encoding,
@@ -94,7 +94,7 @@ def secure_aggregate(
     local_fn : callable
         Runs inside each party on its polars DataFrame and returns a dict of
         numbers or arrays (same names and shapes in every party).
-    keys : PaillierKeys
+    keys : PaillierKeys or ThresholdPaillierKeys
         The federation's keys (the private part is used only as the key holder).
     backend : Backend
         Where local work and encryption run.

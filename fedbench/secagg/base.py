@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
     from ..backend import Backend
     from ..crypto.packing import Encoding, PackingLayout
-    from ..crypto.paillier import PaillierKeys
     from ..party import Party
     from ..transcript import Channel
+    from .keyholders import AnyPaillierKeys
     from .spec import VectorSpec
 
 __all__ = [
@@ -181,7 +181,7 @@ class SecAggProtocol(ABC):
         parties: Sequence[Party],
         local_fn: LocalFn,
         *,
-        keys: PaillierKeys,
+        keys: AnyPaillierKeys,
         backend: Backend,
         channel: Channel,
         encoding: Encoding,

@@ -123,7 +123,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from ..backend import Backend
-    from ..crypto.paillier import PaillierKeys
+    from .keyholders import AnyPaillierKeys
     from ..party import Party
     from ..transcript import Channel
 
@@ -468,7 +468,7 @@ class CKKSSecAgg(SecAggProtocol):
         parties: Sequence[Party],
         local_fn: LocalFn,
         *,
-        keys: PaillierKeys,
+        keys: AnyPaillierKeys,
         backend: Backend,
         channel: Channel,
         encoding: Encoding,

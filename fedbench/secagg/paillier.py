@@ -40,6 +40,7 @@ from .base import (
     TrustModel,
     check_enough_parties,
 )
+from .keyholders import AnyPaillierKeys, decrypt_aggregate
 from .spec import VectorSpec
 
 if TYPE_CHECKING:
@@ -212,7 +213,7 @@ def _paillier_aggregate(
     parties: Sequence[Party],
     local_fn: LocalFn,
     *,
-    keys: PaillierKeys,
+    keys: AnyPaillierKeys,
     backend: Backend,
     channel: Channel,
     encoding: Encoding,
@@ -232,8 +233,9 @@ def _paillier_aggregate(
     local_fn : callable
         Runs inside each party on its polars DataFrame and returns a dict of
         numbers or arrays (same names and shapes in every party).
-    keys : PaillierKeys
-        The federation's keys (the private part is used only as the key holder).
+    keys : PaillierKeys or ThresholdPaillierKeys
+        The federation's keys: the private part is used only as the key holder; with a
+        threshold key, ``t`` share holders decrypt the aggregate (see :mod:`fedbench.secagg.keyholders`).
     backend : Backend
         Where local work and encryption run.
     channel : Channel
@@ -313,8 +315,10 @@ def _paillier_aggregate(
     #    this precedes step 1; it is recorded here so that refused runs record nothing.
     key_bytes = (n.bit_length() + 7) // 8
     pk_payload = n.to_bytes(key_bytes, "big") + (h_s.to_bytes(ct_width, "big") if h_s else b"")
+    # A threshold key has no key holder: its dealer, or (dealerless) the aggregator, passes the public key on.
+    pk_sender = "keyholder" if isinstance(keys, PaillierKeys) else "dealer" if keys.setup == "dealer" else "aggregator"
     for name in names if key_recipients is None else key_recipients:
-        channel.send("keyholder", name, "public-key", pk_payload, encrypted=False)
+        channel.send(pk_sender, name, "public-key", pk_payload, encrypted=False)
     # Parties announce the (public) vector layout so the aggregator can check it.
     layout_base: dict[str, Any] = {"names": list(spec.names), "shapes": [list(s) for s in spec.shapes],
                                    "frac_bits": encoding.frac_bits, "value_bits": encoding.value_bits}
@@ -344,17 +348,21 @@ def _paillier_aggregate(
         raise ProtocolError("parties sent different numbers of ciphertexts")
     total = add_ciphertext_vectors(n, received)
     agg_seconds = time.perf_counter() - t0
-    data = channel.send("aggregator", "keyholder", "aggregate-ciphertexts", ints_to_bytes(total, ct_width),
-                        encrypted=True, seconds=agg_seconds)
 
-    # 5. Key holder decrypts the aggregate only, unpacks and checks every slot.
+    # 5. Decryption of the aggregate only: by the key holder, or by t share-holding parties (threshold keys).
+    def keyholder_decrypt(agg_cts: list[int]) -> list[int]:
+        # The key holder's own worker processes decrypt large aggregates on every core.
+        assert isinstance(keys, PaillierKeys)
+        sk = keys.private_key
+        dec_chunks = backend.heavy_workers if len(agg_cts) >= parallel_min_ciphertexts(n.bit_length()) else 1
+        dec_items = [(n, int(sk.p), int(sk.q), c) for c in _chunks(agg_cts, dec_chunks)]
+        return [m for part in backend.map_heavy(_decrypt_chunk, dec_items) for m in part]
+
     t0 = time.perf_counter()
-    agg_cts = bytes_to_ints(data, ct_width)
-    sk = keys.private_key
-    # The key holder's own worker processes decrypt large aggregates on every core.
-    dec_chunks = backend.heavy_workers if len(agg_cts) >= parallel_min_ciphertexts(n.bit_length()) else 1
-    dec_items = [(n, int(sk.p), int(sk.q), c) for c in _chunks(agg_cts, dec_chunks)]
-    plain = [m for part in backend.map_heavy(_decrypt_chunk, dec_items) for m in part]
+    decrypted = decrypt_aggregate(keys, total, channel=channel, backend=backend, ct_width=ct_width, prefer=names,
+                                  aggregate_seconds=agg_seconds, single_key=keyholder_decrypt,
+                                  parallel_min=parallel_min_ciphertexts(n.bit_length()))
+    plain = decrypted.plaintexts
     if integer_encoding is not None and split:
         vec = _decode_split(plain, encoding, integer_encoding, integral, len(parties), n.bit_length() - 1)
     else:
@@ -368,7 +376,7 @@ def _paillier_aggregate(
     dec_seconds = time.perf_counter() - t0
     # Exact integer sums travel as canonical JSON (float64 would round them beyond 2**53).
     released = vec.astype("<f8").tobytes() if vec.dtype != object else dumps(vec.tolist())
-    channel.send("keyholder", "analyst", "aggregate", released, encrypted=False, seconds=dec_seconds)
+    channel.send(decrypted.releaser, "analyst", "aggregate", released, encrypted=False, seconds=dec_seconds)
 
     return AggregationOutcome(
         value=spec.unflatten(vec),
@@ -449,7 +457,7 @@ class PaillierSecAgg(SecAggProtocol):
         parties: Sequence[Party],
         local_fn: LocalFn,
         *,
-        keys: PaillierKeys,
+        keys: AnyPaillierKeys,
         backend: Backend,
         channel: Channel,
         encoding: Encoding,

@@ -88,6 +88,7 @@ import numpy as np
 import polars as pl
 
 from ...crypto.arithmetic import add_plain, cached_encryptor, decode_signed, encode_signed, inverses, weighted_product
+from ...crypto.paillier import PaillierKeys
 from ...errors import ConfigurationError, NullValuesError, ProtocolError
 from ...party import recall_in_party, remember_in_party
 from ...wire import bytes_to_ints, ints_to_bytes
@@ -290,6 +291,11 @@ class Exchange:
 
     def __post_init__(self) -> None:
         keys = self.coord.keys
+        if not isinstance(keys, PaillierKeys):
+            raise ConfigurationError(
+                "vertical training decrypts padded gradients at a key holder; it needs keys='single', "
+                "not a threshold key")
+        self.keys = keys
         self.n = keys.n
         self.h_s = keys.h_s if self.coord.fast_encryption else None
         self.ct_width = (2 * self.n.bit_length() + 7) // 8
@@ -353,7 +359,7 @@ class Exchange:
                                   intercept=icpt))
             padded[p.name] = self.send_ints(p.name, "keyholder", "padded-gradient",
                                             [*g, *([loss_ct] if p is guest else [])])
-        sk = self.coord.keys.private_key
+        sk = self.keys.private_key
         loss8 = decode_signed(int(sk.raw_decrypt(padded[guest.name].pop())), n)
         for p, icpt in ((host, False), (guest, self.intercept)):
             plain = [int(sk.raw_decrypt(v)) for v in padded[p.name]]
