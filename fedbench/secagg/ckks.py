@@ -123,9 +123,9 @@ if TYPE_CHECKING:
     import polars as pl
 
     from ..backend import Backend
-    from .keyholders import AnyPaillierKeys
     from ..party import Party
     from ..transcript import Channel
+    from .keyholders import AnyPaillierKeys
 
 __all__ = [
     "CKKS",
