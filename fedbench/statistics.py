@@ -33,6 +33,7 @@ import polars as pl
 
 from . import stats as _local
 from .backend import check_local_timeout, run_local_function
+from .clear_union import first_seen_union, union_in_the_clear
 from .crypto.packing import WIDE_MAX_ABS, Encoding
 from .dp.privacy import Bounds, Privacy, resolve_privacy
 from .errors import ConfigurationError, EmptyPartyError, ProtocolError
@@ -40,7 +41,6 @@ from .party import Party, column_kind
 from .results import HistogramResult, QuantileResult, Result, ScalarResult, SecureSumResult, TableResult
 from .schema import SchemaReport, check_numeric_columns
 from .secagg import MIN_PARTIES
-from .wire import dumps
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator, LocalFn
@@ -615,17 +615,16 @@ def corr(coord: Coordinator, columns: str | Sequence[str], *, parties: Parties =
                        runs=runs)
 
 
+def _group_order(g: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple((v is None, str(type(v)), v if v is not None else 0) for v in g)
+
+
 def _category_union(coord: Coordinator, chosen: list[Party], by_cols: list[str]) -> list[tuple[Any, ...]]:
     """The union of the parties' group combinations, each sent in the clear to the coordinator."""
-    channel = coord.channel("category_union")
-    union: set[tuple[Any, ...]] = set()
-    for p, distinct in zip(chosen, coord.backend.compute(chosen, partial(_local.local_distinct, by=by_cols)),
-                           strict=True):
-        channel.send(p.name, "coordinator", "category-set", dumps([list(d) for d in distinct]), encrypted=False)
-        union.update(distinct)
-    groups = sorted(union, key=lambda g: tuple((v is None, str(type(v)), v if v is not None else 0) for v in g))
-    for p in chosen:
-        channel.send("coordinator", p.name, "category-union", dumps([list(g) for g in groups]), encrypted=False)
+    groups, _ = union_in_the_clear(
+        coord, chosen, partial(_local.local_distinct, by=by_cols),
+        lambda sets: sorted(first_seen_union(sets), key=_group_order),
+    )
     return groups
 
 
