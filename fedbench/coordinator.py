@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .crypto.packing import DEFAULT_SUM_FRAC_BITS, DEFAULT_SUM_MAX_ABS, WIDE_FRAC_BITS, WIDE_MAX_ABS, Encoding
 from .crypto.paillier import PaillierKeys, check_key_bits, generate_keys
-from .errors import ConfigurationError, TooFewPartiesError, UnknownPartyError
+from .errors import ConfigurationError, UnknownPartyError
 from .results import SecureSumResult
-from .secagg import MIN_PARTIES, get_protocol, secure_aggregate
+from .secagg import check_enough_parties, get_protocol, secure_aggregate
 from .transcript import Channel, Transcript
 
 if TYPE_CHECKING:
@@ -252,13 +252,7 @@ class FederationCoordinator:
         BudgetExceededError, BudgetNotSetError
             The DP release does not fit a party's budget.
         """
-        if len(parties) < MIN_PARTIES:
-            # Checked here too so that no key is generated for a refused request.
-            raise TooFewPartiesError(
-                f"a secure computation needs at least {MIN_PARTIES} parties, got "
-                f"{len(parties)} ({', '.join(p.name for p in parties) or 'none'}): over one party the "
-                "aggregate is that party's own data"
-            )
+        check_enough_parties(parties, what="a secure computation")  # here too: no key for a refused request
         keys = self.keys
         names = [p.name for p in parties]
         party_noise = central_noise = before_release = None

@@ -40,7 +40,7 @@ from .errors import ConfigurationError, EmptyPartyError, ProtocolError
 from .party import Party, column_kind
 from .results import HistogramResult, QuantileResult, Result, ScalarResult, SecureSumResult, TableResult
 from .schema import SchemaReport, check_numeric_columns
-from .secagg import MIN_PARTIES
+from .secagg import check_enough_parties
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator, LocalFn
@@ -148,10 +148,6 @@ def _row_count(df: pl.DataFrame) -> dict[str, float]:
 def _only(df: pl.DataFrame, *, local_fn: LocalFn, keys: Sequence[str]) -> dict[str, Any]:
     out = local_fn(df)
     return {k: out[k] for k in keys}
-
-
-def _noop(df: pl.DataFrame) -> dict[str, float]:
-    return {"x": 0.0}
 
 
 def _local_clamped_sums(df: pl.DataFrame, *, bounds: Mapping[str, tuple[float, float]], nulls: str
@@ -664,8 +660,7 @@ def group_counts(
     chosen = coord.select(parties)
     for p in chosen:
         p.require_columns(by_cols)
-    if len(chosen) < MIN_PARTIES:
-        coord.aggregate(chosen, _noop, encoding=coord.encoding)  # raises TooFewPartiesError
+    check_enough_parties(chosen, what="a secure computation")  # before the categories are exchanged
     if categories is not None:
         missing = [c for c in by_cols if c not in categories]
         if missing:

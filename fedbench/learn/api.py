@@ -23,6 +23,7 @@ from ..errors import (
     TooFewPartiesError,
 )
 from ..party import column_kind
+from ..secagg import check_enough_parties
 from ..wire import dumps, loads
 from .data import DataSpec, check_local, local_xy, resolve_features
 from .engine import GLOBAL, Session, learn_encoding
@@ -359,11 +360,9 @@ def _plan(coord: Coordinator, est: Any, legacy: dict[str, Any], *, target: str |
     chosen = coord.select(parties)
     if not chosen:
         raise TooFewPartiesError("the federation has no party")
-    if secure and len(chosen) < 2:
-        raise TooFewPartiesError(
-            f"secure training needs at least 2 parties, got {len(chosen)}: over one party the 'aggregate' is its "
-            "own data (pass secure=False to simulate)"
-        )
+    if secure:
+        check_enough_parties(chosen, what="secure training",
+                             hint="over one party the 'aggregate' is its own data (pass secure=False to simulate)")
     if min_parties is not None and not 1 <= min_parties <= len(chosen):
         raise ConfigurationError(f"min_parties must be between 1 and the {len(chosen)} parties, got {min_parties!r}")
     dp = legacy.get("dp")

@@ -24,6 +24,7 @@ from .base import (
     LocalFn,
     SecAggProtocol,
     TrustModel,
+    check_enough_parties,
 )
 from .paillier import PAILLIER, PaillierSecAgg, PartyContribution, parallel_min_ciphertexts, party_contribution
 from .registry import available_protocols, get_protocol, register_protocol, unregister_protocol
@@ -49,6 +50,7 @@ __all__ = [
     "TrustModel",
     "VectorSpec",
     "available_protocols",
+    "check_enough_parties",
     "get_protocol",
     "parallel_min_ciphertexts",
     "party_contribution",

@@ -300,7 +300,7 @@ class PaillierSecAgg(SecAggProtocol):
         ------
         TooFewPartiesError, ProtocolError, NonFiniteValueError, EncodingRangeError, SlotOverflowError
         """
-        check_enough_parties(len(parties))
+        check_enough_parties(parties)
         names = [p.name for p in parties]
         n = keys.n
         h_s = keys.h_s if fast_encryption else None
