@@ -101,8 +101,8 @@ def test_renamed_argument_warns_and_gives_the_new_spellings_result(dfed, via, me
     old_name = next(k for k in old if k not in new)
     with pytest.warns(FutureWarning, match=rf"{method}: {old_name}= is deprecated, {re.escape(text)}") as rec:
         before = _call(dfed, via, method, *args, **old)
-    if via == "federation":  # the warning points at the user's line, not into fedbench
-        assert {Path(w.filename).resolve() for w in rec if issubclass(w.category, FutureWarning)} == {HERE}
+    # The warning points at the user's line, not into fedbench.
+    assert {Path(w.filename).resolve() for w in rec if issubclass(w.category, FutureWarning)} == {HERE}
     ctx = _strict()
     try:
         after = _call(dfed, via, method, *args, **new)
@@ -113,8 +113,9 @@ def test_renamed_argument_warns_and_gives_the_new_spellings_result(dfed, via, me
 
 @pytest.mark.parametrize(("method", "args", "kwargs"), NULLS, ids=[c[0] for c in NULLS])
 def test_nulls_drop_warns_and_equals_nulls_skip(dfed, method, args, kwargs):
-    with pytest.warns(FutureWarning, match='nulls="drop" is deprecated, use nulls="skip"'):
+    with pytest.warns(FutureWarning, match='nulls="drop" is deprecated, use nulls="skip"') as rec:
         before = getattr(dfed, method)(*args, nulls="drop", **kwargs)
+    assert {Path(w.filename).resolve() for w in rec if issubclass(w.category, FutureWarning)} == {HERE}
     ctx = _strict()
     try:
         after = getattr(dfed, method)(*args, nulls="skip", **kwargs)
