@@ -772,10 +772,8 @@ def histogram(
 
     Parameters
     ----------
-    coord : Coordinator
-        The federation's coordinator (``fed.coordinator``; omitted in the ``Federation`` method).
-    columns : str
-        Numeric column (formerly ``column=``).
+    coord, columns
+        As in :func:`mean`.
     bins : int or sequence of float, default 10
         Number of equal-width bins over ``range``, or explicit increasing edges.
     range : (float, float), optional
@@ -788,10 +786,8 @@ def histogram(
         delta, mechanism, noise``): each record lands in one cell, bins or
         below/above/null, so the sensitivity is 1; every cell, ``below``,
         ``above`` and ``nulls`` included, is noisy, rounded and floored at 0.
-    epsilon, delta, mechanism, noise : optional
-        Sugar for ``privacy=Privacy(...)`` (see :class:`fedbench.dp.Privacy`).
-    **deprecated
-        ``column=``: the former name of ``columns`` (works, with a ``FutureWarning``).
+    epsilon, delta, mechanism, noise, **deprecated
+        As in :func:`mean`.
 
     Returns
     -------
@@ -844,10 +840,8 @@ def quantile(
 
     Parameters
     ----------
-    coord : Coordinator
-        The federation's coordinator (``fed.coordinator``; omitted in the ``Federation`` method).
-    columns : str
-        Numeric column (formerly ``column=``).
+    coord, columns
+        As in :func:`mean`.
     q : float or list of float, default 0.5
         Quantile level(s) in [0, 1].
     privacy : Privacy
@@ -857,10 +851,8 @@ def quantile(
         Histogram resolution.
     parties, nulls
         As in :func:`histogram`.
-    epsilon, bounds, delta, mechanism, noise : optional
-        Sugar for ``privacy=Privacy(...)`` (see :class:`fedbench.dp.Privacy`).
-    **deprecated
-        ``column=``: the former name of ``columns`` (works, with a ``FutureWarning``).
+    epsilon, bounds, delta, mechanism, noise, **deprecated
+        As in :func:`mean`.
 
     Returns
     -------
