@@ -3,8 +3,9 @@
 When categories are not declared up front (``group_counts`` without
 ``categories=``, an encoder with ``categories="auto"``), every party sends
 the set of values it holds to the coordinator, which sends the union back.
-This reveals which values each party holds (not how often): callers say so in
-their results.  It is the one implementation of that exchange.
+This reveals which values each party holds (not how often); every message is
+recorded in the transcript (``category-set`` from each party, ``category-union``
+to each).  It is the one implementation of that exchange.
 """
 
 from __future__ import annotations
