@@ -15,7 +15,8 @@ Conventions shared by every statistic
 * ``nulls``: ``"skip"`` (default) or ``"error"`` (see :mod:`fedbench.stats`);
   the old alias ``"drop"`` means ``"skip"`` and warns.
 * Differential privacy: ``privacy=Privacy(...)``, or the keywords ``epsilon,
-  delta, bounds, mechanism, noise`` that build one (:mod:`fedbench.dp.privacy`);
+  delta, bounds, mechanism, noise`` that build one (:mod:`fedbench.dp.privacy`;
+  turned into ``privacy=`` in one place, :func:`privacy_keywords`);
   ``bounds`` is a ``(lower, upper)`` pair or a mapping column -> pair.
 """
 
