@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .party import Party
     from .psi import PSIResult
 
-__all__ = ["Coordinator", "FederationCoordinator", "LocalFn"]
+__all__ = ["Coordinator", "FederationCoordinator", "FederationView", "LocalFn"]
 
 #: A function that runs inside one party on its rows and returns named local aggregates.
 LocalFn = Callable[["pl.DataFrame"], Mapping[str, Any]]
@@ -118,6 +118,34 @@ class Coordinator(Protocol):
                   record_exact: bool = True,
                   integer_encoding: Encoding | None = None) -> tuple[dict[str, Any], SecureSumResult]:
         """Securely sum ``local_fn`` over ``parties``; returns the released value and its result."""
+        ...
+
+
+@runtime_checkable
+class FederationView(Protocol):
+    """What the learning entry points use from the object they are called on (a Federation).
+
+    Typing only: ``learn/`` annotates with this protocol instead of importing
+    :class:`~fedbench.Federation` (which imports ``learn`` to train).
+    """
+
+    @property
+    def coordinator(self) -> Coordinator:
+        """The federation's coordinator."""
+        ...
+
+    @property
+    def party_names(self) -> list[str]:
+        """Names of the parties, in the order they were added."""
+        ...
+
+    def __getitem__(self, name: str) -> Party:
+        """The party called ``name``."""
+        ...
+
+    def intersect(self, on: str | Sequence[str], *, parties: Sequence[str] | None = None, mode: str = "cardinality",
+                  receiver: str | None = None, **options: Any) -> PSIResult:
+        """Private set intersection of the parties' identifiers."""
         ...
 
 

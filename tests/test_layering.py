@@ -147,3 +147,24 @@ def test_moved_names_are_still_reachable_from_fedbench_learn():
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("unknown attribute did not raise")
+
+
+def test_learn_does_not_even_type_against_federation():
+    """Not even under ``TYPE_CHECKING``: learn annotates with the FederationView protocol."""
+    learn_dir = PACKAGE_DIR / "learn"
+    found = []
+    for path in sorted(learn_dir.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("federation"):
+                found.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno}")
+            if isinstance(node, ast.Import) and any(a.name == "fedbench.federation" for a in node.names):
+                found.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno}")
+    assert not found, found
+
+
+def test_a_federation_is_a_federation_view():
+    from fedbench.coordinator import FederationView
+
+    from .conftest import make_fed
+
+    assert isinstance(make_fed(), FederationView)

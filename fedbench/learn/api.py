@@ -35,8 +35,7 @@ from .stages import METRICS, Prefix, StageContext, default_metric
 from .strategy import Strategy
 
 if TYPE_CHECKING:
-    from ..coordinator import Coordinator
-    from ..federation import Federation
+    from ..coordinator import Coordinator, FederationView
 
 __all__ = ["DEPRECATED_OPTIONS", "SUPPORTED", "fit", "supported_list"]
 
@@ -171,7 +170,7 @@ class _Plan:
 
 # -- the entry point ------------------------------------------------------------------------------------------
 def fit(
-    fed: Federation,
+    fed: FederationView,
     estimator: Any,
     *,
     target: str | None = None,
@@ -452,7 +451,7 @@ def _setup(session: Session, coord: Coordinator, plan: _Plan, class_list: list[A
     return ctx
 
 
-def _fit_run(fed: Federation, session: Session, plan: _Plan, estimator: Any, model: Any, steps: list[StepInfo],
+def _fit_run(fed: FederationView, session: Session, plan: _Plan, estimator: Any, model: Any, steps: list[StepInfo],
              class_list: list[Any] | None, single: dict[str, Any], metric: str | None, *, test_size: float,
              seed: int, secure: bool, elapsed: float) -> FitRun:
     from sklearn.base import clone
