@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from .crypto.packing import DEFAULT_SUM_FRAC_BITS, DEFAULT_SUM_MAX_ABS, WIDE_FRAC_BITS, WIDE_MAX_ABS, Encoding
 from .crypto.paillier import PaillierKeys, check_key_bits, generate_keys
 from .crypto.threshold import ThresholdPaillierKeys
-from .errors import ConfigurationError, TooFewPartiesError, UnknownPartyError
+from .errors import ConfigurationError, UnknownPartyError
 from .results import SecureSumResult
-from .secagg import MIN_PARTIES, get_protocol, secure_aggregate
+from .secagg import check_enough_parties, get_protocol, secure_aggregate
 from .transcript import Channel, Transcript
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .party import Party
     from .psi import PSIResult
 
-__all__ = ["Coordinator", "FederationCoordinator", "LocalFn"]
+__all__ = ["Coordinator", "FederationCoordinator", "FederationView", "LocalFn"]
 
 #: A function that runs inside one party on its rows and returns named local aggregates.
 LocalFn = Callable[["pl.DataFrame"], Mapping[str, Any]]
@@ -136,6 +136,34 @@ def _check_key_setup(keys: object, threshold: object) -> tuple[str, int | None]:
 
     # t > n is checked when the key is set up, once the parties are known.
     return str(keys), check_threshold(threshold, max(int(threshold) if isinstance(threshold, int) else 0, 2))
+
+
+@runtime_checkable
+class FederationView(Protocol):
+    """What the learning entry points use from the object they are called on (a Federation).
+
+    Typing only: ``learn/`` annotates with this protocol instead of importing
+    :class:`~fedbench.Federation` (which imports ``learn`` to train).
+    """
+
+    @property
+    def coordinator(self) -> Coordinator:
+        """The federation's coordinator."""
+        ...
+
+    @property
+    def party_names(self) -> list[str]:
+        """Names of the parties, in the order they were added."""
+        ...
+
+    def __getitem__(self, name: str) -> Party:
+        """The party called ``name``."""
+        ...
+
+    def intersect(self, on: str | Sequence[str], *, parties: Sequence[str] | None = None, mode: str = "cardinality",
+                  receiver: str | None = None, **options: Any) -> PSIResult:
+        """Private set intersection of the parties' identifiers."""
+        ...
 
 
 class FederationCoordinator:
@@ -321,13 +349,7 @@ class FederationCoordinator:
         BudgetExceededError, BudgetNotSetError
             The DP release does not fit a party's budget.
         """
-        if len(parties) < MIN_PARTIES:
-            # Checked here too so that no key is generated for a refused request.
-            raise TooFewPartiesError(
-                f"a secure computation needs at least {MIN_PARTIES} parties, got "
-                f"{len(parties)} ({', '.join(p.name for p in parties) or 'none'}): over one party the "
-                "aggregate is that party's own data"
-            )
+        check_enough_parties(parties, what="a secure computation")  # here too: no key for a refused request
         names = [p.name for p in parties]
         if self.key_setup != "single" and plan is not None and plan.noise != "distributed":
             raise ConfigurationError(

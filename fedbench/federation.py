@@ -517,13 +517,13 @@ class Federation:
 
     def fit(self, estimator: Any, **options: Any) -> FitRun:
         """Train a scikit-learn estimator across the parties (see :func:`fedbench.learn.fit`)."""
-        from .learn import fit as _fit
+        from .learn.api import fit as _fit
 
         return _fit(self, estimator, **options)
 
     def fit_vertical(self, estimator: Any, **options: Any) -> VerticalRun:
         """Train on columns split across parties after PSI alignment (see :func:`fedbench.learn.fit_vertical`)."""
-        from .learn import fit_vertical as _fit_vertical
+        from .learn.vertical import fit_vertical as _fit_vertical
 
         return _fit_vertical(self, estimator, **options)
 

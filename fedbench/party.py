@@ -390,21 +390,30 @@ def column_kind(dtype: pl.DataType) -> str:
     return "other"
 
 
-# Party-side memory: results a party computed and keeps until a later protocol step asks for them
-# (e.g. a training round's local update, held until the secure sum).  It lives in the process that
-# holds the party's rows (the Ray actor on a cluster), keyed by the identity of the party's frame.
+# Party-side memory: what a party computed and keeps until a later protocol step asks for it (e.g. a
+# training round's local update, held until the secure sum; its split rows; its columns as read).  It
+# lives in the process that holds the party's rows (the Ray actor on a cluster), keyed by the identity
+# of the party's frame, and goes when the frame goes.  The one party-side store: every module uses it.
 _MEMORY: dict[int, tuple[weakref.ref[pl.DataFrame], dict[str, Any]]] = {}
 
 
-def remember_in_party(df: pl.DataFrame, *, key: str, fn: Callable[[pl.DataFrame], Any]) -> None:
-    """Run ``fn(df)`` inside the party and keep its result there under ``key`` (returns nothing)."""
-    value = fn(df)
+def party_state(df: pl.DataFrame) -> dict[str, Any]:
+    """The party's own store of values kept between protocol steps (runs inside the party).
+
+    Created empty on first use and dropped with the party's frame; callers
+    use keys of their own (a module-qualified name).
+    """
     ident = id(df)
     ref, store = _MEMORY.get(ident, (None, None))
     if ref is None or ref() is not df or store is None:
         store = {}
         _MEMORY[ident] = (weakref.ref(df, partial(_forget, ident)), store)
-    store[key] = value
+    return store
+
+
+def remember_in_party(df: pl.DataFrame, *, key: str, fn: Callable[[pl.DataFrame], Any]) -> None:
+    """Run ``fn(df)`` inside the party and keep its result there under ``key`` (returns nothing)."""
+    party_state(df)[key] = fn(df)
 
 
 def _forget(ident: int, _ref: object) -> None:
@@ -421,8 +430,8 @@ def recall_in_party(df: pl.DataFrame, *, key: str, field: str | None = None, kee
     """
     from .errors import ProtocolError
 
-    ref, store = _MEMORY.get(id(df), (None, None))
-    if ref is None or ref() is not df or store is None or key not in store:
+    store = party_state(df)
+    if key not in store:
         raise ProtocolError(f"the party holds no result under {key!r}")
     value = store[key] if keep else store.pop(key)
     return value if field is None else value[field]
@@ -439,10 +448,7 @@ def conform_frame(df: pl.DataFrame, *, targets: Mapping[str, pl.DataType | None]
     returned), so that a later agreement (a party left) starts from them, not
     from a rounded cast.  Every cast is computed before any column changes.
     """
-    ref, store = _MEMORY.get(id(df), (None, None))
-    originals: dict[str, pl.Series] = (
-        store.get(_ORIGINALS, {}) if ref is not None and ref() is df and store is not None else {}
-    )
+    originals: dict[str, pl.Series] = party_state(df).get(_ORIGINALS, {})
     new = {}
     for c, dtype in targets.items():
         src = originals.get(c, df.get_column(c))
@@ -450,7 +456,7 @@ def conform_frame(df: pl.DataFrame, *, targets: Mapping[str, pl.DataType | None]
     for c, (src, series) in new.items():
         originals.setdefault(c, src)
         df.replace_column(df.get_column_index(c), series)
-    remember_in_party(df, key=_ORIGINALS, fn=lambda _df: originals)
+    party_state(df)[_ORIGINALS] = originals
 
 
 class Party:

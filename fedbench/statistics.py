@@ -15,32 +15,37 @@ Conventions shared by every statistic
 * ``nulls``: ``"skip"`` (default) or ``"error"`` (see :mod:`fedbench.stats`);
   the old alias ``"drop"`` means ``"skip"`` and warns.
 * Differential privacy: ``privacy=Privacy(...)``, or the keywords ``epsilon,
-  delta, bounds, mechanism, noise`` that build one (:mod:`fedbench.dp.privacy`);
+  delta, bounds, mechanism, noise`` that build one (:mod:`fedbench.dp.privacy`;
+  turned into ``privacy=`` in one place, :func:`privacy_keywords`);
   ``bounds`` is a ``(lower, upper)`` pair or a mapping column -> pair.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import polars as pl
 
 from . import stats as _local
 from .backend import check_local_timeout, run_local_function
+from .clear_union import first_seen_union, union_in_the_clear
 from .crypto.packing import WIDE_MAX_ABS, Encoding
 from .dp.privacy import Bounds, Privacy, resolve_privacy
 from .errors import ConfigurationError, EmptyPartyError, ProtocolError
 from .party import Party, column_kind
 from .results import HistogramResult, QuantileResult, Result, ScalarResult, SecureSumResult, TableResult
 from .schema import SchemaReport, check_numeric_columns
-from .secagg import MIN_PARTIES
-from .wire import dumps
+from .secagg import check_enough_parties
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator, LocalFn
@@ -65,6 +70,22 @@ Parties = Sequence[str] | str | None
 
 
 # -- argument conventions ----------------------------------------------------------------
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside fedbench: a warning points at the user's line.
+
+    Counted for a ``warnings.warn`` made by the function that calls this one.
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def renamed(options: dict[str, Any], new_value: Any, *, new: str, old: Sequence[str], call: str) -> Any:
     """Take a deprecated keyword out of ``options`` (warning) and return the value of ``new``.
 
@@ -76,7 +97,8 @@ def renamed(options: dict[str, Any], new_value: Any, *, new: str, old: Sequence[
     for name in old:
         if name in options:
             value = options.pop(name)
-            warnings.warn(f"{call}: {name}= is deprecated, use {new}= instead", FutureWarning, stacklevel=4)
+            warnings.warn(f"{call}: {name}= is deprecated, use {new}= instead", FutureWarning,
+                          stacklevel=_caller_level())
             if new_value is not None:
                 raise ConfigurationError(f"{call}: pass {new}= only (got both {new}= and {name}=)")
             new_value = value
@@ -88,7 +110,7 @@ def renamed(options: dict[str, Any], new_value: Any, *, new: str, old: Sequence[
 def null_policy(nulls: str) -> str:
     """The null policy, with the deprecated alias ``"drop"`` mapped to ``"skip"`` (warning)."""
     if nulls == "drop":
-        warnings.warn('nulls="drop" is deprecated, use nulls="skip" instead', FutureWarning, stacklevel=4)
+        warnings.warn('nulls="drop" is deprecated, use nulls="skip" instead', FutureWarning, stacklevel=_caller_level())
         return "skip"
     return _local.check_null_policy(nulls)
 
@@ -111,8 +133,39 @@ def one_column(columns: str | Sequence[str] | None, call: str) -> str:
     return cols[0]
 
 
-def _privacy(privacy: Privacy | None, **keywords: Any) -> Privacy | None:
-    return resolve_privacy(privacy, **keywords)
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The keywords that are sugar for ``privacy=Privacy(...)``, with their annotations.
+_PRIVACY_SUGAR: dict[str, Any] = {"epsilon": float | None, "delta": float | None, "bounds": Bounds | None,
+                                  "mechanism": str | None, "noise": str | None}
+
+
+def privacy_keywords(*, bounds: bool = True) -> Callable[[F], F]:
+    """Accept ``epsilon, delta, mechanism, noise`` (and ``bounds``) as sugar for ``privacy=Privacy(...)``.
+
+    The one place the keywords become a :class:`~fedbench.dp.Privacy`: the
+    decorated statistic receives ``privacy=`` only, already resolved (``None``
+    for an exact release), and its signature lists the keywords (keyword-only,
+    before ``**deprecated``).  Both spellings at once are refused.
+    """
+    names = [n for n in _PRIVACY_SUGAR if bounds or n != "bounds"]
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            sugar = {n: kwargs.pop(n) for n in names if n in kwargs}
+            kwargs["privacy"] = resolve_privacy(kwargs.pop("privacy", None), **sugar)
+            return fn(*args, **kwargs)
+
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())
+        at = next((i for i, q in enumerate(params) if q.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+        extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_PRIVACY_SUGAR[n])
+                 for n in names]
+        wrapper.__dict__["__signature__"] = sig.replace(parameters=[*params[:at], *extra, *params[at:]])
+        return cast(F, wrapper)
+
+    return decorate
 
 
 def _plan(p: Privacy, l1: float = 1.0, l2: float = 1.0, weights: Mapping[str, float] | None = None) -> NoisePlan:
@@ -150,10 +203,6 @@ def _only(df: pl.DataFrame, *, local_fn: LocalFn, keys: Sequence[str]) -> dict[s
     return {k: out[k] for k in keys}
 
 
-def _noop(df: pl.DataFrame) -> dict[str, float]:
-    return {"x": 0.0}
-
-
 def _local_clamped_sums(df: pl.DataFrame, *, bounds: Mapping[str, tuple[float, float]], nulls: str
                         ) -> dict[str, float]:
     out = {}
@@ -164,6 +213,7 @@ def _local_clamped_sums(df: pl.DataFrame, *, bounds: Mapping[str, tuple[float, f
 
 
 # -- secure sum ----------------------------------------------------------------------------------
+@privacy_keywords(bounds=True)
 def secure_sum(
     coord: Coordinator,
     columns: str | Sequence[str] | LocalFn | None = None,
@@ -173,12 +223,7 @@ def secure_sum(
     max_abs: float | None = None,
     frac_bits: int | None = None,
     privacy: Privacy | None = None,
-    epsilon: float | None = None,
-    delta: float | None = None,
-    bounds: Bounds | None = None,
     sensitivity: float | None = None,
-    mechanism: str | None = None,
-    noise: str | None = None,
     local_timeout: float | EllipsisType | None = ...,
     **deprecated: Any,
 ) -> SecureSumResult:
@@ -246,7 +291,7 @@ def secure_sum(
     ConfigurationError
     """
     columns = renamed(deprecated, columns, new="columns", old=("what",), call="secure_sum")
-    p = _privacy(privacy, epsilon=epsilon, delta=delta, bounds=bounds, mechanism=mechanism, noise=noise)
+    p = privacy  # resolved by @privacy_keywords
     chosen = coord.select(parties)
     # The tight public default range serves exact sums of functions (typically vectors of modest
     # values); column sums, like the statistics, and DP sums (noise shares of large scale) keep the
@@ -325,16 +370,13 @@ def _dp_clamped(coord: Coordinator, column: str | None, chosen: list[Party], nul
     return _run(coord, chosen, local, plan=plan, description=f"dp {what}({column or 'rows'})")
 
 
+@privacy_keywords(bounds=False)
 def count(
     coord: Coordinator,
     columns: str | Sequence[str] | None = None,
     *,
     parties: Parties = None,
     privacy: Privacy | None = None,
-    epsilon: float | None = None,
-    delta: float | None = None,
-    mechanism: str | None = None,
-    noise: str | None = None,
     **deprecated: Any,
 ) -> ScalarResult:
     """Number of rows (or non-null cells of ``columns``) across parties, securely (one secure round).
@@ -345,7 +387,7 @@ def count(
     """
     columns = renamed(deprecated, columns, new="columns", old=("column",), call="count")
     column = None if columns is None else one_column(columns, "count")
-    p = _privacy(privacy, epsilon=epsilon, delta=delta, mechanism=mechanism, noise=noise)
+    p = privacy  # resolved by @privacy_keywords
     chosen = coord.select(parties)
     name = f"count({column or 'rows'})"
     if p is not None:
@@ -362,6 +404,7 @@ def count(
     return ScalarResult(round(v[f"count:{column}"]), _names(chosen), name=name, runs=[res])
 
 
+@privacy_keywords(bounds=True)
 def sum(
     coord: Coordinator,
     columns: str | Sequence[str] | None = None,
@@ -369,11 +412,6 @@ def sum(
     parties: Parties = None,
     nulls: str = "skip",
     privacy: Privacy | None = None,
-    epsilon: float | None = None,
-    bounds: Bounds | None = None,
-    delta: float | None = None,
-    mechanism: str | None = None,
-    noise: str | None = None,
     **deprecated: Any,
 ) -> ScalarResult:
     """Sum of a numeric column across parties, securely.
@@ -384,7 +422,7 @@ def sum(
     ``max(|lower|, |upper|)`` is added.
     """
     column = one_column(renamed(deprecated, columns, new="columns", old=("column",), call="sum"), "sum")
-    p = _privacy(privacy, epsilon=epsilon, delta=delta, bounds=bounds, mechanism=mechanism, noise=noise)
+    p = privacy  # resolved by @privacy_keywords
     nulls = null_policy(nulls)
     if p is not None:
         chosen = coord.select(parties)
@@ -397,6 +435,7 @@ def sum(
     return ScalarResult(total, res.parties, name=f"sum({column})", runs=[res])
 
 
+@privacy_keywords(bounds=True)
 def mean(
     coord: Coordinator,
     columns: str | Sequence[str] | None = None,
@@ -404,11 +443,6 @@ def mean(
     parties: Parties = None,
     nulls: str = "skip",
     privacy: Privacy | None = None,
-    epsilon: float | None = None,
-    bounds: Bounds | None = None,
-    delta: float | None = None,
-    mechanism: str | None = None,
-    noise: str | None = None,
     **deprecated: Any,
 ) -> ScalarResult:
     """Mean of a numeric column across parties, securely.
@@ -445,7 +479,7 @@ def mean(
     result to the bounds.  The result shows the mean only.
     """
     column = one_column(renamed(deprecated, columns, new="columns", old=("column",), call="mean"), "mean")
-    p = _privacy(privacy, epsilon=epsilon, delta=delta, bounds=bounds, mechanism=mechanism, noise=noise)
+    p = privacy  # resolved by @privacy_keywords
     nulls = null_policy(nulls)
     chosen = coord.select(parties)
     if p is not None:
@@ -615,17 +649,16 @@ def corr(coord: Coordinator, columns: str | Sequence[str], *, parties: Parties =
                        runs=runs)
 
 
+def _group_order(g: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple((v is None, str(type(v)), v if v is not None else 0) for v in g)
+
+
 def _category_union(coord: Coordinator, chosen: list[Party], by_cols: list[str]) -> list[tuple[Any, ...]]:
     """The union of the parties' group combinations, each sent in the clear to the coordinator."""
-    channel = coord.channel("category_union")
-    union: set[tuple[Any, ...]] = set()
-    for p, distinct in zip(chosen, coord.backend.compute(chosen, partial(_local.local_distinct, by=by_cols)),
-                           strict=True):
-        channel.send(p.name, "coordinator", "category-set", dumps([list(d) for d in distinct]), encrypted=False)
-        union.update(distinct)
-    groups = sorted(union, key=lambda g: tuple((v is None, str(type(v)), v if v is not None else 0) for v in g))
-    for p in chosen:
-        channel.send("coordinator", p.name, "category-union", dumps([list(g) for g in groups]), encrypted=False)
+    groups, _ = union_in_the_clear(
+        coord, chosen, partial(_local.local_distinct, by=by_cols),
+        lambda sets: sorted(first_seen_union(sets), key=_group_order),
+    )
     return groups
 
 
@@ -665,8 +698,7 @@ def group_counts(
     chosen = coord.select(parties)
     for p in chosen:
         p.require_columns(by_cols)
-    if len(chosen) < MIN_PARTIES:
-        coord.aggregate(chosen, _noop, encoding=coord.encoding)  # raises TooFewPartiesError
+    check_enough_parties(chosen, what="a secure computation")  # before the categories are exchanged
     if categories is not None:
         missing = [c for c in by_cols if c not in categories]
         if missing:
@@ -725,6 +757,7 @@ def _edges(column: str, bins: int | Sequence[float], range: tuple[float, float] 
     return edges
 
 
+@privacy_keywords(bounds=False)
 def histogram(
     coord: Coordinator,
     columns: str | Sequence[str] | None = None,
@@ -734,20 +767,14 @@ def histogram(
     parties: Parties = None,
     nulls: str = "skip",
     privacy: Privacy | None = None,
-    epsilon: float | None = None,
-    delta: float | None = None,
-    mechanism: str | None = None,
-    noise: str | None = None,
     **deprecated: Any,
 ) -> HistogramResult:
     """Fixed-bin histogram of a numeric column, securely.
 
     Parameters
     ----------
-    coord : Coordinator
-        The federation's coordinator (``fed.coordinator``; omitted in the ``Federation`` method).
-    columns : str
-        Numeric column (formerly ``column=``).
+    coord, columns
+        As in :func:`mean`.
     bins : int or sequence of float, default 10
         Number of equal-width bins over ``range``, or explicit increasing edges.
     range : (float, float), optional
@@ -760,10 +787,8 @@ def histogram(
         delta, mechanism, noise``): each record lands in one cell, bins or
         below/above/null, so the sensitivity is 1; every cell, ``below``,
         ``above`` and ``nulls`` included, is noisy, rounded and floored at 0.
-    epsilon, delta, mechanism, noise : optional
-        Sugar for ``privacy=Privacy(...)`` (see :class:`fedbench.dp.Privacy`).
-    **deprecated
-        ``column=``: the former name of ``columns`` (works, with a ``FutureWarning``).
+    epsilon, delta, mechanism, noise, **deprecated
+        As in :func:`mean`.
 
     Returns
     -------
@@ -771,7 +796,7 @@ def histogram(
     """
     column = one_column(renamed(deprecated, columns, new="columns", old=("column",), call="histogram"),
                         "histogram")
-    p = _privacy(privacy, epsilon=epsilon, delta=delta, mechanism=mechanism, noise=noise)
+    p = privacy  # resolved by @privacy_keywords
     edges = _edges(column, bins, range)
     chosen = coord.select(parties)
     nulls = null_policy(nulls)
@@ -794,20 +819,16 @@ def histogram(
                            nulls=round(v["nulls"]), runs=[res])
 
 
+@privacy_keywords(bounds=True)
 def quantile(
     coord: Coordinator,
     columns: str | Sequence[str] | None = None,
     q: float | Sequence[float] = 0.5,
     *,
     privacy: Privacy | None = None,
-    epsilon: float | None = None,
-    bounds: Bounds | None = None,
     bins: int = 64,
     parties: Parties = None,
     nulls: str = "skip",
-    delta: float | None = None,
-    mechanism: str | None = None,
-    noise: str | None = None,
     **deprecated: Any,
 ) -> ScalarResult | QuantileResult:
     """Differentially private quantiles of a numeric column.
@@ -820,10 +841,8 @@ def quantile(
 
     Parameters
     ----------
-    coord : Coordinator
-        The federation's coordinator (``fed.coordinator``; omitted in the ``Federation`` method).
-    columns : str
-        Numeric column (formerly ``column=``).
+    coord, columns
+        As in :func:`mean`.
     q : float or list of float, default 0.5
         Quantile level(s) in [0, 1].
     privacy : Privacy
@@ -833,10 +852,8 @@ def quantile(
         Histogram resolution.
     parties, nulls
         As in :func:`histogram`.
-    epsilon, bounds, delta, mechanism, noise : optional
-        Sugar for ``privacy=Privacy(...)`` (see :class:`fedbench.dp.Privacy`).
-    **deprecated
-        ``column=``: the former name of ``columns`` (works, with a ``FutureWarning``).
+    epsilon, bounds, delta, mechanism, noise, **deprecated
+        As in :func:`mean`.
 
     Returns
     -------
@@ -846,7 +863,7 @@ def quantile(
     from .dp.releases import check_quantiles, quantiles_from_noisy_histogram
 
     column = one_column(renamed(deprecated, columns, new="columns", old=("column",), call="quantile"), "quantile")
-    p = _privacy(privacy, epsilon=epsilon, delta=delta, bounds=bounds, mechanism=mechanism, noise=noise)
+    p = privacy  # resolved by @privacy_keywords
     if p is None:
         raise ConfigurationError("quantile is only released with differential privacy: pass epsilon=... "
                                  "(or privacy=Privacy(...)) and bounds=(lower, upper)")

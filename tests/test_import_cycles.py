@@ -16,13 +16,6 @@ import fedbench
 PACKAGE_DIR = Path(fedbench.__file__).parent
 ROOT = "fedbench"
 
-#: Cycles that remain in modules being rewritten on other branches (issue 14, item 4). Each entry is the
-#: exact set of modules of one cycle (strongly connected component). TEMPORARY: the lead empties this
-#: after merging those branches; a cycle not listed here, or a listed one that is gone, fails the test.
-ALLOWED_CYCLES: list[frozenset[str]] = [
-    # federation <-> learn: learn's estimators and partitioning import Federation, Federation.fit imports learn.
-    frozenset({"fedbench.federation", "fedbench.learn", "fedbench.learn.estimators", "fedbench.learn.partition"}),
-]
 
 
 def _module_names() -> dict[str, Path]:
@@ -167,11 +160,5 @@ def test_the_cycle_finder_finds_cycles_and_only_cycles():
 
 def test_no_import_cycles():
     graph = import_graph()
-    cycles = strongly_connected(graph)
-    found = {frozenset(c) for c in cycles}
-    new = [f"{' -> '.join(one_cycle(graph, c))}  (component: {', '.join(c)})"
-           for c in cycles if frozenset(c) not in ALLOWED_CYCLES]
-    gone = [sorted(c) for c in ALLOWED_CYCLES if c not in found]
-    assert not new, "import cycles in fedbench:\n" + "\n".join(new)
-    assert not gone, "these allowed cycles are gone; remove them from ALLOWED_CYCLES:\n" + "\n".join(
-        ", ".join(c) for c in gone)
+    cycles = [f"{' -> '.join(one_cycle(graph, c))}  (component: {', '.join(c)})" for c in strongly_connected(graph)]
+    assert not cycles, "import cycles in fedbench:\n" + "\n".join(cycles)

@@ -84,3 +84,19 @@ def test_old_argument_names_warn(hospitals):
         fed.secure_sum(what=["age"])
     with pytest.raises(ConfigurationError, match="one column"):
         fed.mean(["age", "chol"])
+
+
+def test_privacy_keywords_are_one_sugar_listed_in_every_signature():
+    import inspect
+
+    from fedbench import statistics
+
+    dp = {"secure_sum": True, "count": False, "sum": True, "mean": True, "histogram": False, "quantile": True}
+    for name, with_bounds in dp.items():
+        params = inspect.signature(getattr(fb.Federation, name)).parameters
+        sugar = {"epsilon", "delta", "mechanism", "noise"} | ({"bounds"} if with_bounds else set())
+        assert sugar <= set(params) and all(params[k].kind is inspect.Parameter.KEYWORD_ONLY for k in sugar)
+        assert ("bounds" in params) == with_bounds
+        assert list(params)[-1] == "deprecated"  # the sugar comes before **deprecated
+        assert getattr(statistics, name).__wrapped__.__name__ == name  # one decorator builds the Privacy
+    assert "epsilon" not in inspect.signature(fb.Federation.var).parameters

@@ -15,30 +15,53 @@ Entry points (also reachable as ``fed.fit(...)`` and ``fed.fit_vertical(...)``):
 * :data:`REGISTRY`: estimator type -> federated protocol (strategies, exact
   fitter, FedAvg adapter, vertical support); :mod:`~fedbench.learn.pipeline`
   fits a pipeline step by step.
-* :mod:`~fedbench.learn.partition`: simulate federations from one dataset.
+* :func:`partition`, :func:`to_federation` and the partitioners: simulate
+  federations from one dataset (defined in :mod:`fedbench.partition`).
 * :class:`FedAvgClassifier`, :class:`FedAvgRegressor`: scikit-learn estimators
-  whose ``fit(X, y, parties=...)`` trains federatedly over row groups.
+  whose ``fit(X, y, parties=...)`` trains federatedly over row groups (defined
+  in :mod:`fedbench.estimators`).
+
+The last two groups build a :class:`~fedbench.Federation`, which itself
+imports this package to train; they are re-exported lazily here (first use
+imports them) so that nothing in ``fedbench.learn`` imports Federation and the
+dependency points one way.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .api import fit
 from .engine import PartyFailure, Release
-from .estimators import FedAvgClassifier, FedAvgRegressor
 from .fedavg import FedAvg, FedProx
 from .glm import FedNewton
-from .partition import (
-    dirichlet_partition,
-    iid_partition,
-    natural_partition,
-    partition,
-    quantity_partition,
-    to_federation,
-)
 from .registry import REGISTRY, SUPPORTED, ModelProtocol
 from .results import FitRun, PrivacySummary, StepInfo
 from .strategy import FitInstruction, Strategy
 from .vertical import VerticalRun, fit_vertical
+
+if TYPE_CHECKING:
+    from ..estimators import FedAvgClassifier, FedAvgRegressor
+    from ..partition import (
+        dirichlet_partition,
+        iid_partition,
+        natural_partition,
+        partition,
+        quantity_partition,
+        to_federation,
+    )
+
+#: Names defined above Federation (they build one), re-exported on first use.
+_LAZY = {
+    "FedAvgClassifier": "estimators",
+    "FedAvgRegressor": "estimators",
+    "dirichlet_partition": "partition",
+    "iid_partition": "partition",
+    "natural_partition": "partition",
+    "partition": "partition",
+    "quantity_partition": "partition",
+    "to_federation": "partition",
+}
 
 __all__ = [
     "REGISTRY",
@@ -66,3 +89,24 @@ __all__ = [
     "quantity_partition",
     "to_federation",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fedbench.learn' has no attribute {name!r}")
+    # Plain imports (not importlib) so that the import-cycle test sees these edges too.
+    if module == "estimators":
+        from .. import estimators
+
+        value = getattr(estimators, name)
+    else:
+        from .. import partition
+
+        value = getattr(partition, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

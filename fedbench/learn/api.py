@@ -23,6 +23,7 @@ from ..errors import (
     TooFewPartiesError,
 )
 from ..party import column_kind
+from ..secagg import check_enough_parties
 from ..wire import dumps, loads
 from .data import DataSpec, check_local, local_xy, resolve_features
 from .engine import GLOBAL, Session, learn_encoding
@@ -34,8 +35,7 @@ from .stages import METRICS, Prefix, StageContext, default_metric
 from .strategy import Strategy
 
 if TYPE_CHECKING:
-    from ..coordinator import Coordinator
-    from ..federation import Federation
+    from ..coordinator import Coordinator, FederationView
 
 __all__ = ["DEPRECATED_OPTIONS", "SUPPORTED", "fit", "supported_list"]
 
@@ -172,7 +172,7 @@ class _Plan:
 
 # -- the entry point ------------------------------------------------------------------------------------------
 def fit(
-    fed: Federation,
+    fed: FederationView,
     estimator: Any,
     *,
     target: str | None = None,
@@ -361,11 +361,9 @@ def _plan(coord: Coordinator, est: Any, legacy: dict[str, Any], *, target: str |
     chosen = coord.select(parties)
     if not chosen:
         raise TooFewPartiesError("the federation has no party")
-    if secure and len(chosen) < 2:
-        raise TooFewPartiesError(
-            f"secure training needs at least 2 parties, got {len(chosen)}: over one party the 'aggregate' is its "
-            "own data (pass secure=False to simulate)"
-        )
+    if secure:
+        check_enough_parties(chosen, what="secure training",
+                             hint="over one party the 'aggregate' is its own data (pass secure=False to simulate)")
     if min_parties is not None and not 1 <= min_parties <= len(chosen):
         raise ConfigurationError(f"min_parties must be between 1 and the {len(chosen)} parties, got {min_parties!r}")
     dp = legacy.get("dp")
@@ -455,7 +453,7 @@ def _setup(session: Session, coord: Coordinator, plan: _Plan, class_list: list[A
     return ctx
 
 
-def _fit_run(fed: Federation, session: Session, plan: _Plan, estimator: Any, model: Any, steps: list[StepInfo],
+def _fit_run(fed: FederationView, session: Session, plan: _Plan, estimator: Any, model: Any, steps: list[StepInfo],
              class_list: list[Any] | None, single: dict[str, Any], metric: str | None, *, test_size: float,
              seed: int, secure: bool, elapsed: float) -> FitRun:
     from sklearn.base import clone

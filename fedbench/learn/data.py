@@ -10,8 +10,7 @@ coordinator except :func:`local_rows`, which the comparison's
 from __future__ import annotations
 
 import re
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from ..errors import (
     NonNumericColumnError,
     NullValuesError,
 )
-from ..party import column_kind
+from ..party import column_kind, party_state
 
 __all__ = [
     "DataSpec",
@@ -132,18 +131,9 @@ def _target(df: pl.DataFrame, target: str) -> np.ndarray:
     return y
 
 
-#: Party-side cache of split rows, ``{id(df): (weak reference to df, {(spec, part): (x, y)})}``.  It lives
+#: Key of the party-side cache of split rows, ``{(spec, part): (x, y)}``, in the party's store: it lives
 #: wherever the party's frame lives, so a round's local step does not redo the split every time.
-_SPLITS: dict[int, tuple[weakref.ref, dict[tuple[DataSpec, str], tuple[pl.DataFrame, np.ndarray | None]]]] = {}
-
-
-def _forget(key: int) -> Callable[[weakref.ref[Any]], None]:
-    """Weak-reference callback dropping the cached splits of a collected frame."""
-
-    def drop(_: weakref.ref[Any]) -> None:
-        _SPLITS.pop(key, None)
-
-    return drop
+_SPLITS = "fedbench.learn.splits"
 
 
 def local_xy(df: pl.DataFrame, spec: DataSpec, part: str = "train") -> tuple[pl.DataFrame, np.ndarray | None]:
@@ -153,12 +143,8 @@ def local_xy(df: pl.DataFrame, spec: DataSpec, part: str = "train") -> tuple[pl.
     """
     if part not in ("train", "test", "all"):
         raise ConfigurationError(f"part must be 'train', 'test' or 'all', got {part!r}")
-    key = id(df)
-    entry = _SPLITS.get(key)
-    if entry is None or entry[0]() is not df:
-        entry = (weakref.ref(df, _forget(key)), {})
-        _SPLITS[key] = entry
-    cache = entry[1]
+    cache: dict[tuple[DataSpec, str], tuple[pl.DataFrame, np.ndarray | None]] = (
+        party_state(df).setdefault(_SPLITS, {}))
     hit = cache.get((spec, part))
     if hit is None:
         if len(cache) >= 8:

@@ -59,7 +59,7 @@ from ..errors import (
     TooFewPartiesError,
 )
 from ..party import recall_in_party, remember_in_party
-from ..secagg import MIN_PARTIES, VectorSpec
+from ..secagg import MIN_PARTIES, VectorSpec, check_enough_parties
 from ..transcript import Transcript
 
 if TYPE_CHECKING:
@@ -308,12 +308,8 @@ class Session:
 
     def _secure(self, parties: list[Any], fn: Callable[[Any], Any], encoding: Encoding,
                 protocol: str, description: str = "") -> tuple[dict[str, Any], AggInfo]:
-        if len(parties) < MIN_PARTIES:
-            raise TooFewPartiesError(
-                f"a secure sum needs at least {MIN_PARTIES} parties, got {len(parties)} "
-                f"({', '.join(p.name for p in parties) or 'none'}); pass secure=False to simulate without "
-                "encryption, or keep more parties in the round"
-            )
+        check_enough_parties(parties, hint="pass secure=False to simulate without encryption, or keep more parties "
+                                           "in the round")
         value, res = self.coord.aggregate(parties, fn, encoding=encoding, protocol=protocol,
                                          description=description or protocol,
                                          record_exact=protocol not in self.covered)

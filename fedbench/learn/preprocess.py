@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ..clear_union import first_seen_union, union_in_the_clear
 from ..errors import ConfigurationError, UnsupportedEstimatorError
-from ..wire import dumps, loads
 from .data import DataSpec
 from .engine import GLOBAL, Session
 from .exact import local_moments, moments, secure_round
@@ -105,13 +105,13 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def local_categories(df: pl.DataFrame, *, spec: DataSpec, prefix: Prefix | None) -> bytes:
+def local_categories(df: pl.DataFrame, *, spec: DataSpec, prefix: Prefix | None) -> list[list[Any]]:
     """The distinct values of each column of the step's input, as scikit-learn orders them (inside a party)."""
     from sklearn.preprocessing import OrdinalEncoder
 
     x, _ = stage_xy(df, spec, prefix, "train")
     enc = quiet(OrdinalEncoder().fit, x)
-    return dumps([[_jsonable(v) for v in cats] for cats in enc.categories_])
+    return [[_jsonable(v) for v in cats] for cats in enc.categories_]
 
 
 def fit_encoder(est: Any, session: Session, ctx: StageContext) -> Any:
@@ -129,19 +129,10 @@ def fit_encoder(est: Any, session: Session, ctx: StageContext) -> Any:
     b0 = session.transcript.nbytes
     d = ctx.n_features
     if isinstance(est.categories, str) and est.categories == "auto":
-        channel = session.coord.channel("category_union")
-        union: list[list[Any]] = [[] for _ in range(d)]
-        seen: list[set[Any]] = [set() for _ in range(d)]
-        fn = partial(local_categories, spec=ctx.spec, prefix=ctx.prefix)
-        for p, payload in zip(session.parties, session.coord.backend.compute(session.parties, fn), strict=True):
-            data = channel.send(p.name, "coordinator", "category-set", payload, encrypted=False)
-            for j, cats in enumerate(loads(data)):
-                for c in cats:
-                    if c not in seen[j]:
-                        seen[j].add(c)
-                        union[j].append(c)
-        for p in session.parties:
-            channel.send("coordinator", p.name, "category-union", dumps(union), encrypted=False)
+        union, channel = union_in_the_clear(
+            session.coord, session.parties, partial(local_categories, spec=ctx.spec, prefix=ctx.prefix),
+            lambda sets: [first_seen_union(s[j] for s in sets) for j in range(d)],
+        )
         session.transcript.extend(channel.run)
         for p in session.parties:  # each party's own category sets, in the clear: one exact release each
             session.note_release("category_union", f"{ctx.name}: the category sets the party holds", [p.name])

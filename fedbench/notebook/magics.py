@@ -484,7 +484,7 @@ class Fedbench(Magics, FedbenchConfig):
                 return live(*args, **kw)
 
             kwargs[hook] = on_round
-        run = fed.fit(estimator, **kwargs)
+        run = fit(fed, estimator, **kwargs)  # the fit whose parameters were checked above
         if dash is not None:
             if not shown:
                 self._show(dash)

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..errors import ConfigurationError, DuplicatePartyError, TooFewPartiesError, UnknownPartyError
+from ..errors import ConfigurationError, DuplicatePartyError, UnknownPartyError
 from ..party import Party
+from ..secagg import check_enough_parties
 from ..transcript import Channel
 from ._kernels import ELEMENT_BYTES, session_hash_key
 from ._parallel import Executor, available_cores
@@ -426,11 +427,7 @@ def intersect(
     for p in plist:
         if not isinstance(p, Party):
             raise ConfigurationError(f"parties must be Party objects, got {type(p).__name__}")
-    if len(plist) < 2:
-        raise TooFewPartiesError(
-            f"private set intersection needs at least two parties, got {len(plist)}"
-            + (f" ({plist[0].name!r})" if plist else "")
-        )
+    check_enough_parties(plist, what="private set intersection", hint="")
     order = [p.name for p in plist]
     seen: set[str] = set()
     for n in order:

@@ -26,6 +26,7 @@ from .base import (
     LocalFn,
     SecAggProtocol,
     TrustModel,
+    check_enough_parties,
 )
 from .ckks import CKKS, CKKSParams, CKKSSecAgg
 from .paillier import PAILLIER, PaillierSecAgg, PartyContribution, parallel_min_ciphertexts, party_contribution
@@ -54,6 +55,7 @@ __all__ = [
     "TrustModel",
     "VectorSpec",
     "available_protocols",
+    "check_enough_parties",
     "get_protocol",
     "parallel_min_ciphertexts",
     "party_contribution",

@@ -124,19 +124,32 @@ class AggregationOutcome:
     scheme: str = ""
 
 
-def check_enough_parties(n_parties: int) -> None:
-    """Refuse a secure sum over fewer than :data:`MIN_PARTIES` parties.
+def check_enough_parties(parties: int | Sequence[Party | str], *, what: str = "a secure sum",
+                         hint: str = "over one party the 'aggregate' is that party's own data") -> None:
+    """Refuse a multi-party computation over fewer than :data:`MIN_PARTIES` parties (the one such check).
+
+    Parameters
+    ----------
+    parties : int or sequence of Party or str
+        The parties (named in the error), or just how many there are.
+    what : str, default "a secure sum"
+        The computation refused, as the message starts.
+    hint : str
+        Why, or what to do instead (after a colon; empty: nothing).
 
     Raises
     ------
     TooFewPartiesError
-        ``n_parties < MIN_PARTIES``.
+        Fewer than :data:`MIN_PARTIES` parties.
     """
-    if n_parties < MIN_PARTIES:
-        raise TooFewPartiesError(
-            f"a secure sum needs at least {MIN_PARTIES} parties (got {n_parties}): "
-            "over one party the 'aggregate' is that party's own data"
-        )
+    if isinstance(parties, int):
+        n, listed = parties, ""
+    else:
+        names = [p if isinstance(p, str) else p.name for p in parties]
+        n, listed = len(names), f" ({', '.join(names) or 'none'})"
+    if n < MIN_PARTIES:
+        raise TooFewPartiesError(f"{what} needs at least {MIN_PARTIES} parties, got {n}{listed}"
+                                 + (f": {hint}" if hint else ""))
 
 
 class SecAggProtocol(ABC):

@@ -209,185 +209,6 @@ def party_contribution(
     return PartyContribution(spec, cts, seconds)
 
 
-def _paillier_aggregate(
-    parties: Sequence[Party],
-    local_fn: LocalFn,
-    *,
-    keys: AnyPaillierKeys,
-    backend: Backend,
-    channel: Channel,
-    encoding: Encoding,
-    fast_encryption: bool = True,
-    key_recipients: Sequence[str] | None = None,
-    party_noise: GridNoiseFn | None = None,
-    central_noise: GridNoiseFn | None = None,
-    before_release: Callable[[], None] | None = None,
-    integer_encoding: Encoding | None = None,
-) -> AggregationOutcome:
-    """Securely sum the results of ``local_fn`` over ``parties`` with packed Paillier.
-
-    Parameters
-    ----------
-    parties : sequence of Party
-        At least two parties.
-    local_fn : callable
-        Runs inside each party on its polars DataFrame and returns a dict of
-        numbers or arrays (same names and shapes in every party).
-    keys : PaillierKeys or ThresholdPaillierKeys
-        The federation's keys: the private part is used only as the key holder; with a
-        threshold key, ``t`` share holders decrypt the aggregate (see :mod:`fedbench.secagg.keyholders`).
-    backend : Backend
-        Where local work and encryption run.
-    channel : Channel
-        Records and carries every message.
-    encoding : Encoding
-        Public fixed-point parameters.
-    fast_encryption : bool, default True
-        Use the DJN fixed-base encryption (see :mod:`fedbench.crypto.paillier`).
-    key_recipients : sequence of str, optional
-        Parties that do not hold the public key yet (default: all of them); the
-        key holder sends it to them first.
-    party_noise : callable, optional
-        Distributed DP: run inside each party, returns its integer noise share
-        (grid units), added to its encoded values before encryption.
-    central_noise : callable, optional
-        Central DP: the key holder adds this integer noise to the decrypted
-        integer aggregate; the message to the analyst carries the noisy value.
-    before_release : callable, optional
-        Called once every party has validated, encoded and encrypted its
-        contribution, before any message is recorded (the DP budget charge):
-        if it raises, nothing is recorded or released.
-    integer_encoding : Encoding, optional
-        Without DP noise: the encoding of the entries every party returned as
-        integers (public dtypes), e.g. no fractional bits and a wide range, so
-        that integer sums stay exact beyond ``encoding``'s range.  Integral
-        entries get their own slots and ciphertexts.  If parties disagree on
-        which entries are integers, every party runs again with ``encoding``
-        alone (the local function runs twice; nothing was recorded yet).
-
-    Returns
-    -------
-    AggregationOutcome
-
-    Raises
-    ------
-    TooFewPartiesError, ProtocolError, NonFiniteValueError, EncodingRangeError, SlotOverflowError
-    """
-    check_enough_parties(len(parties))
-    names = [p.name for p in parties]
-    n = keys.n
-    h_s = keys.h_s if fast_encryption else None
-    layout = PackingLayout(encoding, len(parties), n.bit_length() - 1)
-    ct_width = (2 * n.bit_length() + 7) // 8
-
-    # 1. Inside each party: local aggregates, validated, encoded, packed and encrypted.  Messages are
-    #    recorded only once every party has succeeded, so a failed run leaves no trace.
-    # Large vectors are encrypted on every core (the backend's heavy workers); small ones in the party.
-    chunks = 2 * backend.heavy_workers if backend.heavy_workers > 1 else 1
-    if party_noise is not None or central_noise is not None:
-        integer_encoding = None  # DP noise lives on encoding's grid: one encoding for every entry
-    extra: tuple[Any, ...] = (party_noise,) if party_noise is not None else ()
-    if integer_encoding is not None:
-        extra = (None, integer_encoding)
-    contributions = backend.run_in_parties(
-        parties, party_contribution, local_fn, encoding, n, h_s, len(parties), chunks, *extra
-    )
-    if integer_encoding is not None and (
-            len({c.spec for c in contributions}) == 1
-            and len({tuple(c.spec.entry_integral().tolist()) for c in contributions}) > 1):
-        # Parties disagree on which entries are integers: their ciphertexts would not line up.
-        integer_encoding = None
-        contributions = backend.run_in_parties(
-            parties, party_contribution, local_fn, encoding, n, h_s, len(parties), chunks
-        )
-    spec = contributions[0].spec
-    for name, c in zip(names, contributions, strict=True):
-        if c.spec != spec:
-            # Neither party's names nor shapes are quoted: a local function can make them depend on its data.
-            raise ProtocolError(
-                f"party {name!r} returned entries that differ from party {names[0]!r}'s in names or shapes; "
-                "every party must return the same names and shapes"
-            )
-    if before_release is not None:
-        before_release()
-
-    # 2. Key holder -> parties that lack it: the public key (and the DJN value h_s).  In a deployment
-    #    this precedes step 1; it is recorded here so that refused runs record nothing.
-    key_bytes = (n.bit_length() + 7) // 8
-    pk_payload = n.to_bytes(key_bytes, "big") + (h_s.to_bytes(ct_width, "big") if h_s else b"")
-    # A threshold key has no key holder: its dealer, or (dealerless) the aggregator, passes the public key on.
-    pk_sender = "keyholder" if isinstance(keys, PaillierKeys) else "dealer" if keys.setup == "dealer" else "aggregator"
-    for name in names if key_recipients is None else key_recipients:
-        channel.send(pk_sender, name, "public-key", pk_payload, encrypted=False)
-    # Parties announce the (public) vector layout so the aggregator can check it.
-    layout_base: dict[str, Any] = {"names": list(spec.names), "shapes": [list(s) for s in spec.shapes],
-                                   "frac_bits": encoding.frac_bits, "value_bits": encoding.value_bits}
-    # An entry is summed exactly as an integer only if every party announced it as one (public dtype).
-    integral = np.logical_and.reduce([c.spec.entry_integral() for c in contributions])
-    if party_noise is not None or central_noise is not None:
-        integral = np.zeros_like(integral)  # DP noise is on the 2**-frac_bits grid: decode as floats
-    split = integer_encoding is not None and bool(integral.any())
-    if integer_encoding is not None and split:
-        layout_base["integer_encoding"] = {"frac_bits": integer_encoding.frac_bits,
-                                           "value_bits": integer_encoding.value_bits}
-
-    # 3. Parties -> aggregator.
-    received: list[list[int]] = []
-    for name, c in zip(names, contributions, strict=True):
-        layout_msg = layout_base | ({"integral": list(c.spec.integral)} if any(c.spec.integral) else {})
-        channel.send(name, "aggregator", "layout", dumps(layout_msg), encrypted=False)
-        data = channel.send(name, "aggregator", "ciphertexts", ints_to_bytes(c.ciphertexts, ct_width),
-                            encrypted=True, seconds=c.seconds)
-        received.append(bytes_to_ints(data, ct_width))
-    enc_seconds = sum(c.seconds for c in contributions)
-    del contributions
-
-    # 4. Aggregator adds ciphertexts and forwards the encrypted sum.
-    t0 = time.perf_counter()
-    if len({len(r) for r in received}) != 1:
-        raise ProtocolError("parties sent different numbers of ciphertexts")
-    total = add_ciphertext_vectors(n, received)
-    agg_seconds = time.perf_counter() - t0
-
-    # 5. Decryption of the aggregate only: by the key holder, or by t share-holding parties (threshold keys).
-    def keyholder_decrypt(agg_cts: list[int]) -> list[int]:
-        # The key holder's own worker processes decrypt large aggregates on every core.
-        assert isinstance(keys, PaillierKeys)
-        sk = keys.private_key
-        dec_chunks = backend.heavy_workers if len(agg_cts) >= parallel_min_ciphertexts(n.bit_length()) else 1
-        dec_items = [(n, int(sk.p), int(sk.q), c) for c in _chunks(agg_cts, dec_chunks)]
-        return [m for part in backend.map_heavy(_decrypt_chunk, dec_items) for m in part]
-
-    t0 = time.perf_counter()
-    decrypted = decrypt_aggregate(keys, total, channel=channel, backend=backend, ct_width=ct_width, prefer=names,
-                                  aggregate_seconds=agg_seconds, single_key=keyholder_decrypt,
-                                  parallel_min=parallel_min_ciphertexts(n.bit_length()))
-    plain = decrypted.plaintexts
-    if integer_encoding is not None and split:
-        vec = _decode_split(plain, encoding, integer_encoding, integral, len(parties), n.bit_length() - 1)
-    else:
-        slot_sums = layout.unpack(plain, spec.size)
-        if central_noise is not None:
-            # The key holder adds integer noise to the exact integer aggregate; decoding then divides once.
-            z = central_noise(spec.names, spec.shapes, encoding.frac_bits)
-            slot_sums = np.array([int(t) + int(e) for t, e in zip(slot_sums.tolist(), z.tolist(), strict=True)],
-                                 dtype=object)
-        vec = encoding.decode_sum(slot_sums, len(parties), integral=integral)
-    dec_seconds = time.perf_counter() - t0
-    # Exact integer sums travel as canonical JSON (float64 would round them beyond 2**53).
-    released = vec.astype("<f8").tobytes() if vec.dtype != object else dumps(vec.tolist())
-    channel.send(decrypted.releaser, "analyst", "aggregate", released, encrypted=False, seconds=dec_seconds)
-
-    return AggregationOutcome(
-        value=spec.unflatten(vec),
-        spec=spec,
-        layout=layout,
-        ciphertexts_per_party=len(total),
-        seconds={"encrypt": enc_seconds, "aggregate": agg_seconds, "decrypt": dec_seconds},
-        fast_encryption=h_s is not None,
-    )
-
-
 class PaillierSecAgg(SecAggProtocol):
     """Packed Paillier secure aggregation with one key holder (the ``"paillier"`` protocol).
 
@@ -468,16 +289,131 @@ class PaillierSecAgg(SecAggProtocol):
         before_release: Callable[[], None] | None = None,
         integer_encoding: Encoding | None = None,
     ) -> AggregationOutcome:
-        """Securely sum ``local_fn`` over ``parties`` (see :func:`fedbench.secagg.secure_aggregate`).
+        """Securely sum ``local_fn`` over ``parties`` with packed Paillier.
+
+        The arguments are documented once, at :func:`fedbench.secagg.secure_aggregate`.
 
         Returns
         -------
         AggregationOutcome
+
+        Raises
+        ------
+        TooFewPartiesError, ProtocolError, NonFiniteValueError, EncodingRangeError, SlotOverflowError
         """
-        return _paillier_aggregate(
-            parties, local_fn, keys=keys, backend=backend, channel=channel, encoding=encoding,
-            fast_encryption=fast_encryption, key_recipients=key_recipients, party_noise=party_noise,
-            central_noise=central_noise, before_release=before_release, integer_encoding=integer_encoding,
+        check_enough_parties(parties)
+        names = [p.name for p in parties]
+        n = keys.n
+        h_s = keys.h_s if fast_encryption else None
+        layout = PackingLayout(encoding, len(parties), n.bit_length() - 1)
+        ct_width = (2 * n.bit_length() + 7) // 8
+
+        # 1. Inside each party: local aggregates, validated, encoded, packed and encrypted.  Messages are
+        #    recorded only once every party has succeeded, so a failed run leaves no trace.
+        # Large vectors are encrypted on every core (the backend's heavy workers); small ones in the party.
+        chunks = 2 * backend.heavy_workers if backend.heavy_workers > 1 else 1
+        if party_noise is not None or central_noise is not None:
+            integer_encoding = None  # DP noise lives on encoding's grid: one encoding for every entry
+        extra: tuple[Any, ...] = (party_noise,) if party_noise is not None else ()
+        if integer_encoding is not None:
+            extra = (None, integer_encoding)
+        contributions = backend.run_in_parties(
+            parties, party_contribution, local_fn, encoding, n, h_s, len(parties), chunks, *extra
+        )
+        if integer_encoding is not None and (
+                len({c.spec for c in contributions}) == 1
+                and len({tuple(c.spec.entry_integral().tolist()) for c in contributions}) > 1):
+            # Parties disagree on which entries are integers: their ciphertexts would not line up.
+            integer_encoding = None
+            contributions = backend.run_in_parties(
+                parties, party_contribution, local_fn, encoding, n, h_s, len(parties), chunks
+            )
+        spec = contributions[0].spec
+        for name, c in zip(names, contributions, strict=True):
+            if c.spec != spec:
+                # Neither party's names nor shapes are quoted: a local function can make them depend on its data.
+                raise ProtocolError(
+                    f"party {name!r} returned entries that differ from party {names[0]!r}'s in names or shapes; "
+                    "every party must return the same names and shapes"
+                )
+        if before_release is not None:
+            before_release()
+
+        # 2. Key holder -> parties that lack it: the public key (and the DJN value h_s).  In a deployment
+        #    this precedes step 1; it is recorded here so that refused runs record nothing.
+        key_bytes = (n.bit_length() + 7) // 8
+        pk_payload = n.to_bytes(key_bytes, "big") + (h_s.to_bytes(ct_width, "big") if h_s else b"")
+        # A threshold key has no key holder: its dealer, or (dealerless) the aggregator, passes the public key on.
+        pk_sender = ("keyholder" if isinstance(keys, PaillierKeys)
+                     else "dealer" if keys.setup == "dealer" else "aggregator")
+        for name in names if key_recipients is None else key_recipients:
+            channel.send(pk_sender, name, "public-key", pk_payload, encrypted=False)
+        # Parties announce the (public) vector layout so the aggregator can check it.
+        layout_base: dict[str, Any] = {"names": list(spec.names), "shapes": [list(s) for s in spec.shapes],
+                                       "frac_bits": encoding.frac_bits, "value_bits": encoding.value_bits}
+        # An entry is summed exactly as an integer only if every party announced it as one (public dtype).
+        integral = np.logical_and.reduce([c.spec.entry_integral() for c in contributions])
+        if party_noise is not None or central_noise is not None:
+            integral = np.zeros_like(integral)  # DP noise is on the 2**-frac_bits grid: decode as floats
+        split = integer_encoding is not None and bool(integral.any())
+        if integer_encoding is not None and split:
+            layout_base["integer_encoding"] = {"frac_bits": integer_encoding.frac_bits,
+                                               "value_bits": integer_encoding.value_bits}
+
+        # 3. Parties -> aggregator.
+        received: list[list[int]] = []
+        for name, c in zip(names, contributions, strict=True):
+            layout_msg = layout_base | ({"integral": list(c.spec.integral)} if any(c.spec.integral) else {})
+            channel.send(name, "aggregator", "layout", dumps(layout_msg), encrypted=False)
+            data = channel.send(name, "aggregator", "ciphertexts", ints_to_bytes(c.ciphertexts, ct_width),
+                                encrypted=True, seconds=c.seconds)
+            received.append(bytes_to_ints(data, ct_width))
+        enc_seconds = sum(c.seconds for c in contributions)
+        del contributions
+
+        # 4. Aggregator adds ciphertexts and forwards the encrypted sum.
+        t0 = time.perf_counter()
+        if len({len(r) for r in received}) != 1:
+            raise ProtocolError("parties sent different numbers of ciphertexts")
+        total = add_ciphertext_vectors(n, received)
+        agg_seconds = time.perf_counter() - t0
+
+        # 5. Decryption of the aggregate only: by the key holder, or by t share-holding parties (threshold keys).
+        def keyholder_decrypt(agg_cts: list[int]) -> list[int]:
+            # The key holder's own worker processes decrypt large aggregates on every core.
+            assert isinstance(keys, PaillierKeys)
+            sk = keys.private_key
+            dec_chunks = backend.heavy_workers if len(agg_cts) >= parallel_min_ciphertexts(n.bit_length()) else 1
+            dec_items = [(n, int(sk.p), int(sk.q), c) for c in _chunks(agg_cts, dec_chunks)]
+            return [m for part in backend.map_heavy(_decrypt_chunk, dec_items) for m in part]
+
+        t0 = time.perf_counter()
+        decrypted = decrypt_aggregate(keys, total, channel=channel, backend=backend, ct_width=ct_width, prefer=names,
+                                      aggregate_seconds=agg_seconds, single_key=keyholder_decrypt,
+                                      parallel_min=parallel_min_ciphertexts(n.bit_length()))
+        plain = decrypted.plaintexts
+        if integer_encoding is not None and split:
+            vec = _decode_split(plain, encoding, integer_encoding, integral, len(parties), n.bit_length() - 1)
+        else:
+            slot_sums = layout.unpack(plain, spec.size)
+            if central_noise is not None:
+                # The key holder adds integer noise to the exact integer aggregate; decoding then divides once.
+                z = central_noise(spec.names, spec.shapes, encoding.frac_bits)
+                slot_sums = np.array([int(t) + int(e) for t, e in zip(slot_sums.tolist(), z.tolist(), strict=True)],
+                                     dtype=object)
+            vec = encoding.decode_sum(slot_sums, len(parties), integral=integral)
+        dec_seconds = time.perf_counter() - t0
+        # Exact integer sums travel as canonical JSON (float64 would round them beyond 2**53).
+        released = vec.astype("<f8").tobytes() if vec.dtype != object else dumps(vec.tolist())
+        channel.send(decrypted.releaser, "analyst", "aggregate", released, encrypted=False, seconds=dec_seconds)
+
+        return AggregationOutcome(
+            value=spec.unflatten(vec),
+            spec=spec,
+            layout=layout,
+            ciphertexts_per_party=len(total),
+            seconds={"encrypt": enc_seconds, "aggregate": agg_seconds, "decrypt": dec_seconds},
+            fast_encryption=h_s is not None,
         )
 
 

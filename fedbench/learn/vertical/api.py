@@ -28,7 +28,7 @@ from .protocol import LEAKAGE, Exchange
 from .result import VerticalRun
 
 if TYPE_CHECKING:
-    from ...federation import Federation
+    from ...coordinator import FederationView
 
 __all__ = ["fit_vertical"]
 
@@ -85,7 +85,7 @@ def _features_arg(party_features: Mapping[str, Sequence[str]] | None,
     return party_features
 
 
-def _roles(fed: Federation, names: list[str], label_party: str, target: str) -> tuple[Any, Any]:
+def _roles(fed: FederationView, names: list[str], label_party: str, target: str) -> tuple[Any, Any]:
     if len(names) != 2:
         raise TooFewPartiesError(
             f"vertical training runs between exactly two parties, got {len(names)} ({', '.join(names)}); "
@@ -102,7 +102,7 @@ def _roles(fed: Federation, names: list[str], label_party: str, target: str) -> 
 
 
 def fit_vertical(
-    fed: Federation,
+    fed: FederationView,
     estimator: Any,
     *,
     label_party: str,

@@ -10,6 +10,9 @@ aggregation when there are at least two parties.  Without ``parties`` all rows
 belong to one party and training is the same round loop without encryption
 (an aggregate over one party would be its own data).  After ``fit`` the
 fitted inner estimator is ``estimator_`` and prediction delegates to it.
+
+They build a Federation, so they live above ``federation.py`` rather than in
+:mod:`fedbench.learn` (which re-exports them lazily): learn never imports Federation.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, Reg
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..errors import ConfigurationError
-from ..federation import Federation
-from .fedavg import FedAvg, FedProx
+from .errors import ConfigurationError
+from .federation import Federation
+from .learn.fedavg import FedAvg, FedProx
 
 __all__ = ["FedAvgClassifier", "FedAvgRegressor"]
 

@@ -1,5 +1,9 @@
 """Partitioners: simulate a federation from one dataset (IID, label skew, quantity skew, natural split).
 
+This module builds :class:`~fedbench.Federation` objects, so it sits above
+``federation.py`` (and above :mod:`fedbench.learn`, which re-exports its names
+lazily as ``fb.learn.partition`` etc.): the dependency points one way.
+
 Every partitioner is seeded, keeps each row in exactly one party, keeps the
 rows of a party in their original order, and returns ``{party name: polars
 DataFrame}``; :func:`to_federation` (or ``as_federation=True``) turns that into a
@@ -24,7 +28,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..errors import ConfigurationError, MissingColumnError
+from .errors import ConfigurationError, MissingColumnError
+from .federation import Federation
 
 __all__ = [
     "dirichlet_partition",
@@ -244,10 +249,8 @@ def partition(data: Any, parties: int | Sequence[str] | None = None, *, scheme: 
     return to_federation(parts, **federation_options) if as_federation else parts
 
 
-def to_federation(parts: dict[str, pl.DataFrame], **federation_options: Any) -> Any:
+def to_federation(parts: dict[str, pl.DataFrame], **federation_options: Any) -> Federation:
     """A :class:`~fedbench.Federation` with one party per entry (empty parts are skipped)."""
-    from ..federation import Federation
-
     fed = Federation(**federation_options)
     for name, df in parts.items():
         if df.height:
