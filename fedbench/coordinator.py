@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .crypto.packing import DEFAULT_SUM_FRAC_BITS, DEFAULT_SUM_MAX_ABS, WIDE_FRAC_BITS, WIDE_MAX_ABS, Encoding
 from .crypto.paillier import PaillierKeys, check_key_bits, generate_keys
+from .disclosure import ReleaseGuard
 from .errors import ConfigurationError, TooFewPartiesError, UnknownPartyError
 from .results import SecureSumResult
 from .secagg import MIN_PARTIES, get_protocol, secure_aggregate
@@ -162,6 +163,7 @@ class FederationCoordinator:
         self.history: list[Any] = []
         self.key_holders: set[str] = set()  # parties that received the current public key
         self.ledger_path = ledger_path
+        self.release_guard = ReleaseGuard()  # the release policy and the shapes (never values) released so far
         self._keys: PaillierKeys | None = None
         self._budget: PrivacyBudget | None = None
 
@@ -259,8 +261,9 @@ class FederationCoordinator:
                 f"{len(parties)} ({', '.join(p.name for p in parties) or 'none'}): over one party the "
                 "aggregate is that party's own data"
             )
-        keys = self.keys
         names = [p.name for p in parties]
+        shape = self.release_guard.before(local_fn, names, exact=plan is None)  # differencing: before any data
+        keys = self.keys
         party_noise = central_noise = before_release = None
         if plan is not None:
             # Refuse, before any data is read, a plan the integer samplers cannot carry.
@@ -286,13 +289,14 @@ class FederationCoordinator:
             else:
                 central_noise = plan.sampler(len(parties), share=False)  # the key holder adds it, decrypted
         t0 = time.perf_counter()
-        channel = self.channel(protocol)
+        channel = self.release_guard.channel(self.channel(protocol), shape)
         recipients = [p.name for p in parties if p.name not in self.key_holders]
         out = secure_aggregate(parties, local_fn, keys=keys, backend=self.backend, channel=channel,
                                encoding=encoding, fast_encryption=self.fast_encryption, key_recipients=recipients,
                                party_noise=party_noise, central_noise=central_noise, before_release=before_release,
                                integer_encoding=integer_encoding, protocol=self.secagg)
         self.key_holders.update(recipients)
+        self.release_guard.after(channel, shape, out.value)  # small groups: checked before the analyst gets it
         result = SecureSumResult(
             value=out.value,
             parties=names,

@@ -28,6 +28,7 @@ __all__ = [
     "ColumnError",
     "ConfigurationError",
     "DataLoadError",
+    "DisclosureRiskError",
     "DropoutError",
     "DtypeConflictError",
     "DuplicateColumnError",
@@ -362,3 +363,10 @@ class MaskingProtocolError(ProtocolError):
     def __init__(self, message: str, *, party: str | None = None) -> None:
         super().__init__(message)
         self.party = party
+
+
+class DisclosureRiskError(PrivacyError):
+    """The release policy refused an exact release (a differencing pair or a group below ``min_group_size``).
+
+    The message says which rule fired, never a value, nor which group is small.
+    """
