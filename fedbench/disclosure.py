@@ -127,7 +127,7 @@ class ReleasePolicy:
                     out.append(
                         f"exact {request.statistic} of {_what(request)} over {sorted(request.parties)} and an "
                         f"earlier one over {sorted(old.parties)} differ only by party {who!r}: their difference "
-                        f"reveals party {who!r}'s contribution; use epsilon= or release only one of them"
+                        f"reveals the contribution of party {who!r}; use epsilon= or release only one of them"
                     )
                     break
         if request.group_sizes_below is not None and request.group_sizes_below < self.min_group_size:
