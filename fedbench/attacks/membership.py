@@ -17,7 +17,7 @@ import numpy as np
 from ..crypto.paillier import generate_keys
 from ..errors import ConfigurationError
 from ._display import table_html, table_text
-from ._simulation import SimulationBudget, check_epsilons, design, simulation_frames
+from ._simulation import MAX_FEDAVG_EPSILON, SimulationBudget, check_epsilons, design, simulation_frames
 
 ATTACKS = ("loss_threshold", "shadow")
 #: Where the attacked models come from.
@@ -182,7 +182,7 @@ def membership_inference(
         raise ConfigurationError(f"membership inference supports model='logistic' only, got {model!r}")
     if attack not in ATTACKS:
         raise ConfigurationError(f"attack must be one of {ATTACKS}, got {attack!r}")
-    eps = check_epsilons(epsilons)
+    eps = check_epsilons(epsilons, largest=MAX_FEDAVG_EPSILON)
     xs, ys = design(simulation_frames(source), features, target)
     (budget or SimulationBudget()).spend(eps, 2 if attack == "shadow" else 1)
     rng = np.random.default_rng(seed)
