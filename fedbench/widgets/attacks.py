@@ -43,7 +43,7 @@ class AttackLab(Dashboard):
     Parameters
     ----------
     source : Federation, folder or dict of frames
-        Parties to simulate (see :func:`fedbench.attacks.membership_inference`).
+        Parties to attack, their files read again (see :func:`fedbench.attacks.membership_inference`).
     features, target : column names
         Model inputs and 0/1 label for the learning attacks.
     fed : Federation, optional
