@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import fedbench as fb
 import fedbench.attacks as atk
@@ -229,6 +231,25 @@ def test_refuse_small_groups_withholds_the_release_and_says_only_that(small):
     f.release_policy = atk.ReleasePolicy(action="off")
     assert f.group_counts("ward", categories={"ward": ["x", "y", "z"]}).to_polars()["count"].sum() == 17 + sum(
         small.values())
+
+
+_PARTIES = ["a", "b", "c", "d", "e"]
+_shapes = st.tuples(st.sampled_from(["age", "chol"]), st.sets(st.sampled_from(_PARTIES), min_size=2), st.booleans())
+
+
+@given(history=st.lists(_shapes, max_size=6), request=_shapes)
+def test_policy_warns_exactly_on_one_party_differences(history, request):
+    # Plaintext reference: a request warns iff it is exact and some earlier exact release of the same column
+    # covers a set of parties that contains it or is contained in it, differing by exactly one party.
+    releases = [atk.Release.of("sum", c, sorted(p), exact=x) for c, p, x in history]
+    column, parties, exact = request
+    msgs = atk.check_release(releases, atk.Release.of("sum", column, sorted(parties), exact=exact))
+    expected = exact and any(
+        x and c == column and len(p ^ parties) == 1 for c, p, x in history)
+    assert bool(msgs) == expected
+    if msgs:  # the message names the one party, and nothing else identifying
+        (who,) = next(p ^ parties for c, p, x in history if x and c == column and len(p ^ parties) == 1)
+        assert f"party {who!r}" in msgs[0]
 
 
 def test_release_policy_bad_input(fed):
