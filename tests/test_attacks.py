@@ -252,6 +252,27 @@ def test_policy_warns_exactly_on_one_party_differences(history, request):
         assert f"party {who!r}" in msgs[0]
 
 
+def test_every_statistic_release_is_judged_by_the_policy(fed):
+    # The policy reads the shape of a release from the statistic's local function: if one is renamed
+    # and no longer recognised, its releases would escape the policy; this catches that.
+    fed.set_budget(5.0, 1e-6)
+    fed.sum("age")
+    fed.count()
+    fed.stats(["age"])
+    fed.corr(["age", "chol"])
+    fed.group_counts("sex")
+    fed.histogram("age", bins=[0, 50, 100])
+    fed.secure_sum(lambda df: {"n": float(df.height)})
+    fed.mean("age", epsilon=0.5, bounds=(0, 120))
+    fed.histogram("age", bins=[0, 50, 100], epsilon=0.5)
+    shapes = fed.coordinator.release_guard.history
+    assert {r.statistic for r in shapes} == {
+        "column sums", "row count", "squared deviations", "complete-case sums", "cross deviations",
+        "group_counts", "histogram", "function sum", "clamped sums"}
+    assert [r.exact for r in shapes][-2:] == [False, False]  # the DP releases are recorded as DP
+    assert all(r.parties == frozenset(fed.party_names) for r in shapes)
+
+
 def test_release_policy_bad_input(fed):
     with pytest.raises(fb.ConfigurationError, match="action"):
         atk.ReleasePolicy(action="maybe")
