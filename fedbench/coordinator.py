@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from .crypto.packing import DEFAULT_SUM_FRAC_BITS, DEFAULT_SUM_MAX_ABS, WIDE_FRAC_BITS, WIDE_MAX_ABS, Encoding
 from .crypto.paillier import PaillierKeys, check_key_bits, generate_keys
 from .crypto.threshold import ThresholdPaillierKeys
+from .disclosure import ReleaseGuard
 from .errors import ConfigurationError, UnknownPartyError
 from .results import SecureSumResult
 from .secagg import check_enough_parties, get_protocol, secure_aggregate
@@ -209,6 +210,7 @@ class FederationCoordinator:
         self.history: list[Any] = []
         self.key_holders: set[str] = set()  # parties that received the current public key
         self.ledger_path = ledger_path
+        self.release_guard = ReleaseGuard()  # the release policy and the shapes (never values) released so far
         self._keys: PaillierKeys | ThresholdPaillierKeys | None = None
         self._budget: PrivacyBudget | None = None
 
@@ -351,6 +353,7 @@ class FederationCoordinator:
         """
         check_enough_parties(parties, what="a secure computation")  # here too: no key for a refused request
         names = [p.name for p in parties]
+        shape = self.release_guard.before(local_fn, names, exact=plan is None)  # differencing: before any data
         if self.key_setup != "single" and plan is not None and plan.noise != "distributed":
             raise ConfigurationError(
                 "central DP noise is added by a key holder after decryption, and keys='threshold' has none: "
@@ -389,13 +392,14 @@ class FederationCoordinator:
             else:
                 central_noise = plan.sampler(len(parties), share=False)  # the key holder adds it, decrypted
         t0 = time.perf_counter()
-        channel = self.channel(protocol)
+        channel = self.release_guard.channel(self.channel(protocol), shape)
         recipients = [p.name for p in parties if p.name not in self.key_holders]
         out = secure_aggregate(parties, local_fn, keys=keys, backend=self.backend, channel=channel,
                                encoding=encoding, fast_encryption=self.fast_encryption, key_recipients=recipients,
                                party_noise=party_noise, central_noise=central_noise, before_release=before_release,
                                integer_encoding=integer_encoding, protocol=self.secagg)
         self.key_holders.update(recipients)
+        self.release_guard.after(channel, shape, out.value)  # small groups: checked before the analyst gets it
         result = SecureSumResult(
             value=out.value,
             parties=names,

@@ -28,6 +28,7 @@ __all__ = [
     "ColumnError",
     "ConfigurationError",
     "DataLoadError",
+    "DisclosureRiskError",
     "DropoutError",
     "DtypeConflictError",
     "DuplicateColumnError",
@@ -401,6 +402,13 @@ class InvalidPartialDecryptionError(ProtocolError):
         super().__init__(message)
         self.party = party
         self.parties = list(parties or ([party] if party else []))
+
+
+class DisclosureRiskError(PrivacyError):
+    """The release policy refused an exact release (a differencing pair or a group below ``min_group_size``).
+
+    The message says which rule fired, never a value, nor which group is small.
+    """
 
 
 __all__ += ["InvalidPartialDecryptionError", "TooFewKeySharesError"]

@@ -16,7 +16,8 @@ from .backend import DEFAULT_LOCAL_TIMEOUT, Backend, check_local_timeout, get_ba
 from .coordinator import FederationCoordinator
 from .crypto.paillier import DEFAULT_KEY_BITS, PaillierKeys
 from .crypto.threshold import ThresholdPaillierKeys
-from .errors import DataLoadError, DuplicatePartyError, SchemaWarning
+from .disclosure import ReleasePolicy
+from .errors import ConfigurationError, DataLoadError, DuplicatePartyError, SchemaWarning
 from .party import FORMATS, Party, validate_party_name
 from .results import render_card
 from .schema import SchemaReport
@@ -413,6 +414,26 @@ class Federation:
                        doc="Releases made so far (secure-sum runs and PSI results; never party data).")
     local_timeout = property(lambda self: self._coordinator.local_timeout,
                              doc="Seconds a user function may run inside a party (None: no limit).")
+
+    @property
+    def release_policy(self) -> ReleasePolicy:
+        """The release policy checked before every exact statistic (see :mod:`fedbench.disclosure`).
+
+        Default ``ReleasePolicy(min_group_size=5, action="warn")``: a
+        :class:`~fedbench.disclosure.DisclosureRiskWarning` before an exact release
+        whose difference with an earlier one isolates one party, or with a
+        non-empty group or histogram cell below ``min_group_size``.  Set
+        ``fed.release_policy = fb.attacks.ReleasePolicy(action="refuse")`` to
+        refuse such releases instead, or ``action="off"``.  DP releases never trigger it.
+        """
+        return self._coordinator.release_guard.policy
+
+    @release_policy.setter
+    def release_policy(self, policy: ReleasePolicy) -> None:
+        if not isinstance(policy, ReleasePolicy):
+            raise ConfigurationError(
+                f"release_policy must be a fedbench.attacks.ReleasePolicy, got {type(policy).__name__}")
+        self._coordinator.release_guard.policy = policy
 
     @property
     def budget(self) -> PrivacyBudget:

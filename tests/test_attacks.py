@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import fedbench as fb
 import fedbench.attacks as atk
@@ -20,21 +22,25 @@ FEATURES = ["mean_radius", "mean_texture", "mean_smoothness", "age"]
 
 
 # -- differencing ------------------------------------------------------------------------------------
-def test_differencing_recovers_exact_sum_and_dp_error_at_least_laplace_scale(fed, hospitals):
-    budget_before = fed.budget.describe() if hasattr(fed.budget, "describe") else None
-    res = atk.differencing(fed, "age", target_party="south", bounds=(0, 120), epsilons=[0.5, 1, 8], n_releases=400)
+def test_differencing_recovers_exact_sum_and_real_dp_error_at_least_laplace_scale(fed, hospitals):
+    runs_before, ledger_before = len(fed.history), fed.budget.parties
+    res = atk.differencing(fed, "age", target_party="south", bounds=(0, 120), epsilons=[1, 8], n_releases=60)
     truth = float(hospitals["south"]["age"].sum())
     # Exact releases: integer ages, so the difference must be exact up to float rounding (1e-6).
     assert abs(res.reconstructed - truth) < 1e-6
     assert "reveals the target's sum exactly" in res.verdict(math.inf)
-    for e in (0.5, 1, 8):
-        # Difference of two Laplace(b) draws has mean |.| = 1.5 b; require >= b (the issue's measure),
-        # which 400 draws clear by many standard errors.
+    # The study's release policy warned before the second exact release, and the result says so.
+    assert res.policy_warning is not None and "'south'" in res.policy_warning
+    for e in (1, 8):
+        # Real DP sums, distributed Laplace: the difference carries 5 full shares of scale b = 120 / e, so its
+        # mean |.| is about 2.5 b with a standard error of about 0.25 b over 60 pairs; the issue's measure
+        # (error >= b) holds by 6 standard errors.
         assert res.laplace_scale_at[e] == pytest.approx(120 / e)
         assert res.error_at[e] >= res.laplace_scale_at[e]
     assert "not touched" in repr(res) and "<table>" in res._repr_html_()
-    if budget_before is not None:
-        assert fed.budget.describe() == budget_before
+    # The DP releases ran on a throwaway coordinator: the study has only the two exact runs, and no ledger.
+    assert len(fed.history) == runs_before + 2
+    assert fed.budget.parties == ledger_before == ()
 
 
 def test_differencing_bad_input(fed):
@@ -67,6 +73,8 @@ def test_small_groups_flags_a_group_of_one():
     f.add_party("b", pl.DataFrame({"ward": ["x", "x", "x"]}))
     res = atk.small_groups(f, "ward", min_group_size=2)
     assert res.small_groups == [{"ward": "y"}]
+    # The study's release policy (min_group_size 5) warned before releasing the counts; the result says so.
+    assert res.policy_warning is not None and "min_group_size" in repr(res)
     # And no group flagged when all counts reach the threshold.
     assert atk.small_groups(f, "ward", min_group_size=1).small_groups == []
 
@@ -92,31 +100,219 @@ def test_policy_fires_on_differencing_pair_and_not_on_ordinary_analysis():
             warnings.warn(m, atk.DisclosureRiskWarning, stacklevel=1)
 
 
-# -- gradient reconstruction -------------------------------------------------------------------------
-def test_gradient_reconstruction_exact_without_protection():
-    res = atk.gradient_reconstruction(HOSPITALS, FEATURES, "diagnosis", protection="none", trials=50)
+def _risk(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, atk.DisclosureRiskWarning)]
+
+
+def _samples_fed(**kwargs) -> fb.Federation:
+    return fb.Federation.from_dir(HOSPITALS, key_bits=512, allow_insecure_key_size=True, ledger_path=":memory:",
+                                  **kwargs)
+
+
+def test_workbench_warns_on_a_differencing_pair_before_releasing(fed, hospitals):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        total = fed.sum("age")
+        assert _risk(caught) == []
+        rest = fed.sum("age", parties=["north", "east"])
+    (msg,) = _risk(caught)
+    assert "'south'" in msg and "'age'" in msg and "epsilon=" in msg
+    # The warning points at the caller's line, and quotes no value computed from the data.
+    assert next(w for w in caught if issubclass(w.category, atk.DisclosureRiskWarning)).filename == __file__
+    for v in (int(total), int(rest), int(total) - int(rest)):
+        assert str(v) not in msg
+    # Another statistic of the same column sums (a mean over all but one after the sum) is a pair too.
+    with pytest.warns(atk.DisclosureRiskWarning, match="'north'"):
+        fed.mean("age", parties=["south", "east"])
+
+
+def test_no_warning_on_an_ordinary_analysis_of_the_samples():
+    # Notebooks 01/02/05 style: statistics over all parties, a histogram whose cells all hold >= 5 rows,
+    # group counts, a correlation, a function sum, DP releases (also over a subset).
+    f = _samples_fed()
+    f.set_budget(5.0, 1e-6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        f.stats(["age", "mean_radius", "mean_texture", "mean_area"])
+        f.secure_sum(["age", "mean_radius"])
+        float(f.mean("age"))
+        f.histogram("age", bins=[20, 30, 40, 50, 60, 70, 80, 100])
+        f.group_counts(["referral", "diagnosis"])
+        f.corr(["mean_radius", "mean_area", "worst_concave_points", "age"])
+        f.secure_sum(lambda df: {"n": float(df.height)})
+        f.mean("age", epsilon=0.1, bounds=(0, 120))
+        f.sum("age", epsilon=0.1, bounds=(0, 120), parties=["east", "north", "south"])
+        f.histogram("age", bins=7, range=(20, 90), epsilon=0.2)
+    assert _risk(caught) == []
+    # Learning is not a statistics release: a fit over a subset after one over everyone does not warn.
+    from sklearn.linear_model import LogisticRegression
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for parties in (None, ["east", "north", "south"]):
+            f.fit(LogisticRegression(), target="diagnosis", features=["age", "mean_radius"], parties=parties,
+                  rounds=2)
+    assert _risk(caught) == []
+
+
+def test_dp_releases_never_trigger_the_policy(fed):
+    fed.set_budget(10.0, 1e-6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fed.sum("age", epsilon=1.0, bounds=(0, 120))
+        fed.sum("age", epsilon=1.0, bounds=(0, 120), parties=["north", "east"])  # DP pair
+        fed.sum("age")
+        fed.sum("age", parties=["north", "east"], epsilon=1.0, bounds=(0, 120))  # exact then DP
+    assert _risk(caught) == []
+
+
+def test_small_cells_warn_without_saying_which():
+    f = _samples_fed()
+    # Ages run to 92: with range (20, 90) the 'above' cell holds one patient.
+    with pytest.warns(atk.DisclosureRiskWarning) as rec:
+        f.histogram("age", bins=7, range=(20, 90))
+    (msg,) = _risk(rec)
+    assert "fewer than 5 rows" in msg and "above" not in msg and "90" not in msg
+    with pytest.warns(atk.DisclosureRiskWarning) as rec:
+        f.group_counts(["sex", "referral"])  # three groups of men hold 2, 2 and 3 patients
+    (msg,) = _risk(rec)
+    assert "'referral, sex'" in msg
+    for label in ("M", "gp", "screening", "specialist"):
+        assert repr(label) not in msg
+    # min_group_size is configurable.
+    f.release_policy = atk.ReleasePolicy(min_group_size=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        f.group_counts(["sex", "referral"])
+    assert _risk(caught) == []
+
+
+def test_refuse_differencing_changes_nothing(fed):
+    fed.release_policy = atk.ReleasePolicy(action="refuse")
+    fed.set_budget(5.0, 1e-6)
+    total = fed.sum("age")
+    def state() -> tuple:
+        return (len(fed.transcript), len(fed.history), fed.budget.summary().to_dicts(),
+                len(fed.coordinator.release_guard.history))
+
+    before = state()
+    with pytest.raises(fb.DisclosureRiskError, match="'south'") as exc:
+        fed.sum("age", parties=["north", "east"])
+    assert isinstance(exc.value, fb.PrivacyError) and str(int(total)) not in str(exc.value)
+    assert "nothing was computed or sent" in str(exc.value).lower()
+    assert state() == before
+    # A DP release of the same pair is still allowed.
+    fed.sum("age", parties=["north", "east"], epsilon=1.0, bounds=(0, 120))
+
+
+def _wards(counts: dict[str, int]) -> pl.DataFrame:
+    return pl.DataFrame({"ward": [w for w, n in counts.items() for _ in range(n)]})
+
+
+@pytest.mark.parametrize("small", [{"y": 1}, {"y": 3, "z": 2}])
+def test_refuse_small_groups_withholds_the_release_and_says_only_that(small):
+    f = make_fed(audit=True)
+    f.add_party("a", _wards({"x": 10, **small}))
+    f.add_party("b", _wards({"x": 7}))
+    f.release_policy = atk.ReleasePolicy(action="refuse")
+    runs, messages = len(f.history), len(f.transcript)
+    with pytest.raises(fb.DisclosureRiskError) as exc:
+        f.group_counts("ward", categories={"ward": ["x", "y", "z"]})
+    # The message is the same whichever groups are small and however many rows they hold.
+    assert str(exc.value) == ("refused by the release policy: exact group_counts of 'ward' has at least one "
+                              "non-empty group with fewer than 5 rows (min_group_size): small counts single out "
+                              "people. The key holder withheld the release; to release anyway set "
+                              "fed.release_policy = fb.attacks.ReleasePolicy(action='warn')")
+    # The parties' ciphertexts went to the aggregator and key holder, but the analyst received nothing.
+    new = list(f.transcript)[messages:]
+    assert new and not [m for m in new if m.receiver == "analyst"]
+    assert len(f.history) == runs and f.coordinator.release_guard.history == []
+    # With the policy off the same release goes through.
+    f.release_policy = atk.ReleasePolicy(action="off")
+    assert f.group_counts("ward", categories={"ward": ["x", "y", "z"]}).to_polars()["count"].sum() == 17 + sum(
+        small.values())
+
+
+_PARTIES = ["a", "b", "c", "d", "e"]
+_shapes = st.tuples(st.sampled_from(["age", "chol"]), st.sets(st.sampled_from(_PARTIES), min_size=2), st.booleans())
+
+
+@given(history=st.lists(_shapes, max_size=6), request=_shapes)
+def test_policy_warns_exactly_on_one_party_differences(history, request):
+    # Plaintext reference: a request warns iff it is exact and some earlier exact release of the same column
+    # covers a set of parties that contains it or is contained in it, differing by exactly one party.
+    releases = [atk.Release.of("sum", c, sorted(p), exact=x) for c, p, x in history]
+    column, parties, exact = request
+    msgs = atk.check_release(releases, atk.Release.of("sum", column, sorted(parties), exact=exact))
+    expected = exact and any(
+        x and c == column and len(p ^ parties) == 1 for c, p, x in history)
+    assert bool(msgs) == expected
+    if msgs:  # the message names the one party, and nothing else identifying
+        (who,) = next(p ^ parties for c, p, x in history if x and c == column and len(p ^ parties) == 1)
+        assert f"party {who!r}" in msgs[0]
+
+
+def test_every_statistic_release_is_judged_by_the_policy(fed):
+    # The policy reads the shape of a release from the statistic's local function: if one is renamed
+    # and no longer recognised, its releases would escape the policy; this catches that.
+    fed.set_budget(5.0, 1e-6)
+    fed.sum("age")
+    fed.count()
+    fed.stats(["age"])
+    fed.corr(["age", "chol"])
+    fed.group_counts("sex")
+    fed.histogram("age", bins=[0, 50, 100])
+    fed.secure_sum(lambda df: {"n": float(df.height)})
+    fed.mean("age", epsilon=0.5, bounds=(0, 120))
+    fed.histogram("age", bins=[0, 50, 100], epsilon=0.5)
+    shapes = fed.coordinator.release_guard.history
+    assert {r.statistic for r in shapes} == {
+        "column sums", "row count", "squared deviations", "complete-case sums", "cross deviations",
+        "group_counts", "histogram", "function sum", "clamped sums"}
+    assert [r.exact for r in shapes][-2:] == [False, False]  # the DP releases are recorded as DP
+    assert all(r.parties == frozenset(fed.party_names) for r in shapes)
+
+
+def test_release_policy_bad_input(fed):
+    with pytest.raises(fb.ConfigurationError, match="action"):
+        atk.ReleasePolicy(action="maybe")
+    with pytest.raises(fb.ConfigurationError, match="min_group_size"):
+        atk.ReleasePolicy(min_group_size=0)
+    with pytest.raises(fb.ConfigurationError, match="release_policy"):
+        fed.release_policy = {"min_group_size": 5}
+    assert fed.release_policy == atk.ReleasePolicy()  # unchanged
+
+
+# -- gradient reconstruction (real workbench runs) ------------------------------------------------
+def test_gradient_reconstruction_exact_from_the_real_plaintext_update():
+    res = atk.gradient_reconstruction(HOSPITALS, FEATURES, "diagnosis", protection="none", trials=5, key_bits=512)
     assert res.error[math.inf] < 1e-6  # the issue's tolerance
     assert res.identified[math.inf] == 1.0
+    assert "real run of the workbench" in res.note
 
 
-def test_gradient_reconstruction_secure_aggregate_is_chance():
+@pytest.mark.slow
+def test_gradient_reconstruction_secure_aggregate_is_chance_and_ciphertext_only():
     res = atk.gradient_reconstruction(HOSPITALS, FEATURES, "diagnosis", protection="secure_aggregation",
-                                      trials=400, seed=1)
-    # Chance = 1/4 parties; parties are exchangeable, so the identification rate is binomial(400, 1/4):
-    # 3 standard errors (0.065) is the stated tolerance.
+                                      trials=60, seed=1, key_bits=512)
+    # The aggregator received only ciphertexts and public layout, read from the real transcript.
+    assert res.aggregator_blind[math.inf] is True
+    # Chance = 1/4 parties; parties are exchangeable, so the identification rate is binomial(60, 1/4):
+    # 3 standard errors (0.168) is the stated tolerance.
     assert res.chance == 0.25
-    assert abs(res.identified[math.inf] - 0.25) <= 3 * math.sqrt(0.25 * 0.75 / 400)
+    assert abs(res.identified[math.inf] - 0.25) <= 3 * math.sqrt(0.25 * 0.75 / 60)
     assert res.error[math.inf] > 0.5  # far from the example (exact would be ~1e-16)
 
 
-def test_gradient_reconstruction_dp_error_grows_as_epsilon_shrinks():
-    res = atk.gradient_reconstruction(HOSPITALS, FEATURES, "diagnosis", protection="dp",
-                                      epsilons=[0.5, 8, 1e6, math.inf], trials=200)
-    assert res.error[math.inf] < 1e-6
-    # At 1e6 the noise (sigma ~ 5e-6 x clip) is tiny: still close; at 0.5 and 8 it swamps the update
-    # (single-example updates have norm <= lr * |[x, 1]|, well below sigma).
-    assert res.error[1e6] < 0.05
-    assert res.error[0.5] > 0.5 and res.error[8] > 0.5
+@pytest.mark.slow
+def test_gradient_reconstruction_under_dp_fedavg_fails():
+    budget = atk.SimulationBudget(epsilon=100.0)
+    res = atk.gradient_reconstruction(HOSPITALS, FEATURES, "diagnosis", protection="dp", epsilons=[0.5, 8],
+                                      trials=8, key_bits=512, budget=budget)
+    assert budget.spent == pytest.approx(8 * 8.5)  # charged to the lab's budget: trials x sum of epsilons
+    for e in (0.5, 8):
+        # The attacker sees a noisy aggregate of four clipped updates: far from the example (exact: 1e-16).
+        assert res.error[e] > 0.5 and res.aggregator_blind[e]
 
 
 def test_gradient_reconstruction_bad_input():
@@ -126,9 +322,13 @@ def test_gradient_reconstruction_bad_input():
         atk.gradient_reconstruction(HOSPITALS, FEATURES, "diagnosis", protection="prayer")
     with pytest.raises(fb.ColumnError, match="height"):
         atk.gradient_reconstruction(HOSPITALS, ["height"], "diagnosis")
+    with pytest.raises(fb.ConfigurationError, match="at most 100"):
+        atk.gradient_reconstruction(HOSPITALS, FEATURES, "diagnosis", protection="dp", epsilons=[1e6])
+    with pytest.raises(fb.ConfigurationError, match="trials"):
+        atk.gradient_reconstruction(HOSPITALS, FEATURES, "diagnosis", trials=0)
 
 
-# -- membership inference ----------------------------------------------------------------------------
+# -- membership inference (models trained by the workbench) ------------------------------------------
 def _overfit_parties() -> dict[str, pl.DataFrame]:
     # Random labels and more features (200) than training rows (160): a non-private model can only
     # memorise, the regime where membership inference must succeed.
@@ -142,26 +342,32 @@ def _overfit_parties() -> dict[str, pl.DataFrame]:
     return out
 
 
+@pytest.mark.slow
 def test_membership_succeeds_on_memorising_fedavg_and_dp_closes_the_gap():
     parts = _overfit_parties()
     feats = [f"f{i}" for i in range(200)]
-    res = atk.membership_inference(parts, feats, "y", epsilons=[0.5, math.inf], rounds=30, epochs=50, seed=0)
+    res = atk.membership_inference(parts, feats, "y", epsilons=[0.5, math.inf], C=100.0, epochs=5, seed=0,
+                                   key_bits=512)
     # 160 members vs 160 non-members: the standard error of an advantage is at most sqrt(0.5 / 160)
     # ~ 0.056. Tolerance: without protection the advantage exceeds 3 SE (and AUC > 0.6); at epsilon 0.5
-    # it stays within 3 SE of zero.
+    # (real DP-FedAvg, CSPRNG noise) it stays within 3 SE of zero.
     se = math.sqrt(0.5 / res.n_members)
     assert res.n_members == 160
     assert res.advantage[math.inf] > 3 * se and res.auc[math.inf] > 0.6
     assert abs(res.advantage[0.5]) < 3 * se
     assert "no measurable" in res.verdict(0.5)
+    assert "fed.fit" in res.note
 
 
+@pytest.mark.slow
 def test_membership_on_hospitals_reports_all_epsilons():
     cols = [c for c in pl.read_csv(HOSPITALS / "north.csv").columns if c.startswith(("mean_", "worst_"))]
-    for attack in ("loss_threshold", "shadow"):
-        res = atk.membership_inference(HOSPITALS, cols, "diagnosis", attack=attack)
-        assert res.epsilons == [0.5, 1.0, 2.0, 4.0, 8.0, math.inf]
-        assert all(0 <= res.auc[e] <= 1 and 0.5 <= res.accuracy[e] <= 1 for e in res.epsilons)
+    for attack, grid in (("loss_threshold", [0.5, 1.0, 2.0, 4.0, 8.0, math.inf]), ("shadow", [8.0, math.inf])):
+        res = atk.membership_inference(HOSPITALS, cols, "diagnosis", attack=attack, epsilons=grid, key_bits=512)
+        assert res.epsilons == grid
+        assert all(0 <= res.auc[e] <= 1 and 0 <= res.accuracy[e] <= 1 for e in res.epsilons)
+        # Non-private FedAvg generalises on these hospitals (the notebook's honest reading).
+        assert res.accuracy[math.inf] > 0.9
         assert "epsilon" in repr(res)
 
 
@@ -180,16 +386,18 @@ def test_simulation_from_federation_files_and_refuses_in_memory(fed):
     with pytest.raises(fb.ConfigurationError, match="in-memory"):
         atk.gradient_reconstruction(fed, ["age"], "smoker")
     f = fb.Federation.from_dir(HOSPITALS, key_bits=512, allow_insecure_key_size=True, ledger_path=":memory:")
-    res = atk.gradient_reconstruction(f, FEATURES, "diagnosis", trials=10)
+    res = atk.gradient_reconstruction(f, FEATURES, "diagnosis", trials=3, key_bits=512)
     assert res.error[math.inf] < 1e-6
 
 
 # -- dashboard ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_attack_lab_dashboard_runs_headless(fed):
     from fedbench.widgets.attacks import AttackLab
 
     lab = AttackLab(HOSPITALS, FEATURES, "diagnosis", fed=fed, column="age", target_party="south",
-                    bounds=(0, 120), epsilons=[1.0, 8.0], figure_backend="static")
+                    bounds=(0, 120), epsilons=[1.0, 8.0], figure_backend="static", trials=5, n_releases=5,
+                    key_bits=512)
     assert "no attack run yet" in lab.header.value
     lab.attack.value = "gradient reconstruction"
     lab.run_button.click()

@@ -23,7 +23,7 @@ OUT = ROOT / "test-output" / "screenshots"
 # Waits are on page and kernel state; this is only the overall deadline of one wait on a loaded machine.
 DEADLINE_MS = 300_000
 
-# Slow (JupyterLab + Chromium, ~4.5 min together): left out of the quick loop `pytest -m "not slow"`.
+# Slow (JupyterLab + Chromium, several minutes together): left out of the quick loop `pytest -m "not slow"`.
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
@@ -185,4 +185,34 @@ def test_budget_panel_follows_the_ledger_without_refresh(lab, browser):
         )
     header.scroll_into_view_if_needed()
     page.locator(".widget-vbox", has=header).first.screenshot(path=str(OUT / "05_budget_panel.png"))
+    page.close()
+
+
+def test_attack_lab_dashboard_renders_and_responds(lab, browser):
+    page = _open(browser, lab, "07_attacks_and_defences.ipynb")
+    _assert_rendered(page)
+    dash = page.locator(".widget-vbox", has=page.locator(".widget-button", has_text="Run attack")).first
+    dash.scroll_into_view_if_needed()
+    with _explained(browser, page, "waiting for the notebook's run of the attack lab"):
+        # The notebook ran the differencing attack against DP releases: header and verdicts say so.
+        page.wait_for_function(
+            "(el) => el.textContent.includes('differencing vs dp')"
+            " && el.textContent.includes('known only up to noise')",
+            arg=dash.element_handle(), timeout=DEADLINE_MS,
+        )
+    dash.screenshot(path=str(OUT / "07_attack_lab_differencing.png"))
+    # Drive the controls: gradient reconstruction without protection, then Run attack.
+    selects = dash.locator(".widget-dropdown select")
+    selects.nth(0).select_option("gradient reconstruction")
+    selects.nth(1).select_option("none")
+    dash.locator(".widget-button", has_text="Run attack").click()
+    with _explained(browser, page, "running gradient reconstruction from the dashboard"):
+        page.wait_for_function(
+            "(el) => el.textContent.includes('gradient reconstruction vs none')"
+            " && el.textContent.includes('reveals the training example exactly')"
+            " && el.querySelector('.js-plotly-plot .ytitle')?.textContent.startsWith('example identified')",
+            arg=dash.element_handle(), timeout=DEADLINE_MS,
+        )
+    assert dash.locator("text=Error").count() == 0
+    dash.screenshot(path=str(OUT / "07_attack_lab_reconstruction.png"))
     page.close()

@@ -9,9 +9,9 @@ from typing import Any
 
 from ..errors import BudgetError, ColumnError, ConfigurationError, UnknownPartyError
 
-#: Sentence every attack result carries, so nobody mistakes a simulation for a release.
+#: What every attack's DP runs cost: the attack lab's own budget and throwaway ledgers, never the study's.
 SIMULATION_NOTE = (
-    "DP releases here are simulated by the attack lab on its own simulation budget; "
+    "DP runs here are charged to the attack lab's own simulation budget and throwaway in-memory ledgers; "
     "the study's privacy budget and ledger were not touched."
 )
 
@@ -24,7 +24,7 @@ class SimulationBudgetError(BudgetError):
 class SimulationBudget:
     """Epsilon the attack lab may spend on simulated releases (never the study's ledger)."""
 
-    epsilon: float = 100_000.0
+    epsilon: float = 1e8
     spent: float = field(default=0.0)
 
     def spend(self, epsilons: Sequence[float], releases: int) -> None:
@@ -39,8 +39,13 @@ class SimulationBudget:
         self.spent += cost
 
 
-def check_epsilons(epsilons: Sequence[float]) -> list[float]:
-    """Validate an epsilon grid: positive numbers, ``inf`` allowed (no noise)."""
+#: Largest finite epsilon of a DP-FedAvg run: beyond it the accountant's privacy-loss distribution
+#: needs gigabytes (its discretisation grows with epsilon).
+MAX_FEDAVG_EPSILON = 100.0
+
+
+def check_epsilons(epsilons: Sequence[float], *, largest: float = math.inf) -> list[float]:
+    """Validate an epsilon grid: positive numbers up to ``largest``, ``inf`` allowed (no noise)."""
     out = []
     try:
         values = [float(e) for e in epsilons]
@@ -51,6 +56,9 @@ def check_epsilons(epsilons: Sequence[float]) -> list[float]:
     for e in values:
         if not (e > 0) or math.isnan(e):
             raise ConfigurationError(f"every epsilon must be > 0 (or inf for no noise), got {e!r}")
+        if math.isfinite(e) and e > largest:
+            raise ConfigurationError(f"every finite epsilon of a DP-FedAvg run must be at most {largest:g} "
+                                     f"(the accountant's limit), got {e!r}; use inf for no noise")
         out.append(e)
     return out
 

@@ -37,13 +37,14 @@ def _label(e: float) -> str:
 class AttackLab(Dashboard):
     """Run the attack lab's attacks against a protection and plot attack success against epsilon.
 
-    Everything runs on the attack lab's simulation (same files, separate simulation budget); the
-    study's privacy budget is never spent.
+    Every attack runs the workbench itself: models trained with ``fed.fit`` and updates captured
+    from real runs on throwaway federations (same files, in-memory ledgers), DP sums on a throwaway
+    coordinator; DP runs are charged to the attack lab's simulation budget, never the study's.
 
     Parameters
     ----------
     source : Federation, folder or dict of frames
-        Parties to simulate (see :func:`fedbench.attacks.membership_inference`).
+        Parties to attack, their files read again (see :func:`fedbench.attacks.membership_inference`).
     features, target : column names
         Model inputs and 0/1 label for the learning attacks.
     fed : Federation, optional
@@ -52,6 +53,12 @@ class AttackLab(Dashboard):
         Column, victim party and clamping bounds of the differencing attack.
     epsilons : sequence of float
         Grid used when the protection is ``"dp"``.
+    trials : int, default 10
+        Real runs per epsilon of the reconstruction attack.
+    n_releases : int, default 20
+        DP release pairs per epsilon of the differencing attack.
+    key_bits : int, default 2048
+        Paillier key size of the learning attacks' throwaway federations (tests may pass smaller keys).
     figure_backend : {"widget", "static"}, default "widget"
         See :class:`~fedbench.widgets.Dashboard`.
     """
@@ -69,6 +76,9 @@ class AttackLab(Dashboard):
         target_party: str | None = None,
         bounds: tuple[float, float] | None = None,
         epsilons: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0),
+        trials: int = 10,
+        n_releases: int = 20,
+        key_bits: int = 2048,
         figure_backend: str = "widget",
     ) -> None:
         import ipywidgets as w
@@ -79,6 +89,7 @@ class AttackLab(Dashboard):
         self.source, self.features, self.target = source, list(features), target
         self.fed, self.column, self.target_party, self.bounds = fed, column, target_party, bounds
         self.epsilons = check_epsilons(epsilons)
+        self.trials, self.n_releases, self.key_bits = trials, n_releases, key_bits
         options = [k for k, v in ATTACKS.items() if v != "differencing" or fed is not None]
         self.attack = w.Dropdown(description="attack", options=options, value=options[0])
         self.protection = w.Dropdown(description="protection", options=list(PROTECTIONS), value="none")
@@ -107,16 +118,17 @@ class AttackLab(Dashboard):
         grid = [*self.epsilons, math.inf] if protection == "dp" else [math.inf]
         if kind in ("loss_threshold", "shadow"):
             self.result = attacks.membership_inference(self.source, self.features, self.target, attack=kind,
-                                                       epsilons=grid)
+                                                       epsilons=grid, key_bits=self.key_bits)
         elif kind == "reconstruction":
             self.result = attacks.gradient_reconstruction(self.source, self.features, self.target,
-                                                          protection=protection, epsilons=grid)
+                                                          protection=protection, epsilons=grid,
+                                                          trials=self.trials, key_bits=self.key_bits)
         else:
             if self.column is None or self.target_party is None:
                 missing = "column" if self.column is None else "target_party"
                 raise ConfigurationError(f"the differencing attack needs {missing}=; pass it to AttackLab")
             self.result = attacks.differencing(self.fed, self.column, target_party=self.target_party,
-                                               bounds=self.bounds,
+                                               bounds=self.bounds, n_releases=self.n_releases,
                                                epsilons=self.epsilons if protection == "dp" else [])
         self._kind, self._protection = kind, protection
         self.refresh()
@@ -171,8 +183,8 @@ class AttackLab(Dashboard):
         self.verdicts.value = (html_table(["protection", "success", "verdict"], rows)
                                + (f"<p>{escape(note)}</p>" if note else "")) if rows else ""
         run = "no attack run yet" if self.result is None else f"{self.attack.value} vs {self.protection.value}"
-        self.header.value = (f"<b>{escape(self.title)}</b>: {escape(run)}. Simulation only: the study's "
-                             "privacy budget is never spent.")
+        self.header.value = (f"<b>{escape(self.title)}</b>: {escape(run)}. Real workbench runs on throwaway "
+                             "federations: the study's privacy budget is never spent.")
 
     def _text(self) -> str:
         _, eps, ys, _, verdicts = self._points()
