@@ -48,6 +48,11 @@ class Coordinator(Protocol):
         """The Paillier keys (generated on first use: by the key holder, or dealt as threshold shares)."""
         ...
 
+    @keys.setter
+    def keys(self, keys: PaillierKeys | ThresholdPaillierKeys | None) -> None:
+        """Install pre-generated keys (tests and the attack lab reuse one pair across throwaway federations)."""
+        ...
+
     @property
     def key_bits(self) -> int:
         """Paillier modulus size in bits."""

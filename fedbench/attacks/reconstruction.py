@@ -100,7 +100,7 @@ def _one_run(rows: dict[str, tuple[np.ndarray, float]], features: Sequence[str],
 
     dp = None
     with Federation(key_bits, allow_insecure_key_size=key_bits < 2048, ledger_path=":memory:", audit=True) as fed:
-        fed._keys = keys  # one key holder for the lab's runs: no key generation per run
+        fed.coordinator.keys = keys  # one key holder for the lab's runs: no key generation per run
         for name, (x, y) in rows.items():
             fed.add_party(name, pl.DataFrame({c: [float(x[i])] for i, c in enumerate(features)}).with_columns(
                 pl.Series("y", [int(y)])))
