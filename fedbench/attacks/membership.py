@@ -57,7 +57,7 @@ def train_workbench(parts: dict[str, tuple[np.ndarray, np.ndarray]], features: S
     dp = None
     with Federation(key_bits, allow_insecure_key_size=key_bits < 2048, ledger_path=":memory:") as fed:
         if keys is not None:
-            fed.coordinator.keys = keys  # one key holder for the lab's runs: no key generation and encryption tables per run
+            fed.coordinator.keys = keys  # one key pair for all the lab's runs: no key generation per run
         for name, (x, y) in parts.items():
             frame = pl.DataFrame({c: x[:, i] for i, c in enumerate(features)}).with_columns(
                 pl.Series(target, y.astype(np.int64)))
