@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import traceback
+import warnings
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,11 @@ def test_block_extraction_sees_every_python_fence():
 
 
 def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
+    from fedbench.disclosure import DisclosureRiskWarning
+
     monkeypatch.chdir(tmp_path)
+    # The README's analyses are the ordinary path: none may trip the release policy (notebook 07 shows it firing).
+    warnings.simplefilter("error", DisclosureRiskWarning)
     namespace: dict = {"__name__": "__readme__"}
     ran = 0
     try:
