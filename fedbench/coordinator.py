@@ -19,7 +19,7 @@ from .crypto.packing import DEFAULT_SUM_FRAC_BITS, DEFAULT_SUM_MAX_ABS, WIDE_FRA
 from .crypto.paillier import PaillierKeys, check_key_bits, generate_keys
 from .errors import ConfigurationError, TooFewPartiesError, UnknownPartyError
 from .results import SecureSumResult
-from .secagg import MIN_PARTIES, get_protocol, secure_aggregate
+from .secagg import MIN_PARTIES, check_protocol_options, get_protocol, secure_aggregate
 from .transcript import Channel, Transcript
 
 if TYPE_CHECKING:
@@ -49,6 +49,11 @@ class Coordinator(Protocol):
     @property
     def key_bits(self) -> int:
         """Paillier modulus size in bits."""
+        ...
+
+    @property
+    def secagg(self) -> str:
+        """Name of the federation's default secure-aggregation protocol."""
         ...
 
     @property
@@ -114,10 +119,15 @@ class Coordinator(Protocol):
         ...
 
     def aggregate(self, parties: list[Party], local_fn: LocalFn, *, encoding: Encoding,
-                  protocol: str = "secure_sum", plan: NoisePlan | None = None, description: str = "",
-                  record_exact: bool = True,
-                  integer_encoding: Encoding | None = None) -> tuple[dict[str, Any], SecureSumResult]:
-        """Securely sum ``local_fn`` over ``parties``; returns the released value and its result."""
+                  label: str = "secure_sum", plan: NoisePlan | None = None, description: str = "",
+                  record_exact: bool = True, integer_encoding: Encoding | None = None,
+                  protocol: str | None = None,
+                  options: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], SecureSumResult]:
+        """Securely sum ``local_fn`` over ``parties``; returns the released value and its result.
+
+        ``label`` names the run in the transcript and ledger; ``protocol`` is
+        the secure-aggregation protocol (default: the federation's ``secagg``).
+        """
         ...
 
 
@@ -143,9 +153,12 @@ class FederationCoordinator:
     def __init__(self, parties: dict[str, Party], *, key_bits: int, backend: Backend,
                  allow_insecure_key_size: bool = False, fast_encryption: bool = True, frac_bits: int | None = None,
                  max_abs: float | None = None, audit: bool = False, ledger_path: str | Path | None = None,
-                 local_timeout: float | None = None, secagg: str = "paillier") -> None:
+                 local_timeout: float | None = None, secagg: str = "paillier",
+                 secagg_options: Mapping[str, Any] | None = None) -> None:
         self.parties = parties
         self.secagg = get_protocol(secagg).name  # refuses an unknown name before anything is built
+        # Options of the federation's protocol (e.g. masking's threshold), checked against it now.
+        self.secagg_options = check_protocol_options(get_protocol(self.secagg), secagg_options)
         self.key_bits = check_key_bits(key_bits, allow_insecure_key_size=allow_insecure_key_size)
         self.allow_insecure_key_size = allow_insecure_key_size
         self.fast_encryption = bool(fast_encryption)
@@ -234,10 +247,17 @@ class FederationCoordinator:
 
     # -- secure aggregation -------------------------------------------------------------
     def aggregate(self, parties: list[Party], local_fn: LocalFn, *, encoding: Encoding,
-                  protocol: str = "secure_sum", plan: NoisePlan | None = None, description: str = "",
-                  record_exact: bool = True,
-                  integer_encoding: Encoding | None = None) -> tuple[dict[str, Any], SecureSumResult]:
+                  label: str = "secure_sum", plan: NoisePlan | None = None, description: str = "",
+                  record_exact: bool = True, integer_encoding: Encoding | None = None,
+                  protocol: str | None = None,
+                  options: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], SecureSumResult]:
         """Securely sum ``local_fn`` over ``parties``; returns the released value and its result.
+
+        ``label`` names the run (transcript channel, ledger entry).
+        ``protocol`` names the secure-aggregation protocol (default: the
+        federation's ``secagg``); ``options`` are that protocol's options
+        (default: the federation's ``secagg_options`` when ``protocol`` is
+        the federation's own, none otherwise).
 
         With a noise ``plan`` the release is differentially private: the
         request is checked against every party's budget before any data is
@@ -247,6 +267,8 @@ class FederationCoordinator:
 
         Raises
         ------
+        ConfigurationError
+            Unknown protocol or option (checked before any party runs).
         TooFewPartiesError
             Fewer than two parties (checked before any key is generated).
         BudgetExceededError, BudgetNotSetError
@@ -259,7 +281,11 @@ class FederationCoordinator:
                 f"{len(parties)} ({', '.join(p.name for p in parties) or 'none'}): over one party the "
                 "aggregate is that party's own data"
             )
-        keys = self.keys
+        name = self.secagg if protocol is None else protocol
+        impl = get_protocol(name)
+        opts = check_protocol_options(impl, self.secagg_options if (options is None and name == self.secagg)
+                                      else options)
+        keys = self.keys if impl.needs_keys else None
         names = [p.name for p in parties]
         party_noise = central_noise = before_release = None
         if plan is not None:
@@ -271,7 +297,7 @@ class FederationCoordinator:
 
             def charge() -> None:
                 if not charged:  # atomic check-and-record in the ledger; raises BudgetExceededError
-                    budget.charge(names, plan.event, mechanism=plan.mechanism, description=description or protocol,
+                    budget.charge(names, plan.event, mechanism=plan.mechanism, description=description or label,
                                   parameters=params)
                     charged.append(True)
 
@@ -286,20 +312,21 @@ class FederationCoordinator:
             else:
                 central_noise = plan.sampler(len(parties), share=False)  # the key holder adds it, decrypted
         t0 = time.perf_counter()
-        channel = self.channel(protocol)
-        recipients = [p.name for p in parties if p.name not in self.key_holders]
+        channel = self.channel(label)
+        recipients = [p.name for p in parties if p.name not in self.key_holders] if keys is not None else []
         out = secure_aggregate(parties, local_fn, keys=keys, backend=self.backend, channel=channel,
                                encoding=encoding, fast_encryption=self.fast_encryption, key_recipients=recipients,
                                party_noise=party_noise, central_noise=central_noise, before_release=before_release,
-                               integer_encoding=integer_encoding, protocol=self.secagg)
+                               integer_encoding=integer_encoding, protocol=name, options=opts)
         self.key_holders.update(recipients)
+        summed = names if out.survivors is None else list(out.survivors)
         result = SecureSumResult(
             value=out.value,
-            parties=names,
-            name=description or protocol,
-            key_bits=keys.key_bits,
-            ciphertexts=out.ciphertexts_per_party * len(parties),
-            slots_per_ciphertext=out.layout.slots_per_ciphertext,
+            parties=summed,
+            name=description or label,
+            key_bits=keys.key_bits if keys is not None else 0,
+            ciphertexts=out.ciphertexts_per_party * len(summed),
+            slots_per_ciphertext=out.layout.slots_per_ciphertext if out.layout is not None else 1,
             frac_bits=encoding.frac_bits,
             value_bits=encoding.value_bits,
             fast_encryption=out.fast_encryption,
@@ -308,10 +335,14 @@ class FederationCoordinator:
             transcript=channel.run,
             backend=self.backend.name,
             privacy=None if plan is None else plan.record(len(parties), encoding.frac_bits),
+            protocol=impl.name,
+            trust_model=impl.trust_model.text,
+            dropped=dict(out.dropped),
+            protocol_details=dict(out.details),
         )
         if plan is None and record_exact and self.budget.parties:  # also a ledger persisted by an earlier kernel
             # Budgets are in force: exact releases are logged too, flagged as not differentially private.
-            self.budget.record_exact(names, mechanism=protocol, description=description or protocol)
+            self.budget.record_exact(summed, mechanism=label, description=description or label)
         return out.value, result
 
     # -- other protocols -------------------------------------------------------------------

@@ -90,7 +90,17 @@ class Federation:
     secagg : str, default "paillier"
         Secure-aggregation protocol, by name from
         :func:`fedbench.secagg.available_protocols` (each declares its trust and
-        cost model; see :mod:`fedbench.secagg`).
+        cost model; see :mod:`fedbench.secagg`): ``"paillier"`` (one key holder)
+        or ``"masking"`` (pairwise masks with Shamir-shared dropout recovery,
+        no key holder; :mod:`fedbench.secagg.masking`).  Every statistic,
+        :meth:`secure_sum` and :meth:`fit` also take ``protocol=`` to choose
+        another one for one call.
+    secagg_options : mapping, optional
+        Options of the ``secagg`` protocol for every sum of this federation,
+        e.g. ``{"threshold": 4, "neighbours": 6, "dropout": {"west": 3}}`` for
+        ``"masking"`` (see :class:`fedbench.secagg.MaskingSecAgg`); refused
+        if the protocol does not take them.  :meth:`secure_sum` also takes
+        ``threshold=``, ``neighbours=`` and ``dropout=`` for one call.
 
     Examples
     --------
@@ -111,13 +121,14 @@ class Federation:
         ledger_path: str | Path | None = None,
         local_timeout: float | None = DEFAULT_LOCAL_TIMEOUT,
         secagg: str = "paillier",
+        secagg_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._parties: dict[str, Party] = {}
         self._coordinator = FederationCoordinator(
             self._parties, key_bits=key_bits, backend=get_backend(backend),
             allow_insecure_key_size=allow_insecure_key_size, fast_encryption=fast_encryption, frac_bits=frac_bits,
             max_abs=max_abs, audit=audit, ledger_path=ledger_path, local_timeout=check_local_timeout(local_timeout),
-            secagg=secagg)
+            secagg=secagg, secagg_options=secagg_options)
 
     # -- construction ---------------------------------------------------------
     @classmethod

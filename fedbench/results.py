@@ -75,8 +75,11 @@ def _fmt_privacy(privacy: dict[str, Any] | None) -> str:
     return text
 
 
-def render_card(title: str, rows: list[tuple[str, str]], body_html: str = "") -> str:
-    """Render a small HTML card (title, key/value rows, optional body, threat-model footer)."""
+def render_card(title: str, rows: list[tuple[str, str]], body_html: str = "", threat_model: str = "") -> str:
+    """Render a small HTML card (title, key/value rows, optional body, threat-model footer).
+
+    ``threat_model`` is the footer text (default: :data:`THREAT_MODEL`, Paillier's).
+    """
     trs = "".join(
         f"<tr><th style='text-align:left;padding-right:1em'>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows
     )
@@ -85,7 +88,8 @@ def render_card(title: str, rows: list[tuple[str, str]], body_html: str = "") ->
         "max-width:52em'>"
         f"<div style='font-weight:bold;margin-bottom:4px'>{escape(title)}</div>"
         f"<table>{trs}</table>{body_html}"
-        f"<div style='color:#666;font-size:85%;margin-top:6px'>🔒 Threat model: {escape(THREAT_MODEL)}</div>"
+        "<div style='color:#666;font-size:85%;margin-top:6px'>🔒 Threat model: "
+        f"{escape(threat_model or THREAT_MODEL)}</div>"
         "</div>"
     )
 
@@ -154,6 +158,12 @@ class Result:
         return self.cost.bytes
 
     @property
+    def threat_model(self) -> str:
+        """The trust model of the protocol(s) behind the value (Paillier's when no run says otherwise)."""
+        texts = list(dict.fromkeys(r.trust_model for r in self.runs if r.trust_model))
+        return " / ".join(texts) if texts else THREAT_MODEL
+
+    @property
     def title(self) -> str:
         """Card title: the statistic, flagged when differentially private."""
         return (self.name or type(self).__name__) + (" (differentially private)" if self.privacy else "")
@@ -170,6 +180,12 @@ class Result:
 
     def _info(self) -> list[tuple[str, str]]:
         rows = [("parties", ", ".join(self.parties)), ("cost", str(self.cost))]
+        protocols = list(dict.fromkeys(r.protocol for r in self.runs))
+        if protocols and protocols != ["paillier"]:
+            rows.append(("protocol", ", ".join(protocols)))
+            dropped = {p: r for run in self.runs for p, r in run.dropped.items()}
+            if dropped:
+                rows.append(("dropped out", ", ".join(f"{p} (round {r})" for p, r in dropped.items())))
         if self.released:
             rows.append(("released", self.released))
         rows.append(("privacy", _fmt_privacy(self.privacy)))
@@ -178,12 +194,12 @@ class Result:
     def __repr__(self) -> str:
         lines = [f"{self.title} = {self._value_text()}"]
         lines += [f"  {k}: {v}" for k, v in self._info()]
-        lines.append(f"  threat model: {THREAT_MODEL}")
+        lines.append(f"  threat model: {self.threat_model}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = [("value", self._value_html())] + [(k, escape(v)) for k, v in self._info()]
-        return render_card(self.title, rows)
+        return render_card(self.title, rows, threat_model=self.threat_model)
 
 
 def _binary(op: Callable[[Any, Any], Any], reflected: bool = False) -> Callable[[ScalarResult, Any], Any]:
@@ -317,7 +333,7 @@ class TableResult(Result):
 
     def _repr_html_(self) -> str:
         rows = [(k, escape(v)) for k, v in self._info()]
-        return render_card(self.title, rows, self.value._repr_html_())
+        return render_card(self.title, rows, self.value._repr_html_(), threat_model=self.threat_model)
 
 
 @dataclass(eq=False, repr=False)
@@ -358,6 +374,15 @@ class SecureSumResult(Result):
         noise), ``epsilon_outsider`` for distributed noise (against someone who
         knows no share, for information) and the sampler (``None`` for an exact
         release).
+    protocol : str
+        The secure-aggregation protocol that ran (``"paillier"``, ``"masking"``...).
+    trust_model : str
+        That protocol's declared trust model (shown as the result's threat model).
+    dropped : dict of str to int
+        Parties that dropped out, with the round they dropped at (masking);
+        ``parties`` lists the ones whose contribution is in the sum.
+    protocol_details : dict
+        Protocol parameters (masking: ``neighbours``, ``threshold``).
     """
 
     key_bits: int
@@ -370,6 +395,30 @@ class SecureSumResult(Result):
     elapsed: float
     nulls_skipped: dict[str, int] = field(default_factory=dict)
     backend: str = "inprocess"
+    protocol: str = "paillier"
+    trust_model: str = ""
+    dropped: dict[str, int] = field(default_factory=dict)
+    protocol_details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def threat_model(self) -> str:
+        """The trust model of the protocol that ran."""
+        return self.trust_model or THREAT_MODEL
+
+    def _crypto_text(self) -> str:
+        if self.protocol == "paillier" or self.key_bits:
+            return (f"{self.ciphertexts} ciphertexts ({self.slots_per_ciphertext} values each), {self.key_bits}-bit "
+                    f"Paillier{' (DJN fast encryption)' if self.fast_encryption else ''}")
+        d = self.protocol_details
+        text = f"{self.ciphertexts} masked vectors, protocol {self.protocol}"
+        if "threshold" in d:
+            text += f" (neighbours {d.get('neighbours')}, threshold {d['threshold']})"
+        return text
+
+    def _dropout_text(self) -> str:
+        if not self.dropped:
+            return ""
+        return ", ".join(f"{p} (round {r})" for p, r in self.dropped.items())
 
     @property
     def cost(self) -> Cost:
@@ -405,13 +454,13 @@ class SecureSumResult(Result):
             vals += f", … ({len(self.value)} entries)"
         nulls = f"\n  nulls skipped: {self.nulls_skipped}" if any(self.nulls_skipped.values()) else ""
         nulls += f"\n  privacy: {_fmt_privacy(self.privacy)}"
+        dropped = f"\n  dropped out (not in the sum): {self._dropout_text()}" if self.dropped else ""
         return (
             f"SecureSumResult({vals})\n"
-            f"  parties: {', '.join(self.parties)}\n"
-            f"  cost: {self.elapsed:.3f} s, {_fmt_bytes(self.nbytes)}, {self.ciphertexts} ciphertexts "
-            f"({self.slots_per_ciphertext} values each), {self.key_bits}-bit Paillier"
-            f"{' (DJN fast encryption)' if self.fast_encryption else ''}{nulls}\n"
-            f"  threat model: {THREAT_MODEL}"
+            f"  parties: {', '.join(self.parties)}{dropped}\n"
+            f"  protocol: {self.protocol}\n"
+            f"  cost: {self.elapsed:.3f} s, {_fmt_bytes(self.nbytes)}, {self._crypto_text()}{nulls}\n"
+            f"  threat model: {self.threat_model}"
         )
 
     def _repr_html_(self) -> str:
@@ -421,13 +470,16 @@ class SecureSumResult(Result):
             ("time", f"{self.elapsed:.3f} s (encrypt {self.seconds.get('encrypt', 0):.3f} s, "
                      f"decrypt {self.seconds.get('decrypt', 0):.3f} s)"),
             ("traffic", f"{_fmt_bytes(self.nbytes)} in {len(self.transcript or ())} messages"),
-            ("ciphertexts", f"{self.ciphertexts} × {self.key_bits}-bit Paillier, "
-                            f"{self.slots_per_ciphertext} values each"),
+            ("protocol", escape(self.protocol)),
+            ("crypto", escape(self._crypto_text())),
         ]
+        if self.dropped:
+            rows.insert(2, ("dropped out", escape(self._dropout_text())))
         if any(self.nulls_skipped.values()):
             rows.append(("nulls skipped", escape(str(self.nulls_skipped))))
         rows.append(("privacy", escape(_fmt_privacy(self.privacy))))
-        return render_card("Secure sum" + (" (differentially private)" if self.privacy else ""), rows)
+        return render_card("Secure sum" + (" (differentially private)" if self.privacy else ""), rows,
+                           threat_model=self.threat_model)
 
 
 @dataclass(eq=False, repr=False)
@@ -485,7 +537,7 @@ class HistogramResult(Result):
         lines.append(f"  outside the bins: {self._outside()}")
         lines.append(f"  cost: {self.cost}")
         lines.append(f"  privacy: {_fmt_privacy(self.privacy)}")
-        lines.append(f"  threat model: {THREAT_MODEL}")
+        lines.append(f"  threat model: {self.threat_model}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -502,4 +554,4 @@ class HistogramResult(Result):
             ("privacy", escape(_fmt_privacy(self.privacy))),
         ]
         title = f"Histogram of {self.column}" + (" (differentially private)" if self.privacy else "")
-        return render_card(title, rows, f"<table>{bars}</table>")
+        return render_card(title, rows, f"<table>{bars}</table>", threat_model=self.threat_model)

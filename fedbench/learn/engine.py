@@ -219,6 +219,8 @@ class Session:
         Protocols whose releases a DP charge already covers (DP-FedAvg's noisy sums).
     party_metrics : bool, default False
         Release each party's own diagnostics to the analyst in the clear (recorded as exact releases).
+    secagg : str, optional
+        Secure-aggregation protocol of the secure sums (default: the federation's ``secagg``).
     """
 
     coord: Coordinator
@@ -235,6 +237,7 @@ class Session:
     #: Release each party's own diagnostics (loss, rows, metric) to the analyst (an exact release per party).
     party_metrics: bool = False
     releases: list[Release] = field(default_factory=list)
+    secagg: str | None = None
 
     def __post_init__(self) -> None:
         if hasattr(type(self.coord), "coordinator"):  # a Federation: protocols use its coordinator
@@ -312,8 +315,8 @@ class Session:
                 f"({', '.join(p.name for p in parties) or 'none'}); pass secure=False to simulate without "
                 "encryption, or keep more parties in the round"
             )
-        value, res = self.coord.aggregate(parties, fn, encoding=encoding, protocol=protocol,
-                                         description=description or protocol,
+        value, res = self.coord.aggregate(parties, fn, encoding=encoding, label=protocol,
+                                         protocol=self.secagg, description=description or protocol,
                                          record_exact=protocol not in self.covered)
         # The federation logged an exact release in the ledger already (unless a DP charge covers it).
         self.note_release(protocol, description, [p.name for p in parties], how="secure sum",

@@ -97,15 +97,25 @@ class CostEstimate:
 
 @dataclass
 class AggregationOutcome:
-    """What one secure aggregation run produced (before result formatting)."""
+    """What one secure aggregation run produced (before result formatting).
+
+    ``layout`` is the Paillier packing layout (``None`` for protocols that
+    pack nothing); ``survivors`` the parties whose contribution is in the sum
+    when the protocol tolerates dropouts (``None``: every party),
+    ``dropped`` the others (party -> round), ``details`` protocol parameters
+    (e.g. the masking threshold).
+    """
 
     value: dict[str, float | np.ndarray]
     spec: VectorSpec
-    layout: PackingLayout
+    layout: PackingLayout | None
     ciphertexts_per_party: int
     seconds: dict[str, float]
     fast_encryption: bool
     protocol: str = "paillier"
+    survivors: list[str] | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def check_enough_parties(n_parties: int) -> None:
@@ -137,6 +147,10 @@ class SecAggProtocol(ABC):
     name: ClassVar[str]
     #: Who must be trusted, and what collusion breaks the protocol.
     trust_model: ClassVar[TrustModel]
+    #: Whether the protocol uses the federation's Paillier keys (else none are generated for it).
+    needs_keys: ClassVar[bool] = True
+    #: Keyword options the protocol's :meth:`aggregate` accepts beyond the common ones (e.g. ``threshold``).
+    option_names: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def cost_model(self, n_parties: int, n_values: int, key_bits: int, *,
@@ -165,7 +179,7 @@ class SecAggProtocol(ABC):
         parties: Sequence[Party],
         local_fn: LocalFn,
         *,
-        keys: PaillierKeys,
+        keys: PaillierKeys | None,
         backend: Backend,
         channel: Channel,
         encoding: Encoding,
@@ -179,8 +193,9 @@ class SecAggProtocol(ABC):
         """Securely sum the results of ``local_fn`` over ``parties``.
 
         The arguments are those of :func:`fedbench.secagg.secure_aggregate`;
-        a protocol that needs no Paillier key ignores ``keys`` and
-        ``fast_encryption``.
+        a protocol that needs no Paillier key (``needs_keys = False``) gets
+        ``keys=None`` and ignores ``fast_encryption``.  A protocol with
+        :attr:`option_names` takes them as further keyword arguments.
 
         Returns
         -------

@@ -29,7 +29,7 @@ import numpy as np
 from ..crypto.arithmetic import cached_encryptor
 from ..crypto.packing import Encoding, PackingLayout
 from ..crypto.paillier import PaillierKeys, add_ciphertext_vectors, decrypt_many
-from ..errors import EncodingRangeError, NonFiniteValueError, ProtocolError
+from ..errors import ConfigurationError, EncodingRangeError, NonFiniteValueError, ProtocolError
 from ..wire import bytes_to_ints, dumps, ints_to_bytes
 from .base import (
     AggregationOutcome,
@@ -449,7 +449,7 @@ class PaillierSecAgg(SecAggProtocol):
         parties: Sequence[Party],
         local_fn: LocalFn,
         *,
-        keys: PaillierKeys,
+        keys: PaillierKeys | None,
         backend: Backend,
         channel: Channel,
         encoding: Encoding,
@@ -466,6 +466,8 @@ class PaillierSecAgg(SecAggProtocol):
         -------
         AggregationOutcome
         """
+        if keys is None:
+            raise ConfigurationError("the Paillier protocol needs the federation's keys (got keys=None)")
         return _paillier_aggregate(
             parties, local_fn, keys=keys, backend=backend, channel=channel, encoding=encoding,
             fast_encryption=fast_encryption, key_recipients=key_recipients, party_noise=party_noise,
