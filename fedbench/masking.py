@@ -1,5 +1,12 @@
 """Secure aggregation by pairwise masking (Bonawitz et al., CCS 2017; SecAgg+ of Bell et al., CCS 2020).
 
+This module holds the primitives, parameters and security argument, and
+:func:`masked_sum_vectors`, a single-process simulation over vectors that are
+all in one place (for tests and benchmarks of the arithmetic).  The
+federation's protocol ``protocol="masking"`` runs every round inside the
+parties instead (:mod:`fedbench.secagg.masking`), and so does
+:func:`secure_aggregate_masking`.
+
 Protocol (four rounds, every message through :class:`fedbench.transcript.Channel`,
 roles ``party:<name>`` and ``server``):
 
@@ -466,11 +473,12 @@ def secure_aggregate_masking(
     dropout: Mapping[str, int] | None = None,
     before_release: Callable[[], None] | None = None,
 ) -> MaskingAggregationOutcome:
-    """Securely sum ``local_fn`` over ``parties`` with the masking protocol (``protocol="masking"``).
+    """Securely sum ``local_fn`` over ``parties`` with the party-side masking protocol.
 
-    Mirrors :func:`fedbench.secagg.secure_aggregate`.  A party whose local
-    function raises counts as dropping before the masked-input round (its
-    error is not quoted: it may depend on its data).
+    Every round runs inside the parties (:mod:`fedbench.secagg.masking`): a
+    party's secrets and its plain local vector never leave it.  A party whose
+    local function crashes drops out in round 1 (its error is not quoted: it
+    may depend on its data).  In a federation use ``protocol="masking"``.
 
     Parameters
     ----------
@@ -479,9 +487,9 @@ def secure_aggregate_masking(
     local_fn : callable
         Runs inside each party on its DataFrame; returns a dict of numbers or arrays.
     backend : Backend
-        Runs the local functions (:meth:`~fedbench.backend.Backend.settle`).
+        Runs the party calls (:meth:`~fedbench.backend.Backend.settle`).
     channel : Channel
-        Records every message.
+        Records every message (roles: the party names and ``"aggregator"``).
     encoding : Encoding
         Public fixed-point parameters.
     threshold, neighbours, dropout, before_release
@@ -491,33 +499,13 @@ def secure_aggregate_masking(
     -------
     MaskingAggregationOutcome
     """
-    from fedbench.secagg import VectorSpec  # local import: secagg is being split into a package
+    from fedbench.secagg.masking import run_masking  # local import: secagg imports this module
 
-    settled = backend.settle([(p, local_fn) for p in parties])
-    drop = dict(dropout or {})
-    vectors: dict[str, np.ndarray] = {}
-    spec = None
-    for p, s in zip(parties, settled, strict=True):
-        if s.error is not None:
-            drop[p.name] = min(drop.get(p.name, 3), 3)
-            vectors[p.name] = None  # type: ignore[assignment]
-            continue
-        ps = VectorSpec.of(s.value, p.name)
-        if spec is None:
-            spec = ps
-        elif ps != spec:
-            raise MaskingProtocolError(
-                f"party {p.name!r} returned entries that differ from the first party's in names or shapes",
-                party=p.name)
-        vectors[p.name] = ps.flatten(s.value)
-    if spec is None:
-        raise MaskingDropoutError("every party's local function failed: nothing is released", round=3)
-    size = spec.size
-    for name, v in vectors.items():
-        if v is None:
-            vectors[name] = np.zeros(size)  # never sent: the party drops before the masked input
-    out = masked_sum_vectors(vectors, encoding=encoding, channel=channel, threshold=threshold,
-                             neighbours=neighbours, dropout=drop, before_release=before_release)
-    return MaskingAggregationOutcome(value=spec.unflatten(out.value), spec=spec, survivors=out.survivors,
-                                     dropped=out.dropped, seconds=out.seconds, neighbours=out.neighbours,
-                                     threshold=out.threshold)
+    opts = {k: v for k, v in (("threshold", threshold), ("neighbours", neighbours), ("dropout", dropout))
+            if v is not None}
+    out = run_masking(parties, local_fn, backend=backend, channel=channel, encoding=encoding, options=opts,
+                      before_release=before_release, crash_drops=True)
+    return MaskingAggregationOutcome(value=out.value, spec=out.spec, survivors=list(out.survivors or []),
+                                     dropped=dict(out.dropped), seconds=out.seconds,
+                                     neighbours=int(out.details["neighbours"]),
+                                     threshold=int(out.details["threshold"]))

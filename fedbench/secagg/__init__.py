@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigurationError
 from .base import (
     MIN_PARTIES,
     AggregationOutcome,
@@ -28,7 +29,6 @@ from .base import (
     SecAggProtocol,
     TrustModel,
 )
-from ..errors import ConfigurationError
 from .masking import MASKING, MaskingSecAgg
 from .paillier import PAILLIER, PaillierSecAgg, PartyContribution, parallel_min_ciphertexts, party_contribution
 from .registry import available_protocols, get_protocol, register_protocol, unregister_protocol

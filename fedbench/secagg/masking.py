@@ -60,6 +60,7 @@ from ..crypto.packing import Encoding
 from ..errors import (
     ConfigurationError,
     FedbenchError,
+    LocalComputationError,
     MaskingDropoutError,
     MaskingParameterError,
     MaskingProtocolError,
@@ -82,7 +83,7 @@ if TYPE_CHECKING:
     from ..party import Party
     from ..transcript import Channel
 
-__all__ = ["MASKING", "MaskingSecAgg", "check_options", "ring_layout"]
+__all__ = ["MASKING", "MaskingSecAgg", "check_options", "ring_layout", "run_masking"]
 
 _SEED = 32
 _LIMBS = math.ceil(_SEED / shamir.LIMB_BYTES)
@@ -313,13 +314,15 @@ def _party_forget(df: pl.DataFrame, *, key: str) -> None:
 
 
 # -- the aggregator ------------------------------------------------------------------------------
-def _settle(backend: Backend, calls: list[tuple[Party, Callable[[pl.DataFrame], Any]]], rnd: int,
-            dropped: dict[str, int]) -> dict[str, Any]:
+def _settle(backend: Backend, calls: Sequence[tuple[Party, Callable[[pl.DataFrame], Any]]], rnd: int,
+            dropped: dict[str, int], crash_drops: bool = False) -> dict[str, Any]:
     """Run one round's party calls.
 
     From round 2 on, a party that is unavailable or silent drops out; any
     other error is raised.  In round 1 (the local function) every error is
-    raised, as with every protocol: bad data is refused, not dropped.
+    raised, as with every protocol: bad data is refused, not dropped; with
+    ``crash_drops`` a local function that crashed (a foreign exception) makes
+    its party drop out instead.
     """
     settled: list[Settled] = backend.settle(calls)
     out: dict[str, Any] = {}
@@ -327,7 +330,8 @@ def _settle(backend: Backend, calls: list[tuple[Party, Callable[[pl.DataFrame], 
         err = s.error
         if err is None and not s.timed_out:
             out[p.name] = s.value
-        elif rnd > 1 and (s.timed_out or isinstance(err, PartyUnavailableError)):
+        elif (rnd > 1 and (s.timed_out or isinstance(err, PartyUnavailableError))) or (
+                crash_drops and isinstance(err, LocalComputationError)):
             dropped[p.name] = rnd
         elif err is not None:
             raise err
@@ -360,7 +364,8 @@ def _parse_unmask(data: bytes, sender: str) -> list[tuple[str, bytes, int, np.nd
 
 def _mask_aggregate(parties: Sequence[Party], local_fn: LocalFn, *, backend: Backend, channel: Channel,
                     encoding: Encoding, integer_encoding: Encoding | None, party_noise: GridNoiseFn | None,
-                    before_release: Callable[[], None] | None, options: Mapping[str, Any]) -> AggregationOutcome:
+                    before_release: Callable[[], None] | None, options: Mapping[str, Any],
+                    crash_drops: bool = False) -> AggregationOutcome:
     _check_enough_parties(len(parties))
     names = [p.name for p in parties]
     by_name = {p.name: p for p in parties}
@@ -368,8 +373,6 @@ def _mask_aggregate(parties: Sequence[Party], local_fn: LocalFn, *, backend: Bac
     k, t, drop = check_options(n, options, names)
     if party_noise is not None:
         integer_encoding = None  # DP noise lives on encoding's grid
-    widest = max(encoding.value_bits, integer_encoding.value_bits if integer_encoding is not None else 0)
-    digits, digit_bits = ring_layout(widest, n)
     key = f"masking-{os.getpid()}-{next(_RUN_IDS)}-{secrets.token_hex(4)}"
     dropped: dict[str, int] = {}
     seconds: dict[str, float] = {}
@@ -389,7 +392,7 @@ def _mask_aggregate(parties: Sequence[Party], local_fn: LocalFn, *, backend: Bac
         for u in names:
             if drop.get(u) == 1:
                 dropped[u] = 1
-        r1 = _settle(backend, calls1, 1, dropped)
+        r1 = _settle(backend, calls1, 1, dropped, crash_drops)
         u1 = [u for u in names if u in r1]
         _need(len(u1), t, 1)
         spec = r1[u1[0]][1]
@@ -402,6 +405,10 @@ def _mask_aggregate(parties: Sequence[Party], local_fn: LocalFn, *, backend: Bac
         integral = None
         if integer_encoding is not None:
             integral = np.logical_and.reduce([r1[u][1].entry_integral() for u in u1])
+        # An entry is summed as an exact integer only if every party announced it as one (public dtype).
+        wide = integer_encoding is not None and integral is not None and bool(integral.any())
+        widest = max(encoding.value_bits, integer_encoding.value_bits if integer_encoding is not None and wide else 0)
+        digits, digit_bits = ring_layout(widest, n)
         if before_release is not None:
             before_release()  # the DP charge: before any message is recorded
         layout: dict[str, Any] = {"names": list(spec.names), "shapes": [list(s) for s in spec.shapes],
@@ -531,20 +538,53 @@ def _mask_aggregate(parties: Sequence[Party], local_fn: LocalFn, *, backend: Bac
             for v in graph[u]:
                 if v in set3:
                     seed = _kdf(s_sk.exchange(X25519PublicKey.from_public_bytes(pubs[v][1])), b"fedbench-mask")
-                    p = prg(seed, m)
-                    total = total - p if v < u else total + p  # v added sign(v, u) * PRG(s_uv)
+                    pad = prg(seed, m)
+                    total = total - pad if v < u else total + pad  # v added sign(v, u) * PRG(s_uv)
         vec = _decode(total, spec.size, digits, digit_bits, len(u3), encoding, integer_encoding, integral)
         seconds[ROUNDS[4]] = time.perf_counter() - t0
         released = vec.astype("<f8").tobytes() if vec.dtype != object else dumps(vec.tolist())
         channel.send(agg, "analyst", "aggregate", released, encrypted=False)
     finally:
-        for p in touched:  # secrets never outlive the run, also when it fails
-            backend.post(p, partial(_party_forget, key=key))
+        for holder in touched:  # secrets never outlive the run, also when it fails
+            backend.post(holder, partial(_party_forget, key=key))
     all_dropped = {u: r for u, r in sorted(dropped.items(), key=lambda kv: names.index(kv[0]))}
     return AggregationOutcome(
         value=spec.unflatten(vec), spec=spec, layout=None, ciphertexts_per_party=1, seconds=seconds,
         fast_encryption=False, protocol="masking", survivors=u3, dropped=all_dropped,
         details={"neighbours": k, "threshold": t, "ring_bits": 64, "digits": digits})
+
+
+def run_masking(parties: Sequence[Party], local_fn: LocalFn, *, backend: Backend, channel: Channel,
+                encoding: Encoding, options: Mapping[str, Any] | None = None,
+                before_release: Callable[[], None] | None = None, crash_drops: bool = False) -> AggregationOutcome:
+    """Run the party-side masking protocol outside a federation (benchmarks, :mod:`fedbench.masking`).
+
+    Parameters
+    ----------
+    parties : sequence of Party
+        At least two parties.
+    local_fn : callable
+        Runs inside each party on its rows; returns a dict of numbers or arrays.
+    backend : Backend
+        Runs the party calls.
+    channel : Channel
+        Records every message.
+    encoding : Encoding
+        Public fixed-point encoding.
+    options : mapping, optional
+        ``threshold``, ``neighbours``, ``dropout`` (see :class:`MaskingSecAgg`).
+    before_release : callable, optional
+        Called after round 1, before the first message is recorded.
+    crash_drops : bool, default False
+        A party whose local function crashes drops out in round 1 (else the error is raised).
+
+    Returns
+    -------
+    AggregationOutcome
+    """
+    return _mask_aggregate(parties, local_fn, backend=backend, channel=channel, encoding=encoding,
+                           integer_encoding=None, party_noise=None, before_release=before_release,
+                           options=dict(options or {}), crash_drops=crash_drops)
 
 
 def _offsets(names: list[str], extra: int) -> list[int]:
@@ -631,11 +671,13 @@ class MaskingSecAgg(SecAggProtocol):
         name = 8  # a typical party name's bytes
         share_ct = 12 + 4 + 2 * _SHARE + 16
         upload = 8 * n_values * digits
-        per_party = (64 + k * (name + 65) + k * share_ct + k * (name + 1 + share_ct) + upload
+        layout = 100 + 16 * n_values // 1000  # the JSON layout message (names, shapes, encoding), roughly
+        per_party = (layout + 64 + k * (name + 65) + k * share_ct + k * (name + 1 + share_ct) + upload
                      + n_parties * (name + 1) + k * (name + 6 + _SHARE))
         return CostEstimate(
             ciphertexts_per_party=1,
-            messages=8 * n_parties + 1,
+            # per party: layout, keys up and down, k shares up, shares down, masked input, survivors, unmask
+            messages=(7 + k) * n_parties + 1,
             bytes_per_party=upload,
             total_bytes=n_parties * per_party + 8 * n_values,
             operations={"prg": n_parties * (k + 2), "key_agreement": n_parties * 2 * k,
