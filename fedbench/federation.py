@@ -304,26 +304,32 @@ class Federation:
             self._insert(party)
         return made
 
-    def _insert(self, party: Party) -> None:
-        self._parties[party.name] = party
+    def _insert(self, party: Party | Sequence[Party]) -> None:
+        # Several parties at once agree on the column types once, not once per party (1,000 parties).
+        new = [party] if isinstance(party, Party) else list(party)
+        for p in new:
+            self._parties[p.name] = p
         try:
             report = self._agree()
         except BaseException:
-            # The new party made an agreement some party cannot cast to: refuse it, restore the others.
-            del self._parties[party.name]
+            # A new party made an agreement some party cannot cast to: refuse them, restore the others.
+            for p in new:
+                del self._parties[p.name]
             self._agree()
-            self.backend.release_party(party)
+            for p in new:
+                self.backend.release_party(p)
             raise
-        for column, dtypes in report.conflicts.items():
-            if party.name in dtypes:
-                warnings.warn(
-                    f"party {party.name!r}: column {column!r} is {dtypes[party.name]} but "
-                    + ", ".join(f"{p} has {t}" for p, t in dtypes.items() if p != party.name)
-                    + "; computations on it will fail until the types agree ("
-                    + report._conflict_line(column, dtypes).split("; fix: ", 1)[1] + ")",
-                    SchemaWarning,
-                    stacklevel=3,
-                )
+        for p in new:
+            for column, dtypes in report.conflicts.items():
+                if p.name in dtypes:
+                    warnings.warn(
+                        f"party {p.name!r}: column {column!r} is {dtypes[p.name]} but "
+                        + ", ".join(f"{q} has {t}" for q, t in dtypes.items() if q != p.name)
+                        + "; computations on it will fail until the types agree ("
+                        + report._conflict_line(column, dtypes).split("; fix: ", 1)[1] + ")",
+                        SchemaWarning,
+                        stacklevel=3,
+                    )
 
     def _agree(self) -> SchemaReport:
         """Agree on one type per column from the declared schemas; each party casts its own columns."""

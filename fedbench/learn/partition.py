@@ -249,7 +249,6 @@ def to_federation(parts: dict[str, pl.DataFrame], **federation_options: Any) -> 
     from ..federation import Federation
 
     fed = Federation(**federation_options)
-    for name, df in parts.items():
-        if df.height:
-            fed.add_party(name, df)
+    # One type agreement for all the parties (add_party agrees after each one: quadratic for 1,000 parties).
+    fed._insert([fed.backend.make_party(name, df) for name, df in parts.items() if df.height])
     return fed

@@ -171,10 +171,12 @@ class _PartyState:
     b_u: bytes = b""
     keys: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # neighbour -> (c_pk, s_pk)
     held: dict[str, tuple[bytes, bytes, bytes]] = field(default_factory=dict)  # u -> (index, b share, s share)
+    aead: dict[str, bytes] = field(default_factory=dict)  # neighbour -> share-encryption key (one agreement each)
 
     def wipe(self) -> None:
         self.b_u = b""
         self.held.clear()
+        self.aead.clear()
         self.vec = np.zeros(0)
 
 
@@ -253,7 +255,8 @@ def _party_share(df: pl.DataFrame, *, key: str, holders: list[tuple[str, bytes, 
     for j, (v, cp, _) in enumerate(holders):
         plain = (j + 1).to_bytes(4, "big") + shamir.encode_share(sh_b[j]) + shamir.encode_share(sh_s[j])
         nonce = os.urandom(12)
-        out[v] = nonce + AESGCM(_aead_key(st.c_sk, cp)).encrypt(nonce, plain, f"{st.name}->{v}".encode())
+        st.aead[v] = _aead_key(st.c_sk, cp)  # the same key decrypts v's shares in round 3
+        out[v] = nonce + AESGCM(st.aead[v]).encrypt(nonce, plain, f"{st.name}->{v}".encode())
     return out
 
 
@@ -267,7 +270,8 @@ def _party_mask(df: pl.DataFrame, *, key: str, inbox: dict[str, bytes], senders:
             raise MaskingProtocolError(f"party {st.name!r} received shares from {u!r}, not one of its neighbours",
                                        party=u)
         try:
-            plain = AESGCM(_aead_key(st.c_sk, st.keys[u][0])).decrypt(ct[:12], ct[12:], f"{u}->{st.name}".encode())
+            aead = st.aead.get(u) or _aead_key(st.c_sk, st.keys[u][0])
+            plain = AESGCM(aead).decrypt(ct[:12], ct[12:], f"{u}->{st.name}".encode())
         except InvalidTag:
             raise MaskingProtocolError(
                 f"party {st.name!r} received shares from {u!r} that fail authentication (altered in transit?)",
