@@ -4,8 +4,9 @@ This module holds the primitives, parameters and security argument, and
 :func:`masked_sum_vectors`, a single-process simulation over vectors that are
 all in one place (for tests and benchmarks of the arithmetic).  The
 federation's protocol ``protocol="masking"`` runs every round inside the
-parties instead (:mod:`fedbench.secagg.masking`), and so does
-:func:`secure_aggregate_masking`.
+parties instead (:mod:`fedbench.secagg.masking`, which also holds
+:func:`~fedbench.secagg.masking.secure_aggregate_masking` for use outside a
+federation).
 
 Protocol (four rounds, every message through :class:`fedbench.transcript.Channel`,
 roles ``party:<name>`` and ``server``):
@@ -69,7 +70,6 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
@@ -445,67 +445,3 @@ def masked_sum_vectors(
     channel.send("server", "analyst", "aggregate", value.astype(np.float64).tobytes(), encrypted=False)
     dropped = {u: r for u, r in drop.items()}
     return MaskingOutcome(value=value, survivors=u3, dropped=dropped, neighbours=k, threshold=t, seconds=seconds)
-
-
-# -- party-level wrapper ---------------------------------------------------------------------------
-@dataclass
-class MaskingAggregationOutcome:
-    """Party-level result, mirroring :class:`fedbench.secagg.AggregationOutcome` where it can."""
-
-    value: dict[str, Any]
-    spec: Any
-    survivors: list[str]
-    dropped: dict[str, int]
-    seconds: dict[str, float]
-    neighbours: int
-    threshold: int
-
-
-def secure_aggregate_masking(
-    parties: Sequence[Any],
-    local_fn: Callable[[Any], Mapping[str, Any]],
-    *,
-    backend: Any,
-    channel: Channel,
-    encoding: Encoding,
-    threshold: int | None = None,
-    neighbours: int | None = None,
-    dropout: Mapping[str, int] | None = None,
-    before_release: Callable[[], None] | None = None,
-) -> MaskingAggregationOutcome:
-    """Securely sum ``local_fn`` over ``parties`` with the party-side masking protocol.
-
-    Every round runs inside the parties (:mod:`fedbench.secagg.masking`): a
-    party's secrets and its plain local vector never leave it.  A party whose
-    local function crashes drops out in round 1 (its error is not quoted: it
-    may depend on its data).  In a federation use ``protocol="masking"``.
-
-    Parameters
-    ----------
-    parties : sequence of Party
-        The parties.
-    local_fn : callable
-        Runs inside each party on its DataFrame; returns a dict of numbers or arrays.
-    backend : Backend
-        Runs the party calls (:meth:`~fedbench.backend.Backend.settle`).
-    channel : Channel
-        Records every message (roles: the party names and ``"aggregator"``).
-    encoding : Encoding
-        Public fixed-point parameters.
-    threshold, neighbours, dropout, before_release
-        As in :func:`masked_sum_vectors`.
-
-    Returns
-    -------
-    MaskingAggregationOutcome
-    """
-    from fedbench.secagg.masking import run_masking  # local import: secagg imports this module
-
-    opts = {k: v for k, v in (("threshold", threshold), ("neighbours", neighbours), ("dropout", dropout))
-            if v is not None}
-    out = run_masking(parties, local_fn, backend=backend, channel=channel, encoding=encoding, options=opts,
-                      before_release=before_release, crash_drops=True)
-    return MaskingAggregationOutcome(value=out.value, spec=out.spec, survivors=list(out.survivors or []),
-                                     dropped=dict(out.dropped), seconds=out.seconds,
-                                     neighbours=int(out.details["neighbours"]),
-                                     threshold=int(out.details["threshold"]))

@@ -83,7 +83,8 @@ if TYPE_CHECKING:
     from ..party import Party
     from ..transcript import Channel
 
-__all__ = ["MASKING", "MaskingSecAgg", "check_options", "ring_layout", "run_masking"]
+__all__ = ["MASKING", "MaskingAggregationOutcome", "MaskingSecAgg", "check_options", "ring_layout", "run_masking",
+           "secure_aggregate_masking"]
 
 _SEED = 32
 _LIMBS = math.ceil(_SEED / shamir.LIMB_BYTES)
@@ -616,6 +617,67 @@ def _decode(total: np.ndarray, size: int, digits: int, digit_bits: int, n: int, 
             part = np.array([int(v) for v in sums[mask].tolist()], dtype=object)
             out[np.flatnonzero(mask)] = enc.decode_sum(part, n, integral=np.full(int(mask.sum()), exact))
     return out
+
+
+@dataclass
+class MaskingAggregationOutcome:
+    """Party-level result, mirroring :class:`fedbench.secagg.AggregationOutcome` where it can."""
+
+    value: dict[str, Any]
+    spec: Any
+    survivors: list[str]
+    dropped: dict[str, int]
+    seconds: dict[str, float]
+    neighbours: int
+    threshold: int
+
+
+def secure_aggregate_masking(
+    parties: Sequence[Any],
+    local_fn: Callable[[Any], Mapping[str, Any]],
+    *,
+    backend: Any,
+    channel: Channel,
+    encoding: Encoding,
+    threshold: int | None = None,
+    neighbours: int | None = None,
+    dropout: Mapping[str, int] | None = None,
+    before_release: Callable[[], None] | None = None,
+) -> MaskingAggregationOutcome:
+    """Securely sum ``local_fn`` over ``parties`` with the party-side masking protocol.
+
+    Every round runs inside the parties (:mod:`fedbench.secagg.masking`): a
+    party's secrets and its plain local vector never leave it.  A party whose
+    local function crashes drops out in round 1 (its error is not quoted: it
+    may depend on its data).  In a federation use ``protocol="masking"``.
+
+    Parameters
+    ----------
+    parties : sequence of Party
+        The parties.
+    local_fn : callable
+        Runs inside each party on its DataFrame; returns a dict of numbers or arrays.
+    backend : Backend
+        Runs the party calls (:meth:`~fedbench.backend.Backend.settle`).
+    channel : Channel
+        Records every message (roles: the party names and ``"aggregator"``).
+    encoding : Encoding
+        Public fixed-point parameters.
+    threshold, neighbours, dropout, before_release
+        As in :func:`masked_sum_vectors`.
+
+    Returns
+    -------
+    MaskingAggregationOutcome
+    """
+    opts = {k: v for k, v in (("threshold", threshold), ("neighbours", neighbours), ("dropout", dropout))
+            if v is not None}
+    out = run_masking(parties, local_fn, backend=backend, channel=channel, encoding=encoding, options=opts,
+                      before_release=before_release, crash_drops=True)
+    return MaskingAggregationOutcome(value=out.value, spec=out.spec, survivors=list(out.survivors or []),
+                                     dropped=dict(out.dropped), seconds=out.seconds,
+                                     neighbours=int(out.details["neighbours"]),
+                                     threshold=int(out.details["threshold"]))
 
 
 class MaskingSecAgg(SecAggProtocol):
