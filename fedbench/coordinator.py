@@ -57,6 +57,11 @@ class Coordinator(Protocol):
         ...
 
     @property
+    def secagg_options(self) -> Mapping[str, Any]:
+        """Options of that protocol for every sum (e.g. masking's ``threshold``)."""
+        ...
+
+    @property
     def fast_encryption(self) -> bool:
         """Whether parties encrypt with the Damgard-Jurik-Nielsen fixed-base variant."""
         ...

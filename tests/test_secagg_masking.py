@@ -300,3 +300,35 @@ def test_fit_with_masking_matches_paillier():
     sums = [m for m in a.session.transcript if m.kind == "masked-input"] if hasattr(a, "session") else None
     assert sums is None or sums
     assert _no_party_state()
+
+
+def test_require_all_refuses_a_sum_short_of_a_party():
+    fed = _fed(5)
+    parties = list(fed.parties.values())
+    with pytest.raises(MaskingDropoutError, match="every party"):
+        fed.coordinator.aggregate(parties, lambda df: {"x": 1.0}, encoding=fed.sum_encoding,
+                                  options={"dropout": {"p1": 3}, "require_all": True})
+    value, _ = fed.coordinator.aggregate(parties, lambda df: {"x": 1.0}, encoding=fed.sum_encoding,
+                                         options={"dropout": {"p1": 3}})
+    assert value["x"] == 4.0  # without require_all the other four are summed
+    with pytest.raises(MaskingParameterError, match="require_all"):
+        fed.coordinator.aggregate(list(fed.parties.values()), lambda df: {"x": 1.0}, encoding=fed.sum_encoding,
+                                  options={"require_all": "yes"})
+
+
+def test_dp_fedavg_with_masking_refuses_a_masking_dropout():
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import SGDClassifier
+
+    from fedbench.dp import DPConfig
+    from fedbench.learn import FedAvg, iid_partition, to_federation
+
+    x, y = make_classification(n_samples=120, n_features=3, n_informative=3, n_redundant=0, random_state=0)
+    df = pl.DataFrame({f"x{i}": x[:, i] for i in range(3)}).with_columns(pl.Series("y", y))
+    fed = to_federation(iid_partition(df, 4, seed=0), ledger_path=":memory:", secagg="masking",
+                        secagg_options={"dropout": {"party_1": 3}, "neighbours": 3, "threshold": 2})
+    assert "party_1" in fed.parties
+    fed.set_budget(50.0, 1e-3)
+    with pytest.raises(MaskingDropoutError, match="every party"):
+        fed.fit(SGDClassifier(random_state=0), target="y", classes=[0, 1],
+                strategy=FedAvg(rounds=1, dp=DPConfig(noise_multiplier=1.0, clip=1.0)))

@@ -315,7 +315,17 @@ class Session:
                 f"({', '.join(p.name for p in parties) or 'none'}); pass secure=False to simulate without "
                 "encryption, or keep more parties in the round"
             )
-        value, res = self.coord.aggregate(parties, fn, encoding=encoding, label=protocol,
+        options = None
+        if protocol in self.covered:
+            # A DP sum's noise shares are calibrated to the parties asked: a protocol that can sum fewer
+            # (masking's dropout recovery) must release nothing instead.
+            from ..secagg import get_protocol
+
+            name = self.secagg or self.coord.secagg
+            if "require_all" in get_protocol(name).option_names:
+                own = self.coord.secagg_options if name == self.coord.secagg else {}
+                options = {**own, "require_all": True}
+        value, res = self.coord.aggregate(parties, fn, encoding=encoding, label=protocol, options=options,
                                          protocol=self.secagg, description=description or protocol,
                                          record_exact=protocol not in self.covered)
         # The federation logged an exact release in the ledger already (unless a DP charge covers it).

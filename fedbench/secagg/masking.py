@@ -93,7 +93,7 @@ _SHARE = 8 * _LIMBS
 _DIGIT_BITS = 32
 _RUN_IDS = itertools.count()
 #: Options ``protocol="masking"`` accepts (``secure_sum(..., threshold=...)`` or ``Federation(secagg_options=...)``).
-OPTIONS = frozenset({"threshold", "neighbours", "dropout"})
+OPTIONS = frozenset({"threshold", "neighbours", "dropout", "require_all"})
 
 
 def ring_layout(value_bits: int, n_parties: int) -> tuple[int, int]:
@@ -144,6 +144,8 @@ def check_options(n: int, options: Mapping[str, Any], names: Sequence[str]) -> t
         if t <= k // 2:
             raise MaskingParameterError(
                 f"threshold {t} is below the safe minimum floor(k/2) + 1 = {k // 2 + 1} for k = {k} share holders")
+    if not isinstance(options.get("require_all", False), bool):
+        raise MaskingParameterError(f"require_all must be True or False, got {options['require_all']!r}")
     drop_in = options.get("dropout") or {}
     if not isinstance(drop_in, Mapping):
         raise MaskingParameterError(f"dropout must map party names to rounds 1..4, got {type(drop_in).__name__}")
@@ -495,7 +497,7 @@ def _mask_aggregate(parties: Sequence[Party], local_fn: LocalFn, *, backend: Bac
         del r3
         u3 = list(masked)
         _need(len(u3), t, 3)
-        if party_noise is not None and len(u3) < n:
+        if (party_noise is not None or options.get("require_all")) and len(u3) < n:
             # Each party's noise share is sized for all n shares: with one missing, epsilon would not hold.
             raise MaskingDropoutError(
                 f"{n - len(u3)} of {n} parties dropped before their masked input arrived; a DP release needs "
@@ -577,7 +579,7 @@ def run_masking(parties: Sequence[Party], local_fn: LocalFn, *, backend: Backend
     encoding : Encoding
         Public fixed-point encoding.
     options : mapping, optional
-        ``threshold``, ``neighbours``, ``dropout`` (see :class:`MaskingSecAgg`).
+        ``threshold``, ``neighbours``, ``dropout``, ``require_all`` (see :class:`MaskingSecAgg`).
     before_release : callable, optional
         Called after round 1, before the first message is recorded.
     crash_drops : bool, default False
@@ -689,7 +691,9 @@ class MaskingSecAgg(SecAggProtocol):
     ``2 * ceil(log2 n)`` capped at ``n - 1``), ``threshold`` (Shamir threshold
     over a party's ``k`` share holders, ``k/2 < t <= k``, default
     ``max(floor(k/2) + 1, ceil(2k/3))``), ``dropout`` (``{party: round}``: the
-    party stops answering at that round, 1..4; simulated).
+    party stops answering at that round, 1..4; simulated), ``require_all``
+    (release nothing unless every party's masked input arrived; always on for
+    sums carrying DP noise shares, whose calibration counts every share).
     """
 
     name: ClassVar[str] = "masking"
@@ -768,6 +772,7 @@ class MaskingSecAgg(SecAggProtocol):
         threshold: int | None = None,
         neighbours: int | None = None,
         dropout: Mapping[str, int] | None = None,
+        require_all: bool | None = None,
     ) -> AggregationOutcome:
         """Securely sum ``local_fn`` over ``parties`` with the four party-side rounds (module docstring).
 
@@ -792,7 +797,7 @@ class MaskingSecAgg(SecAggProtocol):
             raise ConfigurationError(
                 'the masking protocol has no key holder to add central DP noise; use noise="distributed" '
                 "(each party adds its share before masking) or protocol='paillier'")
-        opts = {"threshold": threshold, "neighbours": neighbours, "dropout": dropout}
+        opts = {"threshold": threshold, "neighbours": neighbours, "dropout": dropout, "require_all": require_all}
         return _mask_aggregate(parties, local_fn, backend=backend, channel=channel, encoding=encoding,
                                integer_encoding=integer_encoding, party_noise=party_noise,
                                before_release=before_release, options={k: v for k, v in opts.items() if v is not None})
