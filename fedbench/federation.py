@@ -550,8 +550,15 @@ class Federation:
             rep = self.schema
             lines.append(f"  shared columns: {len(rep.shared)}; kind conflicts: {len(rep.conflicts)}")
         lines.append(f"  transcript: {len(self.transcript)} messages, {_fmt_bytes(self.transcript.nbytes)}")
-        lines.append(f"  threat model: {THREAT_MODEL}")
+        if self._coordinator.secagg != "paillier":
+            lines.append(f"  secure aggregation: {self._coordinator.secagg}")
+        lines.append(f"  threat model: {self._threat_model()}")
         return "\n".join(lines)
+
+    def _threat_model(self) -> str:
+        from .secagg import get_protocol
+
+        return get_protocol(self._coordinator.secagg).trust_model.text if self._coordinator.secagg else THREAT_MODEL
 
     def _repr_html_(self) -> str:
         rows = "".join(
@@ -572,7 +579,9 @@ class Federation:
             "<table><thead><tr><th>party</th><th>rows</th><th>columns</th><th>source</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
         )
-        return render_card("Federation", info, table)
+        if self._coordinator.secagg != "paillier":
+            info.append(("secure aggregation", escape(self._coordinator.secagg)))
+        return render_card("Federation", info, table, threat_model=self._threat_model())
 
 
 def _reading(read_options: Mapping[str, Any] | None, *, null_values: str | Sequence[str] | None,
