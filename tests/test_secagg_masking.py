@@ -332,3 +332,15 @@ def test_dp_fedavg_with_masking_refuses_a_masking_dropout():
     with pytest.raises(MaskingDropoutError, match="every party"):
         fed.fit(SGDClassifier(random_state=0), target="y", classes=[0, 1],
                 strategy=FedAvg(rounds=1, dp=DPConfig(noise_multiplier=1.0, clip=1.0)))
+
+
+def test_crypto_cost_panel_labels_a_masking_run():
+    pytest.importorskip("ipywidgets")
+    from fedbench.widgets import CryptoCostPanel
+
+    fed = _fed(3)
+    fed.secure_sum(lambda df: {"x": 1.0})
+    panel = CryptoCostPanel(fed, figure_backend="static")
+    assert "pairwise masking" in panel._text() and "Paillier ciphertexts" in panel.header.value
+    # sent by each party: layout, keys, one share message per neighbour (k = 2), masked input, unmask
+    assert panel.costs is not None and panel.costs["messages"].to_list() == [6, 6, 6]
