@@ -478,6 +478,7 @@ def _fit_run(fed: Federation, session: Session, plan: _Plan, estimator: Any, mod
         steps=steps,
         secure=secure,
         key_bits=fed.coordinator.key_bits if secure else None,
+        secagg=session.secagg or fed.coordinator.secagg,
         failures=list(session.failures),
         transcript=session.transcript,
         elapsed=elapsed,
