@@ -260,9 +260,9 @@ class FederationCoordinator:
 
         ``label`` names the run (transcript channel, ledger entry).
         ``protocol`` names the secure-aggregation protocol (default: the
-        federation's ``secagg``); ``options`` are that protocol's options
-        (default: the federation's ``secagg_options`` when ``protocol`` is
-        the federation's own, none otherwise).
+        federation's ``secagg``); ``options`` are that protocol's options,
+        on top of the federation's ``secagg_options`` when ``protocol`` is
+        the federation's own.
 
         With a noise ``plan`` the release is differentially private: the
         request is checked against every party's budget before any data is
@@ -288,8 +288,9 @@ class FederationCoordinator:
             )
         name = self.secagg if protocol is None else protocol
         impl = get_protocol(name)
-        opts = check_protocol_options(impl, self.secagg_options if (options is None and name == self.secagg)
-                                      else options)
+        # Per-call options override the federation's own (which apply to its own protocol only).
+        own = self.secagg_options if name == self.secagg else {}
+        opts = check_protocol_options(impl, {**own, **(options or {})})
         keys = self.keys if impl.needs_keys else None
         names = [p.name for p in parties]
         party_noise = central_noise = before_release = None

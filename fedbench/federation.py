@@ -100,7 +100,7 @@ class Federation:
         e.g. ``{"threshold": 4, "neighbours": 6, "dropout": {"west": 3}}`` for
         ``"masking"`` (see :class:`fedbench.secagg.MaskingSecAgg`); refused
         if the protocol does not take them.  :meth:`secure_sum` also takes
-        ``threshold=``, ``neighbours=`` and ``dropout=`` for one call.
+        ``threshold=``, ``neighbours=`` and ``dropout=`` for one call (overriding these).
 
     Examples
     --------

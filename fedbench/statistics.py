@@ -270,8 +270,8 @@ def secure_sum(
         Secure-aggregation protocol of this call: ``"paillier"``,
         ``"masking"`` or any registered name (default: the federation's ``secagg``).
     threshold, neighbours, dropout : optional
-        Options of the ``"masking"`` protocol for this call (default: the
-        federation's ``secagg_options``): Shamir threshold ``t`` over a
+        Options of the ``"masking"`` protocol for this call (they override
+        the federation's ``secagg_options``): Shamir threshold ``t`` over a
         party's share holders, SecAgg+ graph degree, and simulated dropouts
         ``{party: round}`` (round 1..4; the party stops answering there).
         The sum then covers the parties whose masked input arrived

@@ -189,6 +189,9 @@ def test_federation_secagg_options_apply_to_every_sum(hospitals):
     r = fed.count()
     assert int(r) == hospitals["north"].height + hospitals["east"].height + 7
     assert r.runs[0].dropped == {"south": 3} and "south (round 3)" in repr(r)
+    # Per-call options override the federation's, which still apply otherwise.
+    r2 = fed.secure_sum(["age"], dropout={})
+    assert r2.dropped == {} and r2.protocol_details["neighbours"] == 3
     with pytest.raises(ConfigurationError, match="does not take"):
         make_fed(secagg="paillier", secagg_options={"threshold": 2})
 

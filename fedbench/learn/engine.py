@@ -323,8 +323,7 @@ class Session:
 
             name = self.secagg or self.coord.secagg
             if "require_all" in get_protocol(name).option_names:
-                own = self.coord.secagg_options if name == self.coord.secagg else {}
-                options = {**own, "require_all": True}
+                options = {"require_all": True}  # on top of the federation's own options
         value, res = self.coord.aggregate(parties, fn, encoding=encoding, label=protocol, options=options,
                                          protocol=self.secagg, description=description or protocol,
                                          record_exact=protocol not in self.covered)
