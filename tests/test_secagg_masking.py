@@ -100,6 +100,8 @@ def test_four_rounds_in_the_transcript_and_no_plain_vector_in_any_message():
     kinds = {msg.kind for msg in res.transcript}
     assert {"advertise-keys", "share-keys", "masked-input", "unmask", "aggregate"} <= kinds
     assert "public-key" not in kinds and "ciphertexts" not in kinds  # no Paillier and no key holder
+    assert not {"keyholder"} & ({m.sender for m in res.transcript} | {m.receiver for m in res.transcript})
+    assert fed._keys is None  # no Paillier key was even generated
     enc = fed.sum_encoding
     for name, v in vecs.items():
         plain = enc.encode(v).astype(np.uint64).tobytes()
