@@ -11,8 +11,12 @@ per party and round), the aggregator only relays and unmasks.
    linearly to 100,000 (its cost is linear in the vector length: packed
    ciphertexts), unless ``--paillier-values 100000``.
 2. 1,000 parties x 1,000 values, one secure sum with SecAgg+ (``k = 2 log2(n)``
-   neighbours), 10% of the parties dropping at the masked-input round: the sum
-   must equal exactly the sum of the others.
+   neighbours, threshold ``t = k/2 + 1``), 10% of the parties (drawn at
+   random) dropping at the masked-input round: the sum must equal exactly the
+   sum of the others.  The default threshold ``ceil(2k/3)`` (14 of 20) tolerates
+   only 6 dropped neighbours per party: with 10% random dropouts some party of
+   the 1,000 has more in about 40% of runs (simulated over 200 random graphs),
+   and the run then releases nothing; ``t = 11`` failed in about 1.5%.
 3. 1,000 parties x ``--fedavg-rounds`` rounds of FedAvg (SGDClassifier, a
    partitioned 20,000-row data set, every party in every round, evaluation at
    the end only) with masking: wall time and peak resident memory.
@@ -105,7 +109,11 @@ def thousand_parties(n: int) -> None:
         return {"x": vectors[int(df["id"][0])]}
 
     t0 = time.perf_counter()
-    res = fed.secure_sum(local, neighbours=k, dropout=dict.fromkeys(dropped, 3))
+    try:
+        res = fed.secure_sum(local, neighbours=k, threshold=k // 2 + 1, dropout=dict.fromkeys(dropped, 3))
+    except fb.errors.MaskingDropoutError as err:
+        print(f"SecAgg+, {n} parties: this run released nothing after {time.perf_counter() - t0:.2f} s ({err})")
+        return
     wall = time.perf_counter() - t0
     gone = set(dropped)
     expected = np.sum([vectors[i] for i, u in enumerate(names) if u not in gone], axis=0)
