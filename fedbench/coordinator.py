@@ -21,7 +21,7 @@ from .crypto.threshold import ThresholdPaillierKeys
 from .disclosure import ReleaseGuard
 from .errors import ConfigurationError, UnknownPartyError
 from .results import SecureSumResult
-from .secagg import check_enough_parties, get_protocol, secure_aggregate
+from .secagg import check_enough_parties, check_protocol_options, get_protocol, secure_aggregate
 from .transcript import Channel, Transcript
 
 if TYPE_CHECKING:
@@ -56,6 +56,16 @@ class Coordinator(Protocol):
     @property
     def key_bits(self) -> int:
         """Paillier modulus size in bits."""
+        ...
+
+    @property
+    def secagg(self) -> str:
+        """Name of the federation's default secure-aggregation protocol."""
+        ...
+
+    @property
+    def secagg_options(self) -> Mapping[str, Any]:
+        """Options of that protocol for every sum (e.g. masking's ``threshold``)."""
         ...
 
     @property
@@ -121,10 +131,15 @@ class Coordinator(Protocol):
         ...
 
     def aggregate(self, parties: list[Party], local_fn: LocalFn, *, encoding: Encoding,
-                  protocol: str = "secure_sum", plan: NoisePlan | None = None, description: str = "",
-                  record_exact: bool = True,
-                  integer_encoding: Encoding | None = None) -> tuple[dict[str, Any], SecureSumResult]:
-        """Securely sum ``local_fn`` over ``parties``; returns the released value and its result."""
+                  label: str = "secure_sum", plan: NoisePlan | None = None, description: str = "",
+                  record_exact: bool = True, integer_encoding: Encoding | None = None,
+                  protocol: str | None = None,
+                  options: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], SecureSumResult]:
+        """Securely sum ``local_fn`` over ``parties``; returns the released value and its result.
+
+        ``label`` names the run in the transcript and ledger; ``protocol`` is
+        the secure-aggregation protocol (default: the federation's ``secagg``).
+        """
         ...
 
 
@@ -194,10 +209,13 @@ class FederationCoordinator:
     def __init__(self, parties: dict[str, Party], *, key_bits: int, backend: Backend,
                  allow_insecure_key_size: bool = False, fast_encryption: bool = True, frac_bits: int | None = None,
                  max_abs: float | None = None, audit: bool = False, ledger_path: str | Path | None = None,
-                 local_timeout: float | None = None, secagg: str = "paillier", keys: str = "single",
+                 local_timeout: float | None = None, secagg: str = "paillier",
+                 secagg_options: Mapping[str, Any] | None = None, keys: str = "single",
                  threshold: int | None = None) -> None:
         self.parties = parties
         self.secagg = get_protocol(secagg).name  # refuses an unknown name before anything is built
+        # Options of the federation's protocol (e.g. masking's threshold), checked against it now.
+        self.secagg_options = check_protocol_options(get_protocol(self.secagg), secagg_options)
         self.key_setup, self.threshold = _check_key_setup(keys, threshold)
         self.key_bits = check_key_bits(key_bits, allow_insecure_key_size=allow_insecure_key_size)
         self.allow_insecure_key_size = allow_insecure_key_size
@@ -338,10 +356,17 @@ class FederationCoordinator:
 
     # -- secure aggregation -------------------------------------------------------------
     def aggregate(self, parties: list[Party], local_fn: LocalFn, *, encoding: Encoding,
-                  protocol: str = "secure_sum", plan: NoisePlan | None = None, description: str = "",
-                  record_exact: bool = True,
-                  integer_encoding: Encoding | None = None) -> tuple[dict[str, Any], SecureSumResult]:
+                  label: str = "secure_sum", plan: NoisePlan | None = None, description: str = "",
+                  record_exact: bool = True, integer_encoding: Encoding | None = None,
+                  protocol: str | None = None,
+                  options: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], SecureSumResult]:
         """Securely sum ``local_fn`` over ``parties``; returns the released value and its result.
+
+        ``label`` names the run (transcript channel, ledger entry).
+        ``protocol`` names the secure-aggregation protocol (default: the
+        federation's ``secagg``); ``options`` are that protocol's options,
+        on top of the federation's ``secagg_options`` when ``protocol`` is
+        the federation's own.
 
         With a noise ``plan`` the release is differentially private: the
         request is checked against every party's budget before any data is
@@ -351,19 +376,27 @@ class FederationCoordinator:
 
         Raises
         ------
+        ConfigurationError
+            Unknown protocol or option (checked before any party runs).
         TooFewPartiesError
             Fewer than two parties (checked before any key is generated).
         BudgetExceededError, BudgetNotSetError
             The DP release does not fit a party's budget.
         """
         check_enough_parties(parties, what="a secure computation")  # here too: no key for a refused request
+        name = self.secagg if protocol is None else protocol
+        impl = get_protocol(name)
+        # Per-call options override the federation's own (which apply to its own protocol only).
+        own = self.secagg_options if name == self.secagg else {}
+        opts = check_protocol_options(impl, {**own, **(options or {})})
         names = [p.name for p in parties]
         shape = self.release_guard.before(local_fn, names, exact=plan is None)  # differencing: before any data
-        if self.key_setup != "single" and plan is not None and plan.noise != "distributed":
+        threshold_keys = impl.needs_keys and self.key_setup != "single"
+        if threshold_keys and plan is not None and plan.noise != "distributed":
             raise ConfigurationError(
                 "central DP noise is added by a key holder after decryption, and keys='threshold' has none: "
                 "use noise='distributed' (each party adds its share before encrypting)")
-        keys = self.keys
+        keys = self.keys if impl.needs_keys else None  # masking and CKKS need no Paillier key
         if isinstance(keys, ThresholdPaillierKeys):
             from dataclasses import replace
 
@@ -382,7 +415,7 @@ class FederationCoordinator:
 
             def charge() -> None:
                 if not charged:  # atomic check-and-record in the ledger; raises BudgetExceededError
-                    budget.charge(names, plan.event, mechanism=plan.mechanism, description=description or protocol,
+                    budget.charge(names, plan.event, mechanism=plan.mechanism, description=description or label,
                                   parameters=params)
                     charged.append(True)
 
@@ -397,21 +430,22 @@ class FederationCoordinator:
             else:
                 central_noise = plan.sampler(len(parties), share=False)  # the key holder adds it, decrypted
         t0 = time.perf_counter()
-        channel = self.release_guard.channel(self.channel(protocol), shape)
-        recipients = [p.name for p in parties if p.name not in self.key_holders]
+        channel = self.release_guard.channel(self.channel(label), shape)
+        recipients = [p.name for p in parties if p.name not in self.key_holders] if keys is not None else []
         out = secure_aggregate(parties, local_fn, keys=keys, backend=self.backend, channel=channel,
                                encoding=encoding, fast_encryption=self.fast_encryption, key_recipients=recipients,
                                party_noise=party_noise, central_noise=central_noise, before_release=before_release,
-                               integer_encoding=integer_encoding, protocol=self.secagg)
+                               integer_encoding=integer_encoding, protocol=name, options=opts)
         self.key_holders.update(recipients)
         self.release_guard.after(channel, shape, out.value)  # small groups: checked before the analyst gets it
+        summed = names if out.survivors is None else list(out.survivors)
         result = SecureSumResult(
             value=out.value,
-            parties=names,
-            name=description or protocol,
-            key_bits=keys.key_bits,
-            ciphertexts=out.ciphertexts_per_party * len(parties),
-            slots_per_ciphertext=out.layout.slots_per_ciphertext,
+            parties=summed,
+            name=description or label,
+            key_bits=keys.key_bits if keys is not None else 0,
+            ciphertexts=out.ciphertexts_per_party * len(summed),
+            slots_per_ciphertext=out.layout.slots_per_ciphertext if out.layout is not None else 1,
             frac_bits=encoding.frac_bits,
             value_bits=encoding.value_bits,
             fast_encryption=out.fast_encryption,
@@ -420,12 +454,14 @@ class FederationCoordinator:
             transcript=channel.run,
             backend=self.backend.name,
             privacy=None if plan is None else plan.record(len(parties), encoding.frac_bits),
-            protocol=out.protocol, error_bound=out.error_bound, scheme=out.scheme,
-            threat_model=self.trust_text_for(out.protocol),
+            protocol=impl.name, error_bound=out.error_bound, scheme=out.scheme,
+            threat_model=self.trust_text_for(impl.name),
+            dropped=dict(out.dropped),
+            protocol_details=dict(out.details),
         )
         if plan is None and record_exact and self.budget.parties:  # also a ledger persisted by an earlier kernel
             # Budgets are in force: exact releases are logged too, flagged as not differentially private.
-            self.budget.record_exact(names, mechanism=protocol, description=description or protocol)
+            self.budget.record_exact(summed, mechanism=label, description=description or label)
         return out.value, result
 
     # -- other protocols -------------------------------------------------------------------

@@ -92,7 +92,19 @@ class Federation:
     secagg : str, default "paillier"
         Secure-aggregation protocol, by name from
         :func:`fedbench.secagg.available_protocols` (each declares its trust and
-        cost model; see :mod:`fedbench.secagg`).
+        cost model; see :mod:`fedbench.secagg`): ``"paillier"`` (one key holder,
+        or threshold keys, see ``keys``), ``"masking"`` (pairwise masks with
+        Shamir-shared dropout recovery, no key holder;
+        :mod:`fedbench.secagg.masking`) or ``"ckks"`` (lattice-based, approximate
+        within a reported bound, one key holder; extra ``fedbench[ckks]``).  Every statistic,
+        :meth:`secure_sum` and :meth:`fit` also take ``protocol=`` to choose
+        another one for one call.
+    secagg_options : mapping, optional
+        Options of the ``secagg`` protocol for every sum of this federation,
+        e.g. ``{"threshold": 4, "neighbours": 6, "dropout": {"west": 3}}`` for
+        ``"masking"`` (see :class:`fedbench.secagg.MaskingSecAgg`); refused
+        if the protocol does not take them.  :meth:`secure_sum` also takes
+        ``threshold=``, ``neighbours=`` and ``dropout=`` for one call (overriding these).
     keys : {"single", "threshold", "threshold-dealerless"}, default "single"
         Who can decrypt Paillier aggregates: one key holder, or any ``threshold``
         of the parties (Damgard-Jurik threshold decryption, see
@@ -100,7 +112,8 @@ class Federation:
         use among the parties present then: by a dealer (``"threshold"``), or by
         the parties themselves with TNO's distributed key generation
         (``"threshold-dealerless"``, extra ``fedbench[dealerless]``; odd
-        ``threshold`` only, and minutes for 2048-bit keys); each secure sum
+        ``threshold`` only; seconds to minutes at 512 bits, and it did not
+        finish within ten minutes at 1024 bits or more on two cores); each secure sum
         is then decrypted by ``threshold`` share holders, whose partial
         decryptions the aggregator verifies (zero-knowledge proofs) and combines.
         Central DP noise is refused (there is no key holder to add it).
@@ -126,6 +139,7 @@ class Federation:
         ledger_path: str | Path | None = None,
         local_timeout: float | None = DEFAULT_LOCAL_TIMEOUT,
         secagg: str = "paillier",
+        secagg_options: Mapping[str, Any] | None = None,
         keys: str = "single",
         threshold: int | None = None,
     ) -> None:
@@ -134,9 +148,31 @@ class Federation:
             self._parties, key_bits=key_bits, backend=get_backend(backend),
             allow_insecure_key_size=allow_insecure_key_size, fast_encryption=fast_encryption, frac_bits=frac_bits,
             max_abs=max_abs, audit=audit, ledger_path=ledger_path, local_timeout=check_local_timeout(local_timeout),
-            secagg=secagg, keys=keys, threshold=threshold)
+            secagg=secagg, secagg_options=secagg_options, keys=keys, threshold=threshold)
 
     # -- construction ---------------------------------------------------------
+    @classmethod
+    def from_frames(cls, frames: Mapping[str, pl.DataFrame], **options: Any) -> Federation:
+        """A federation with one party per named DataFrame (empty frames are skipped).
+
+        The parties' column types are agreed once for all of them, which keeps
+        building a federation of a thousand simulated parties fast.
+
+        Parameters
+        ----------
+        frames : mapping of str to polars.DataFrame
+            Party name -> that party's rows.
+        **options
+            Keyword arguments of :class:`Federation`.
+
+        Returns
+        -------
+        Federation
+        """
+        fed = cls(**options)
+        fed._insert([fed.backend.make_party(name, df) for name, df in frames.items() if df.height])
+        return fed
+
     @classmethod
     def from_dir(cls, path: str | Path, *, pattern: str = "*", read_options: Mapping[str, Any] | None = None,
                  null_values: str | Sequence[str] | None = None, separator: str | None = None,
@@ -310,26 +346,32 @@ class Federation:
             self._insert(party)
         return made
 
-    def _insert(self, party: Party) -> None:
-        self._parties[party.name] = party
+    def _insert(self, party: Party | Sequence[Party]) -> None:
+        # Several parties at once agree on the column types once, not once per party (1,000 parties).
+        new = [party] if isinstance(party, Party) else list(party)
+        for p in new:
+            self._parties[p.name] = p
         try:
             report = self._agree()
         except BaseException:
-            # The new party made an agreement some party cannot cast to: refuse it, restore the others.
-            del self._parties[party.name]
+            # A new party made an agreement some party cannot cast to: refuse them, restore the others.
+            for p in new:
+                del self._parties[p.name]
             self._agree()
-            self.backend.release_party(party)
+            for p in new:
+                self.backend.release_party(p)
             raise
-        for column, dtypes in report.conflicts.items():
-            if party.name in dtypes:
-                warnings.warn(
-                    f"party {party.name!r}: column {column!r} is {dtypes[party.name]} but "
-                    + ", ".join(f"{p} has {t}" for p, t in dtypes.items() if p != party.name)
-                    + "; computations on it will fail until the types agree ("
-                    + report._conflict_line(column, dtypes).split("; fix: ", 1)[1] + ")",
-                    SchemaWarning,
-                    stacklevel=3,
-                )
+        for p in new:
+            for column, dtypes in report.conflicts.items():
+                if p.name in dtypes:
+                    warnings.warn(
+                        f"party {p.name!r}: column {column!r} is {dtypes[p.name]} but "
+                        + ", ".join(f"{q} has {t}" for q, t in dtypes.items() if q != p.name)
+                        + "; computations on it will fail until the types agree ("
+                        + report._conflict_line(column, dtypes).split("; fix: ", 1)[1] + ")",
+                        SchemaWarning,
+                        stacklevel=3,
+                    )
 
     def _agree(self) -> SchemaReport:
         """Agree on one type per column from the declared schemas; each party casts its own columns."""
@@ -570,6 +612,8 @@ class Federation:
             rep = self.schema
             lines.append(f"  shared columns: {len(rep.shared)}; kind conflicts: {len(rep.conflicts)}")
         lines.append(f"  transcript: {len(self.transcript)} messages, {_fmt_bytes(self.transcript.nbytes)}")
+        if self._coordinator.secagg != "paillier":
+            lines.append(f"  secure aggregation: {self._coordinator.secagg}")
         lines.append(f"  threat model: {self._coordinator.trust_text}")
         return "\n".join(lines)
 
@@ -592,6 +636,8 @@ class Federation:
             "<table><thead><tr><th>party</th><th>rows</th><th>columns</th><th>source</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
         )
+        if self._coordinator.secagg != "paillier":
+            info.append(("secure aggregation", escape(self._coordinator.secagg)))
         return render_card("Federation", info, table, threat_model=self._coordinator.trust_text)
 
 

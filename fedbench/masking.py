@@ -1,5 +1,13 @@
 """Secure aggregation by pairwise masking (Bonawitz et al., CCS 2017; SecAgg+ of Bell et al., CCS 2020).
 
+This module holds the primitives, parameters and security argument, and
+:func:`masked_sum_vectors`, a single-process simulation over vectors that are
+all in one place (for tests and benchmarks of the arithmetic).  The
+federation's protocol ``protocol="masking"`` runs every round inside the
+parties instead (:mod:`fedbench.secagg.masking`, which also holds
+:func:`~fedbench.secagg.masking.secure_aggregate_masking` for use outside a
+federation).
+
 Protocol (four rounds, every message through :class:`fedbench.transcript.Channel`,
 roles ``party:<name>`` and ``server``):
 
@@ -62,7 +70,6 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
@@ -438,86 +445,3 @@ def masked_sum_vectors(
     channel.send("server", "analyst", "aggregate", value.astype(np.float64).tobytes(), encrypted=False)
     dropped = {u: r for u, r in drop.items()}
     return MaskingOutcome(value=value, survivors=u3, dropped=dropped, neighbours=k, threshold=t, seconds=seconds)
-
-
-# -- party-level wrapper ---------------------------------------------------------------------------
-@dataclass
-class MaskingAggregationOutcome:
-    """Party-level result, mirroring :class:`fedbench.secagg.AggregationOutcome` where it can."""
-
-    value: dict[str, Any]
-    spec: Any
-    survivors: list[str]
-    dropped: dict[str, int]
-    seconds: dict[str, float]
-    neighbours: int
-    threshold: int
-
-
-def secure_aggregate_masking(
-    parties: Sequence[Any],
-    local_fn: Callable[[Any], Mapping[str, Any]],
-    *,
-    backend: Any,
-    channel: Channel,
-    encoding: Encoding,
-    threshold: int | None = None,
-    neighbours: int | None = None,
-    dropout: Mapping[str, int] | None = None,
-    before_release: Callable[[], None] | None = None,
-) -> MaskingAggregationOutcome:
-    """Securely sum ``local_fn`` over ``parties`` with the masking protocol (``protocol="masking"``).
-
-    Mirrors :func:`fedbench.secagg.secure_aggregate`.  A party whose local
-    function raises counts as dropping before the masked-input round (its
-    error is not quoted: it may depend on its data).
-
-    Parameters
-    ----------
-    parties : sequence of Party
-        The parties.
-    local_fn : callable
-        Runs inside each party on its DataFrame; returns a dict of numbers or arrays.
-    backend : Backend
-        Runs the local functions (:meth:`~fedbench.backend.Backend.settle`).
-    channel : Channel
-        Records every message.
-    encoding : Encoding
-        Public fixed-point parameters.
-    threshold, neighbours, dropout, before_release
-        As in :func:`masked_sum_vectors`.
-
-    Returns
-    -------
-    MaskingAggregationOutcome
-    """
-    from fedbench.secagg import VectorSpec  # local import: secagg is being split into a package
-
-    settled = backend.settle([(p, local_fn) for p in parties])
-    drop = dict(dropout or {})
-    vectors: dict[str, np.ndarray] = {}
-    spec = None
-    for p, s in zip(parties, settled, strict=True):
-        if s.error is not None:
-            drop[p.name] = min(drop.get(p.name, 3), 3)
-            vectors[p.name] = None  # type: ignore[assignment]
-            continue
-        ps = VectorSpec.of(s.value, p.name)
-        if spec is None:
-            spec = ps
-        elif ps != spec:
-            raise MaskingProtocolError(
-                f"party {p.name!r} returned entries that differ from the first party's in names or shapes",
-                party=p.name)
-        vectors[p.name] = ps.flatten(s.value)
-    if spec is None:
-        raise MaskingDropoutError("every party's local function failed: nothing is released", round=3)
-    size = spec.size
-    for name, v in vectors.items():
-        if v is None:
-            vectors[name] = np.zeros(size)  # never sent: the party drops before the masked input
-    out = masked_sum_vectors(vectors, encoding=encoding, channel=channel, threshold=threshold,
-                             neighbours=neighbours, dropout=drop, before_release=before_release)
-    return MaskingAggregationOutcome(value=spec.unflatten(out.value), spec=spec, survivors=out.survivors,
-                                     dropped=out.dropped, seconds=out.seconds, neighbours=out.neighbours,
-                                     threshold=out.threshold)

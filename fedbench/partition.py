@@ -251,8 +251,4 @@ def partition(data: Any, parties: int | Sequence[str] | None = None, *, scheme: 
 
 def to_federation(parts: dict[str, pl.DataFrame], **federation_options: Any) -> Federation:
     """A :class:`~fedbench.Federation` with one party per entry (empty parts are skipped)."""
-    fed = Federation(**federation_options)
-    for name, df in parts.items():
-        if df.height:
-            fed.add_party(name, df)
-    return fed
+    return Federation.from_frames(parts, **federation_options)

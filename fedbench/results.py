@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .errors import ConfigurationError
 from .secagg import get_protocol
 from .transcript import Transcript, _fmt_bytes
 
@@ -37,14 +36,6 @@ __all__ = [
 #: One line on every result: the model the guarantees hold under, and what breaks them.
 # The Paillier protocol declares its trust model once (fedbench.secagg.paillier); results quote it.
 THREAT_MODEL = get_protocol("paillier").trust_model.text
-
-
-def _trust_text(protocol: str) -> str:
-    """The declared trust model of ``protocol`` (the Paillier one if it is no longer registered)."""
-    try:
-        return get_protocol(protocol).trust_model.text
-    except ConfigurationError:
-        return THREAT_MODEL
 
 
 def _fmt_value(v: Any) -> str:
@@ -192,6 +183,12 @@ class Result:
 
     def _info(self) -> list[tuple[str, str]]:
         rows = [("parties", ", ".join(self.parties)), ("cost", str(self.cost))]
+        protocols = list(dict.fromkeys(r.protocol for r in self.runs))
+        if protocols and protocols != ["paillier"]:
+            rows.append(("protocol", ", ".join(protocols)))
+            dropped = {p: r for run in self.runs for p, r in run.dropped.items()}
+            if dropped:
+                rows.append(("dropped out", ", ".join(f"{p} (round {r})" for p, r in dropped.items())))
         if self.released:
             rows.append(("released", self.released))
         rows.append(("privacy", _fmt_privacy(self.privacy)))
@@ -387,6 +384,11 @@ class SecureSumResult(Result):
         ``None`` for an exact sum.
     scheme : str
         The encryption scheme and its parameters when it is not the federation's Paillier key.
+    dropped : dict of str to int
+        Parties that dropped out, with the round they dropped at (masking);
+        ``parties`` lists the ones whose contribution is in the sum.
+    protocol_details : dict
+        Protocol parameters (masking: ``neighbours``, ``threshold``).
     """
 
     key_bits: int
@@ -402,6 +404,22 @@ class SecureSumResult(Result):
     protocol: str = "paillier"
     error_bound: float | None = None
     scheme: str = ""
+    dropped: dict[str, int] = field(default_factory=dict)
+    protocol_details: dict[str, Any] = field(default_factory=dict)
+
+    def _crypto_text(self) -> str:
+        if self.scheme or self.protocol == "paillier" or self.key_bits:
+            return f"{self.ciphertexts} ciphertexts ({self.slots_per_ciphertext} values each), {self._scheme_text()}"
+        d = self.protocol_details
+        text = f"{self.ciphertexts} masked vectors, protocol {self.protocol}"
+        if "threshold" in d:
+            text += f" (neighbours {d.get('neighbours')}, threshold {d['threshold']})"
+        return text
+
+    def _dropout_text(self) -> str:
+        if not self.dropped:
+            return ""
+        return ", ".join(f"{p} (round {r})" for p, r in self.dropped.items())
 
     @property
     def cost(self) -> Cost:
@@ -437,11 +455,12 @@ class SecureSumResult(Result):
             vals += f", … ({len(self.value)} entries)"
         nulls = f"\n  nulls skipped: {self.nulls_skipped}" if any(self.nulls_skipped.values()) else ""
         nulls += f"\n  privacy: {_fmt_privacy(self.privacy)}"
+        dropped = f"\n  dropped out (not in the sum): {self._dropout_text()}" if self.dropped else ""
         return (
             f"SecureSumResult({vals})\n"
-            f"  parties: {', '.join(self.parties)}\n"
-            f"  cost: {self.elapsed:.3f} s, {_fmt_bytes(self.nbytes)}, {self.ciphertexts} ciphertexts "
-            f"({self.slots_per_ciphertext} values each), {self._scheme_text()}{nulls}\n"
+            f"  parties: {', '.join(self.parties)}{dropped}\n"
+            f"  protocol: {self.protocol}\n"
+            f"  cost: {self.elapsed:.3f} s, {_fmt_bytes(self.nbytes)}, {self._crypto_text()}{nulls}\n"
             f"{self._error_text()}"
             f"  threat model: {self.threat_text}"
         )
@@ -463,11 +482,13 @@ class SecureSumResult(Result):
             ("time", f"{self.elapsed:.3f} s (encrypt {self.seconds.get('encrypt', 0):.3f} s, "
                      f"decrypt {self.seconds.get('decrypt', 0):.3f} s)"),
             ("traffic", f"{_fmt_bytes(self.nbytes)} in {len(self.transcript or ())} messages"),
-            ("ciphertexts", f"{self.ciphertexts} × {escape(self._scheme_text())}, "
-                            f"{self.slots_per_ciphertext} values each"),
+            ("protocol", escape(self.protocol)),
+            ("crypto", escape(self._crypto_text())),
         ]
         if self.error_bound is not None:
             rows.append(("error bound", f"±{self.error_bound:.3g} per entry (approximate protocol)"))
+        if self.dropped:
+            rows.insert(2, ("dropped out", escape(self._dropout_text())))
         if any(self.nulls_skipped.values()):
             rows.append(("nulls skipped", escape(str(self.nulls_skipped))))
         rows.append(("privacy", escape(_fmt_privacy(self.privacy))))

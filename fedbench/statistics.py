@@ -18,6 +18,10 @@ Conventions shared by every statistic
   delta, bounds, mechanism, noise`` that build one (:mod:`fedbench.dp.privacy`;
   turned into ``privacy=`` in one place, :func:`privacy_keywords`);
   ``bounds`` is a ``(lower, upper)`` pair or a mapping column -> pair.
+* ``protocol``: the secure-aggregation protocol of one call, ``"paillier"``,
+  ``"masking"`` or any registered name (default: the federation's
+  ``secagg``, with its ``secagg_options``); :func:`secure_sum` also takes the
+  masking options ``threshold``, ``neighbours`` and ``dropout``.
 """
 
 from __future__ import annotations
@@ -181,12 +185,42 @@ def _bounds(p: Privacy, column: str | None) -> tuple[float, float]:
     return check_bounds(*p.bounds_for(column), column=column)
 
 
-def _run(coord: Coordinator, chosen: list[Party], local: LocalFn, *, protocol: str = "stats", description: str,
+def _run(coord: Coordinator, chosen: list[Party], local: LocalFn, *, label: str = "stats", description: str,
          plan: NoisePlan | None = None) -> tuple[dict[str, Any], SecureSumResult]:
-    v, res = coord.aggregate(chosen, local, encoding=coord.encoding, plan=plan, protocol=protocol,
+    v, res = coord.aggregate(chosen, local, encoding=coord.encoding, plan=plan, label=label,
                              description=description)
     coord.history.append(res)
     return v, res
+
+
+class _Using:
+    """The coordinator, with another secure-aggregation protocol (and its options) for one call."""
+
+    def __init__(self, coord: Coordinator, protocol: str | None, options: Mapping[str, Any] | None) -> None:
+        self._coord = coord
+        self._protocol = protocol
+        self._options = options
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._coord, name)
+
+    def aggregate(self, parties: list[Party], local_fn: LocalFn, **kwargs: Any) -> tuple[dict[str, Any],
+                                                                                           SecureSumResult]:
+        if self._protocol is not None:
+            kwargs.setdefault("protocol", self._protocol)
+        if self._options is not None:
+            kwargs.setdefault("options", self._options)
+        return self._coord.aggregate(parties, local_fn, **kwargs)
+
+
+def _using(coord: Coordinator, protocol: str | None, options: Mapping[str, Any] | None = None) -> Coordinator:
+    """``coord`` whose secure sums run ``protocol`` (default: the federation's ``secagg``) with ``options``."""
+    if protocol is None and options is None:
+        return coord
+    from .secagg import check_protocol_options, get_protocol
+
+    check_protocol_options(get_protocol(protocol or coord.secagg), options)  # refused before any party runs
+    return cast("Coordinator", _Using(coord, protocol, options))
 
 
 def _names(chosen: list[Party]) -> list[str]:
@@ -225,6 +259,10 @@ def secure_sum(
     privacy: Privacy | None = None,
     sensitivity: float | None = None,
     local_timeout: float | EllipsisType | None = ...,
+    protocol: str | None = None,
+    threshold: int | None = None,
+    neighbours: int | None = None,
+    dropout: Mapping[str, int] | None = None,
     **deprecated: Any,
 ) -> SecureSumResult:
     """Securely sum columns, or the named results of a function run inside each party.
@@ -273,6 +311,18 @@ def secure_sum(
         Function sums only: seconds the function may run inside a party
         (default: the federation's ``local_timeout``).  The function gets a
         copy of the party's rows, so it cannot change them.
+    protocol : str, optional
+        Secure-aggregation protocol of this call: ``"paillier"``,
+        ``"masking"`` or any registered name (default: the federation's ``secagg``).
+    threshold, neighbours, dropout : optional
+        Options of the ``"masking"`` protocol for this call (they override
+        the federation's ``secagg_options``): Shamir threshold ``t`` over a
+        party's share holders, SecAgg+ graph degree, and simulated dropouts
+        ``{party: round}`` (round 1..4; the party stops answering there).
+        The sum then covers the parties whose masked input arrived
+        (``result.parties``; ``result.dropped`` lists the others), or the call
+        raises :class:`~fedbench.errors.MaskingDropoutError` when fewer than
+        ``t`` remain.  Refused for a protocol that takes no such option.
     **deprecated
         ``what=``: the former name of ``columns`` (works, with a ``FutureWarning``).
 
@@ -291,6 +341,9 @@ def secure_sum(
     ConfigurationError
     """
     columns = renamed(deprecated, columns, new="columns", old=("what",), call="secure_sum")
+    options = {k: v for k, v in (("threshold", threshold), ("neighbours", neighbours), ("dropout", dropout))
+               if v is not None}
+    coord = _using(coord, protocol, options or None)
     p = privacy  # resolved by @privacy_keywords
     chosen = coord.select(parties)
     # The tight public default range serves exact sums of functions (typically vectors of modest
@@ -377,6 +430,7 @@ def count(
     *,
     parties: Parties = None,
     privacy: Privacy | None = None,
+    protocol: str | None = None,
     **deprecated: Any,
 ) -> ScalarResult:
     """Number of rows (or non-null cells of ``columns``) across parties, securely (one secure round).
@@ -385,6 +439,7 @@ def count(
     (sensitivity 1), rounded and floored at 0 (post-processing).  ``int(result)``
     gives the number.
     """
+    coord = _using(coord, protocol)
     columns = renamed(deprecated, columns, new="columns", old=("column",), call="count")
     column = None if columns is None else one_column(columns, "count")
     p = privacy  # resolved by @privacy_keywords
@@ -412,6 +467,7 @@ def sum(
     parties: Parties = None,
     nulls: str = "skip",
     privacy: Privacy | None = None,
+    protocol: str | None = None,
     **deprecated: Any,
 ) -> ScalarResult:
     """Sum of a numeric column across parties, securely.
@@ -421,6 +477,7 @@ def sum(
     declared ``bounds`` (required) and noise calibrated to
     ``max(|lower|, |upper|)`` is added.
     """
+    coord = _using(coord, protocol)
     column = one_column(renamed(deprecated, columns, new="columns", old=("column",), call="sum"), "sum")
     p = privacy  # resolved by @privacy_keywords
     nulls = null_policy(nulls)
@@ -443,6 +500,7 @@ def mean(
     parties: Parties = None,
     nulls: str = "skip",
     privacy: Privacy | None = None,
+    protocol: str | None = None,
     **deprecated: Any,
 ) -> ScalarResult:
     """Mean of a numeric column across parties, securely.
@@ -478,6 +536,7 @@ def mean(
     ``(upper - lower) / 2 + 1`` and divides (post-processing), clamping the
     result to the bounds.  The result shows the mean only.
     """
+    coord = _using(coord, protocol)
     column = one_column(renamed(deprecated, columns, new="columns", old=("column",), call="mean"), "mean")
     p = privacy  # resolved by @privacy_keywords
     nulls = null_policy(nulls)
@@ -499,16 +558,18 @@ def mean(
 
 
 def var(coord: Coordinator, columns: str | Sequence[str] | None = None, *, parties: Parties = None,
-        nulls: str = "skip", ddof: int = 1, **deprecated: Any) -> ScalarResult:
+        nulls: str = "skip", ddof: int = 1, protocol: str | None = None, **deprecated: Any) -> ScalarResult:
     """Variance of a numeric column across parties (two secure rounds)."""
+    coord = _using(coord, protocol)
     column = one_column(renamed(deprecated, columns, new="columns", old=("column",), call="var"), "var")
     table, runs, chosen = _moments(coord, [column], coord.select(parties), null_policy(nulls), ddof)
     return ScalarResult(float(table["var"][0]), _names(chosen), name=f"var({column})", runs=runs)
 
 
 def std(coord: Coordinator, columns: str | Sequence[str] | None = None, *, parties: Parties = None,
-        nulls: str = "skip", ddof: int = 1, **deprecated: Any) -> ScalarResult:
+        nulls: str = "skip", ddof: int = 1, protocol: str | None = None, **deprecated: Any) -> ScalarResult:
     """Standard deviation of a numeric column across parties (two secure rounds)."""
+    coord = _using(coord, protocol)
     column = one_column(renamed(deprecated, columns, new="columns", old=("column",), call="std"), "std")
     table, runs, chosen = _moments(coord, [column], coord.select(parties), null_policy(nulls), ddof)
     return ScalarResult(float(table["std"][0]), _names(chosen), name=f"std({column})", runs=runs)
@@ -519,7 +580,7 @@ def _moments(coord: Coordinator, columns: list[str], chosen: list[Party], nulls:
              ddof: int) -> tuple[pl.DataFrame, list[SecureSumResult], list[Party]]:
     check_numeric_columns(chosen, columns)
     v1, r1 = coord.aggregate(chosen, partial(_local.local_column_sums, columns=columns, nulls=nulls),
-                             encoding=coord.encoding, protocol="stats")
+                             encoding=coord.encoding, label="stats")
     counts = [round(v1[f"count:{c}"]) for c in columns]
     means = [v1[f"sum:{c}"] / n if n else math.nan for c, n in zip(columns, counts, strict=True)]
     usable = [c for c, mu in zip(columns, means, strict=True) if not math.isnan(mu)]
@@ -530,7 +591,7 @@ def _moments(coord: Coordinator, columns: list[str], chosen: list[Party], nulls:
             chosen,
             partial(_local.local_squared_deviations, columns=usable,
                     means=[m for c, m in zip(columns, means, strict=True) if c in usable], nulls=nulls),
-            encoding=coord.encoding, protocol="stats",
+            encoding=coord.encoding, label="stats",
         )
         ssd = {c: max(0.0, v2[f"ssd:{c}"]) for c in usable}
         coord.history.append(r2)
@@ -561,6 +622,7 @@ def stats(
     parties: Parties = None,
     nulls: str = "skip",
     ddof: int = 1,
+    protocol: str | None = None,
 ) -> TableResult:
     """Count, nulls, sum, mean, variance and standard deviation per column, securely.
 
@@ -588,6 +650,7 @@ def stats(
     the released global mean.  Minimum and maximum are not offered: they
     would reveal one individual's value.
     """
+    coord = _using(coord, protocol)
     nulls = null_policy(nulls)
     chosen = coord.select(parties)
     if columns is None:
@@ -604,13 +667,13 @@ def _cov(coord: Coordinator, cols: list[str], chosen: list[Party], nulls: str,
          ddof: int) -> tuple[np.ndarray, list[SecureSumResult]]:
     check_numeric_columns(chosen, cols)
     v1, r1 = coord.aggregate(chosen, partial(_local.local_complete_cases, columns=cols, nulls=nulls),
-                             encoding=coord.encoding, protocol="cov")
+                             encoding=coord.encoding, label="cov")
     n = round(v1["n"])
     if n <= ddof:
         raise EmptyPartyError(f"only {n} complete rows over {cols} across all parties; cannot estimate")
     means = (np.asarray(v1["sum"]) / n).tolist()
     v2, r2 = coord.aggregate(chosen, partial(_local.local_cross_deviations, columns=cols, means=means, nulls=nulls),
-                             encoding=coord.encoding, protocol="cov")
+                             encoding=coord.encoding, label="cov")
     coord.history.extend([r1, r2])
     m = np.asarray(v2["cross"])
     return (m + m.T) / 2 / (n - ddof), [r1, r2]
@@ -621,7 +684,7 @@ def _matrix_frame(cols: list[str], m: np.ndarray) -> pl.DataFrame:
 
 
 def cov(coord: Coordinator, columns: str | Sequence[str], *, parties: Parties = None, nulls: str = "skip",
-        ddof: int = 1) -> TableResult:
+        ddof: int = 1, protocol: str | None = None) -> TableResult:
     """Covariance matrix over rows complete in ``columns`` (two secure rounds).
 
     Returns
@@ -629,6 +692,7 @@ def cov(coord: Coordinator, columns: str | Sequence[str], *, parties: Parties = 
     TableResult
         ``to_polars()``: a ``column`` label column followed by one column per input column.
     """
+    coord = _using(coord, protocol)
     cols = columns_arg(columns)
     chosen = coord.select(parties)
     m, runs = _cov(coord, cols, chosen, null_policy(nulls), ddof)
@@ -636,8 +700,9 @@ def cov(coord: Coordinator, columns: str | Sequence[str], *, parties: Parties = 
 
 
 def corr(coord: Coordinator, columns: str | Sequence[str], *, parties: Parties = None,
-         nulls: str = "skip") -> TableResult:
+         nulls: str = "skip", protocol: str | None = None) -> TableResult:
     """Pearson correlation matrix over rows complete in ``columns`` (two secure rounds)."""
+    coord = _using(coord, protocol)
     cols = columns_arg(columns)
     chosen = coord.select(parties)
     m, runs = _cov(coord, cols, chosen, null_policy(nulls), 1)
@@ -668,6 +733,7 @@ def group_counts(
     *,
     categories: Mapping[str, Sequence[Any]] | None = None,
     parties: Parties = None,
+    protocol: str | None = None,
 ) -> TableResult:
     """Row counts per group of ``by`` across parties, securely.
 
@@ -694,6 +760,7 @@ def group_counts(
     TableResult
         ``to_polars()``: the ``by`` columns and ``count``, sorted by the groups.
     """
+    coord = _using(coord, protocol)
     by_cols = columns_arg(by)
     chosen = coord.select(parties)
     for p in chosen:
@@ -711,7 +778,7 @@ def group_counts(
     if not groups:
         raise ProtocolError("no groups to count")
     v, res = _run(coord, chosen, partial(_local.local_group_counts, by=by_cols, groups=groups),
-                  protocol="group_counts", description=f"group_counts({', '.join(by_cols)})")
+                  label="group_counts", description=f"group_counts({', '.join(by_cols)})")
     counts = np.rint(v["counts"]).astype(np.int64)
     data: dict[str, list[Any]] = {c: [g[i] for g in groups] for i, c in enumerate(by_cols)}
     data["count"] = counts.tolist()
@@ -767,6 +834,7 @@ def histogram(
     parties: Parties = None,
     nulls: str = "skip",
     privacy: Privacy | None = None,
+    protocol: str | None = None,
     **deprecated: Any,
 ) -> HistogramResult:
     """Fixed-bin histogram of a numeric column, securely.
@@ -794,6 +862,7 @@ def histogram(
     -------
     HistogramResult
     """
+    coord = _using(coord, protocol)
     column = one_column(renamed(deprecated, columns, new="columns", old=("column",), call="histogram"),
                         "histogram")
     p = privacy  # resolved by @privacy_keywords
@@ -805,7 +874,7 @@ def histogram(
         from .dp.releases import local_dp_histogram
 
         v, res = _run(coord, chosen, partial(local_dp_histogram, column=column, edges=edges, nulls=nulls),
-                      protocol="histogram", plan=_plan(p, 1.0, 1.0), description=f"dp histogram({column})")
+                      label="histogram", plan=_plan(p, 1.0, 1.0), description=f"dp histogram({column})")
         cells = np.maximum(0, np.rint(np.asarray(v["counts"]))).astype(np.int64)
         return HistogramResult(cells[:-3], _names(chosen), name=f"histogram({column})", column=column, edges=edges,
                                below=int(cells[-3]), above=int(cells[-2]), nulls=int(cells[-1]),
@@ -813,7 +882,7 @@ def histogram(
                                released="noisy counts of every bin and of below, above and nulls, rounded and "
                                         "floored at 0")
     v, res = _run(coord, chosen, partial(_local.local_histogram, column=column, edges=edges, nulls=nulls),
-                  protocol="histogram", description=f"histogram({column})")
+                  label="histogram", description=f"histogram({column})")
     return HistogramResult(np.rint(v["counts"]).astype(np.int64), _names(chosen), name=f"histogram({column})",
                            column=column, edges=edges, below=round(v["below"]), above=round(v["above"]),
                            nulls=round(v["nulls"]), runs=[res])
@@ -829,6 +898,7 @@ def quantile(
     bins: int = 64,
     parties: Parties = None,
     nulls: str = "skip",
+    protocol: str | None = None,
     **deprecated: Any,
 ) -> ScalarResult | QuantileResult:
     """Differentially private quantiles of a numeric column.
@@ -860,6 +930,7 @@ def quantile(
     ScalarResult or QuantileResult
         One level: a number-like result; several: a result iterating over the values.
     """
+    coord = _using(coord, protocol)
     from .dp.releases import check_quantiles, quantiles_from_noisy_histogram
 
     column = one_column(renamed(deprecated, columns, new="columns", old=("column",), call="quantile"), "quantile")

@@ -214,9 +214,11 @@ def test_party_level_wrapper_and_raising_party(hospitals):
         return {"n": float(df.height), "age": float(df["age"].sum())}
 
     ch = Channel("masking", [], keep_payloads=True)
-    out = masking.secure_aggregate_masking(parties, local, backend=fed.backend, channel=ch, encoding=ENC,
+    from fedbench.secagg.masking import secure_aggregate_masking
+
+    out = secure_aggregate_masking(parties, local, backend=fed.backend, channel=ch, encoding=ENC,
                                            neighbours=3)
-    assert out.survivors == ["north", "south", "east"] and out.dropped == {"west": 3}
+    assert out.survivors == ["north", "south", "east"] and out.dropped == {"west": 1}
     assert out.value["n"] == float(sum(df.height for df in hospitals.values()))
     assert out.value["age"] == float(sum(df["age"].sum() for df in hospitals.values()))
-    assert not any(m.sender == "party:west" and m.kind in ("masked-input", "unmask") for m in ch.run)
+    assert not any(m.sender == "west" for m in ch.run)  # it crashed in round 1: it never sent anything

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -93,12 +94,19 @@ def share(secret: np.ndarray, n: int, t: int) -> np.ndarray:
     coeffs[0] = sec
     if t > 1:
         coeffs[1:] = random_field_elements((t - 1) * m).reshape(t - 1, m)
+    return np.dot(_vandermonde(n, t), coeffs) % PRIME
+
+
+@lru_cache(maxsize=64)
+def _vandermonde(n: int, t: int) -> np.ndarray:
+    """``x**j mod p`` for ``x = 1..n``, ``j < t`` (public; cached: a protocol shares many secrets alike)."""
     xs = np.arange(1, n + 1, dtype=object)
-    vander = np.empty((n, t), dtype=object)  # x**j mod p
+    vander = np.empty((n, t), dtype=object)
     vander[:, 0] = 1
     for j in range(1, t):
         vander[:, j] = (vander[:, j - 1] * xs) % PRIME
-    return np.dot(vander, coeffs) % PRIME
+    vander.setflags(write=False)
+    return vander
 
 
 def reconstruct(shares: Mapping[int, np.ndarray], t: int) -> np.ndarray:
@@ -114,10 +122,16 @@ def reconstruct(shares: Mapping[int, np.ndarray], t: int) -> np.ndarray:
     xs = sorted(shares)[:t]
     if any(not 0 < x < PRIME for x in xs):
         raise ProtocolError("share indices must be in 1..n")
-    coeffs = lagrange_at_zero(xs)
+    coeffs = _lagrange_cached(tuple(xs))
     rows = np.array([np.asarray(shares[x], dtype=object) for x in xs], dtype=object)
     lam = np.array(coeffs, dtype=object)
     return np.dot(lam, rows) % PRIME
+
+
+@lru_cache(maxsize=1024)
+def _lagrange_cached(xs: tuple[int, ...]) -> tuple[int, ...]:
+    # The same share indices recur across the parties of a run: compute their coefficients once.
+    return tuple(lagrange_at_zero(xs))
 
 
 def lagrange_at_zero(xs: Sequence[int]) -> list[int]:

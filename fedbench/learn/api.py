@@ -199,6 +199,7 @@ def fit(
     server_learning_rate: float | None = None,
     dp: DPConfig | None = None,
     tol: float | None = None,
+    protocol: str | None = None,
 ) -> FitRun:
     """Train a scikit-learn estimator or pipeline across the parties; rows never leave them.
 
@@ -225,8 +226,8 @@ def fit(
         Training rounds (a maximum for Newton and L-BFGS, which stop once
         converged); takes precedence over the strategy object's ``rounds``.
     secure : bool, default True
-        Sum every local aggregate through Paillier secure aggregation;
-        ``False`` sums in the clear (simulations at scale only).
+        Sum every local aggregate through secure aggregation (the protocol
+        ``protocol``); ``False`` sums in the clear (simulations at scale only).
     test_size : float, default 0.25
         Fraction of each party's rows held out (split inside the party with
         ``seed``; stratified for classifiers) for evaluation and :meth:`FitRun.compare`.
@@ -320,7 +321,12 @@ def fit(
     plan = _plan(coord, est, legacy, target=target, features=features, parties=parties, strategy=strategy,
                  rounds=rounds, secure=secure, test_size=test_size, seed=seed, min_parties=min_parties,
                  metric=metric)
+    if protocol is not None:
+        from ..secagg import get_protocol
+
+        get_protocol(protocol)  # an unknown name is refused before any party runs
     session = Session(coord, plan.chosen, secure=secure, failure=failure, party_timeout=party_timeout,
+                      secagg=protocol,
                       covered=frozenset({"dp-fedavg"}) if plan.dp is not None else frozenset(),
                       party_metrics=bool(party_metrics))
     class_list, single = _classes(session, plan, classes, target)
@@ -472,6 +478,7 @@ def _fit_run(fed: FederationView, session: Session, plan: _Plan, estimator: Any,
         steps=steps,
         secure=secure,
         key_bits=fed.coordinator.key_bits if secure else None,
+        secagg=session.secagg or fed.coordinator.secagg,
         failures=list(session.failures),
         transcript=session.transcript,
         elapsed=elapsed,

@@ -221,6 +221,8 @@ class Session:
         Protocols whose releases a DP charge already covers (DP-FedAvg's noisy sums).
     party_metrics : bool, default False
         Release each party's own diagnostics to the analyst in the clear (recorded as exact releases).
+    secagg : str, optional
+        Secure-aggregation protocol of the secure sums (default: the federation's ``secagg``).
     """
 
     coord: Coordinator
@@ -237,6 +239,7 @@ class Session:
     #: Release each party's own diagnostics (loss, rows, metric) to the analyst (an exact release per party).
     party_metrics: bool = False
     releases: list[Release] = field(default_factory=list)
+    secagg: str | None = None
 
     def __post_init__(self) -> None:
         if hasattr(type(self.coord), "coordinator"):  # a Federation: protocols use its coordinator
@@ -310,8 +313,17 @@ class Session:
                 protocol: str, description: str = "") -> tuple[dict[str, Any], AggInfo]:
         check_enough_parties(parties, hint="pass secure=False to simulate without encryption, or keep more parties "
                                            "in the round")
-        value, res = self.coord.aggregate(parties, fn, encoding=encoding, protocol=protocol,
-                                         description=description or protocol,
+        options = None
+        if protocol in self.covered:
+            # A DP sum's noise shares are calibrated to the parties asked: a protocol that can sum fewer
+            # (masking's dropout recovery) must release nothing instead.
+            from ..secagg import get_protocol
+
+            name = self.secagg or self.coord.secagg
+            if "require_all" in get_protocol(name).option_names:
+                options = {"require_all": True}  # on top of the federation's own options
+        value, res = self.coord.aggregate(parties, fn, encoding=encoding, label=protocol, options=options,
+                                         protocol=self.secagg, description=description or protocol,
                                          record_exact=protocol not in self.covered)
         # The federation logged an exact release in the ledger already (unless a DP charge covers it).
         self.note_release(protocol, description, [p.name for p in parties], how="secure sum",

@@ -168,6 +168,8 @@ class FitRun:
     privacy : PrivacySummary or None
         Every release of the run (DP ones and exact ones flagged "exact, not
         DP") and the DP guarantee, against a party and against an outsider.
+    secagg : str
+        The secure-aggregation protocol of the run's sums (``"paillier"``, ``"masking"``...).
     """
 
     model: Any
@@ -191,6 +193,7 @@ class FitRun:
     epsilon: float | None = None
     delta: float | None = None
     privacy: PrivacySummary | None = None
+    secagg: str = "paillier"
     _fed: Any = field(default=None, repr=False)
     _template: Any = field(default=None, repr=False)
     _spec: Any = field(default=None, repr=False)
@@ -260,7 +263,21 @@ class FitRun:
     def _crypto(self) -> str:
         if not self.secure:
             return "plaintext sums (secure=False: simulation only)"
+        if self.secagg != "paillier":
+            return f"secure aggregation by {self.secagg} (no Paillier key)"
         return f"{self.key_bits}-bit Paillier secure aggregation"
+
+    @property
+    def threat_model(self) -> str:
+        """The trust model of the run's secure-aggregation protocol, under the federation's key set-up."""
+        if not self.secure:
+            return THREAT_MODEL
+        coord = getattr(self._fed, "coordinator", None)
+        if coord is not None:  # single key holder or t-of-n threshold keys decide Paillier's trust model
+            return str(coord.trust_text_for(self.secagg))
+        from ..secagg import get_protocol
+
+        return get_protocol(self.secagg).trust_model.text
 
     def __repr__(self) -> str:
         lines = [f"FitRun: {self.estimator} on {len(self.parties)} parties ({', '.join(self.parties)})"]
@@ -289,13 +306,8 @@ class FitRun:
                 f"{m}={_fmt(s)}" for m, s in zip(tab["model"], tab["score"], strict=True)))
         elif self.metric is not None:
             lines.append("  .compare() for local-only and centralized baselines (simulation only)")
-        lines.append(f"  threat model: {self._threat_text()}")
+        lines.append(f"  threat model: {self.threat_model}")
         return "\n".join(lines)
-
-    def _threat_text(self) -> str:
-        # The federation's key set-up decides the trust model (single key holder or t-of-n threshold).
-        coord = getattr(self._fed, "coordinator", None)
-        return getattr(coord, "trust_text", None) or THREAT_MODEL
 
     def _repr_html_(self) -> str:
         rows = [
@@ -331,7 +343,7 @@ class FitRun:
                     f"simulation-only baselines)</p><table><tr>{head}</tr>{trs}</table>")
         elif self.metric is not None:
             body = "<p style='color:#666'>Run <code>.compare()</code> for local-only and centralized baselines.</p>"
-        return render_card("Federated training", rows, body, threat_model=self._threat_text())
+        return render_card("Federated training", rows, body, threat_model=self.threat_model)
 
 
 def comparison_figure(table: pl.DataFrame, metric: str) -> Any:

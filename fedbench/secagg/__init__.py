@@ -9,15 +9,19 @@
   default protocol ``"paillier"``;
 * :mod:`~fedbench.secagg.ckks`: CKKS (TenSEAL, optional extra ``ckks``) with one
   key holder, approximate within a reported bound: ``"ckks"``.
+* :mod:`~fedbench.secagg.masking`: pairwise masking with Shamir-shared
+  dropout recovery (Bonawitz et al.; SecAgg+), no key holder, every secret
+  party-side: ``"masking"``.
 
 :func:`secure_aggregate` runs the protocol named by ``protocol=``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigurationError
 from .base import (
     MIN_PARTIES,
     AggregationOutcome,
@@ -29,6 +33,7 @@ from .base import (
     check_enough_parties,
 )
 from .ckks import CKKS, CKKSParams, CKKSSecAgg
+from .masking import MASKING, MaskingSecAgg
 from .paillier import PAILLIER, PaillierSecAgg, PartyContribution, parallel_min_ciphertexts, party_contribution
 from .registry import available_protocols, get_protocol, register_protocol, unregister_protocol
 from .spec import VectorSpec
@@ -49,6 +54,7 @@ __all__ = [
     "CostEstimate",
     "GridNoiseFn",
     "LocalFn",
+    "MaskingSecAgg",
     "PaillierSecAgg",
     "PartyContribution",
     "SecAggProtocol",
@@ -56,6 +62,7 @@ __all__ = [
     "VectorSpec",
     "available_protocols",
     "check_enough_parties",
+    "check_protocol_options",
     "get_protocol",
     "parallel_min_ciphertexts",
     "party_contribution",
@@ -69,13 +76,14 @@ DEFAULT_PROTOCOL = "paillier"
 
 register_protocol(PAILLIER, replace=True)
 register_protocol(CKKS, replace=True)
+register_protocol(MASKING, replace=True)
 
 
 def secure_aggregate(
     parties: Sequence[Party],
     local_fn: LocalFn,
     *,
-    keys: AnyPaillierKeys,
+    keys: AnyPaillierKeys | None,
     backend: Backend,
     channel: Channel,
     encoding: Encoding,
@@ -86,6 +94,7 @@ def secure_aggregate(
     before_release: Callable[[], None] | None = None,
     integer_encoding: Encoding | None = None,
     protocol: str = DEFAULT_PROTOCOL,
+    options: Mapping[str, Any] | None = None,
 ) -> AggregationOutcome:
     """Securely sum the results of ``local_fn`` over ``parties`` with the protocol named ``protocol``.
 
@@ -96,8 +105,10 @@ def secure_aggregate(
     local_fn : callable
         Runs inside each party on its polars DataFrame and returns a dict of
         numbers or arrays (same names and shapes in every party).
-    keys : PaillierKeys or ThresholdPaillierKeys
-        The federation's keys (the private part is used only as the key holder).
+    keys : PaillierKeys, ThresholdPaillierKeys or None
+        The federation's keys (the private part is used only as the key holder; a
+        threshold key is decrypted by its share holders); ``None`` for a protocol
+        that needs none (``needs_keys = False``).
     backend : Backend
         Where local work and encryption run.
     channel : Channel
@@ -128,6 +139,9 @@ def secure_aggregate(
         alone (the local function runs twice; nothing was recorded yet).
     protocol : str, default "paillier"
         A registered protocol's name (:func:`available_protocols`).
+    options : mapping, optional
+        Protocol options (e.g. ``{"threshold": 5}`` for ``"masking"``); each
+        must be one of the protocol's ``option_names``.
 
     Returns
     -------
@@ -136,13 +150,33 @@ def secure_aggregate(
     Raises
     ------
     ConfigurationError
-        No protocol is registered as ``protocol`` (checked before any party runs).
+        No protocol is registered as ``protocol``, or it takes no such option
+        (checked before any party runs).
     TooFewPartiesError, ProtocolError, NonFiniteValueError, EncodingRangeError, SlotOverflowError
         From the protocol.
     """
     impl = get_protocol(protocol)
+    extra = check_protocol_options(impl, options)
     return impl.aggregate(
         parties, local_fn, keys=keys, backend=backend, channel=channel, encoding=encoding,
         fast_encryption=fast_encryption, key_recipients=key_recipients, party_noise=party_noise,
         central_noise=central_noise, before_release=before_release, integer_encoding=integer_encoding,
+        **extra,
     )
+
+
+def check_protocol_options(impl: SecAggProtocol, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The options ``impl`` accepts, as a dict (``None`` values dropped).
+
+    Raises
+    ------
+    ConfigurationError
+        An option the protocol does not take (the message lists the ones it does).
+    """
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(given) - impl.option_names)
+    if unknown:
+        takes = ", ".join(sorted(impl.option_names)) or "no options"
+        raise ConfigurationError(
+            f"the {impl.name!r} secure-aggregation protocol does not take {', '.join(unknown)} (it takes: {takes})")
+    return given

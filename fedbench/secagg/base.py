@@ -110,18 +110,25 @@ class AggregationOutcome:
 
     ``error_bound`` is ``None`` for exact protocols, else the bound on each
     entry's absolute error; ``scheme`` describes the encryption (empty: the
-    federation's Paillier key).
+    federation's Paillier key); ``layout`` is the packing layout (``None``
+    for protocols that pack nothing); ``survivors`` the parties whose contribution is in the sum
+    when the protocol tolerates dropouts (``None``: every party),
+    ``dropped`` the others (party -> round), ``details`` protocol parameters
+    (e.g. the masking threshold).
     """
 
     value: dict[str, float | np.ndarray]
     spec: VectorSpec
-    layout: PackingLayout | SlotLayout
+    layout: PackingLayout | SlotLayout | None
     ciphertexts_per_party: int
     seconds: dict[str, float]
     fast_encryption: bool
     protocol: str = "paillier"
     error_bound: float | None = None
     scheme: str = ""
+    survivors: list[str] | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def check_enough_parties(parties: int | Sequence[Party | str], *, what: str = "a secure sum",
@@ -166,6 +173,10 @@ class SecAggProtocol(ABC):
     name: ClassVar[str]
     #: Who must be trusted, and what collusion breaks the protocol.
     trust_model: ClassVar[TrustModel]
+    #: Whether the protocol uses the federation's Paillier keys (else none are generated for it).
+    needs_keys: ClassVar[bool] = True
+    #: Keyword options the protocol's :meth:`aggregate` accepts beyond the common ones (e.g. ``threshold``).
+    option_names: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def cost_model(self, n_parties: int, n_values: int, key_bits: int, *,
@@ -194,7 +205,7 @@ class SecAggProtocol(ABC):
         parties: Sequence[Party],
         local_fn: LocalFn,
         *,
-        keys: AnyPaillierKeys,
+        keys: AnyPaillierKeys | None,
         backend: Backend,
         channel: Channel,
         encoding: Encoding,
@@ -208,8 +219,9 @@ class SecAggProtocol(ABC):
         """Securely sum the results of ``local_fn`` over ``parties``.
 
         The arguments are those of :func:`fedbench.secagg.secure_aggregate`;
-        a protocol that needs no Paillier key ignores ``keys`` and
-        ``fast_encryption``.
+        a protocol that needs no Paillier key (``needs_keys = False``) gets
+        ``keys=None`` and ignores ``fast_encryption``.  A protocol with
+        :attr:`option_names` takes them as further keyword arguments.
 
         Returns
         -------

@@ -406,6 +406,8 @@ class CKKSSecAgg(SecAggProtocol):
     """
 
     name: ClassVar[str] = "ckks"
+    #: Every run makes its own CKKS key pair: the federation's Paillier key is never generated for it.
+    needs_keys: ClassVar[bool] = False
     trust_model: ClassVar[TrustModel] = TrustModel(
         text=(
             "CKKS with a single key holder: honest-but-curious parties, aggregator and key holder; the aggregator "
@@ -468,7 +470,7 @@ class CKKSSecAgg(SecAggProtocol):
         parties: Sequence[Party],
         local_fn: LocalFn,
         *,
-        keys: AnyPaillierKeys,
+        keys: AnyPaillierKeys | None,
         backend: Backend,
         channel: Channel,
         encoding: Encoding,

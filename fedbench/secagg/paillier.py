@@ -29,7 +29,7 @@ import numpy as np
 from ..crypto.arithmetic import cached_encryptor
 from ..crypto.packing import Encoding, PackingLayout
 from ..crypto.paillier import PaillierKeys, add_ciphertext_vectors, decrypt_many
-from ..errors import EncodingRangeError, NonFiniteValueError, ProtocolError
+from ..errors import ConfigurationError, EncodingRangeError, NonFiniteValueError, ProtocolError
 from ..wire import bytes_to_ints, dumps, ints_to_bytes
 from .base import (
     AggregationOutcome,
@@ -278,7 +278,7 @@ class PaillierSecAgg(SecAggProtocol):
         parties: Sequence[Party],
         local_fn: LocalFn,
         *,
-        keys: AnyPaillierKeys,
+        keys: AnyPaillierKeys | None,
         backend: Backend,
         channel: Channel,
         encoding: Encoding,
@@ -301,6 +301,8 @@ class PaillierSecAgg(SecAggProtocol):
         ------
         TooFewPartiesError, ProtocolError, NonFiniteValueError, EncodingRangeError, SlotOverflowError
         """
+        if keys is None:
+            raise ConfigurationError("the Paillier protocol needs the federation's keys (got keys=None)")
         check_enough_parties(parties)
         names = [p.name for p in parties]
         n = keys.n

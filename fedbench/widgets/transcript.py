@@ -298,6 +298,8 @@ class CryptoCostPanel(Dashboard):
         bits = self.bits
         total_cts = self.costs["ciphertexts"].sum() if bits else None
         key = f"{bits}-bit Paillier (ciphertexts of {bits // 4} bytes)" if bits else "key size unknown"
+        if self._masking_only():
+            key = "pairwise masking: no Paillier ciphertexts, one masked vector per party (8 bytes per value)"
         self.header.value = (
             f"<b>{escape(key)}</b> · {total_cts if total_cts is not None else '?'} ciphertexts from parties · "
             f"{_fmt_bytes(int(frame['nbytes'].sum()))} in {_n(frame.height, 'message')} · "
@@ -337,7 +339,17 @@ class CryptoCostPanel(Dashboard):
                           margin={"t": 40, "b": 40, "l": 60, "r": 10})
         return fig
 
+    def _masking_only(self) -> bool:
+        """Whether the runs shown are masking runs only (masked inputs, no Paillier ciphertexts)."""
+        kinds = set(self._frame()["kind"].to_list())
+        return "masked-input" in kinds and "ciphertexts" not in kinds
+
     def _text(self) -> str:
+        if self._masking_only():
+            lines = ["CryptoCostPanel: pairwise masking (no Paillier ciphertexts)"]
+            for r in (self.costs.iter_rows(named=True) if self.costs is not None else ()):
+                lines.append(f"  {r['party']}: {r['messages']} messages, {_fmt_bytes(r['bytes'])}")
+            return "\n".join(lines)
         lines = [f"CryptoCostPanel: {self.bits or '?'}-bit Paillier"]
         if self.costs is not None:
             for r in self.costs.iter_rows(named=True):
