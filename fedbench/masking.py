@@ -200,27 +200,39 @@ def _check_vectors(vectors: Mapping[str, np.ndarray]) -> tuple[list[str], dict[s
     return names, out, int(length or 0)
 
 
-def _resolve_params(n: int, neighbours: int | None, threshold: int | None, encoding: Encoding) -> tuple[int, int]:
-    if n < 2:
-        raise MaskingDropoutError(f"masking needs at least 2 parties (got {n})", round=None)
+def graph_params(n: int, neighbours: int | None, threshold: int | None) -> tuple[int, int]:
+    """The neighbour count ``k`` and Shamir threshold ``t`` for ``n`` parties (defaults, or checked values).
+
+    Raises
+    ------
+    MaskingParameterError
+        ``neighbours`` outside ``[1, n - 1]``, or ``threshold`` above ``k`` or not above ``k / 2``.
+    """
     if neighbours is None:
         k = default_neighbours(n)
     else:
         k = int(neighbours)
         if not 1 <= k <= n - 1:
-            raise MaskingParameterError(f"neighbours must be in [1, n - 1] = [1, {n - 1}], got {neighbours}")
+            raise MaskingParameterError(f"neighbours must be in [1, n - 1] = [1, {n - 1}] for {n} parties, "
+                                        f"got {neighbours}")
     if k % 2 and n % 2:
-        k += 1  # see harary_graph
+        k += 1  # no k-regular graph with k and n odd (see harary_graph)
     if threshold is None:
-        t = default_threshold(k)
-    else:
-        t = int(threshold)
-        if t > k:
-            raise MaskingParameterError(
-                f"threshold {t} exceeds the {k} share holders of each party (n = {n}, neighbours = {k})")
-        if t <= k // 2 or t < 1:
-            raise MaskingParameterError(
-                f"threshold {t} is below the safe minimum floor(k/2) + 1 = {k // 2 + 1} for k = {k} share holders")
+        return k, default_threshold(k)
+    t = int(threshold)
+    if t > k:
+        raise MaskingParameterError(
+            f"threshold {t} exceeds the {k} share holders of each party (n = {n}, neighbours = {k})")
+    if t <= k // 2:
+        raise MaskingParameterError(
+            f"threshold {t} is below the safe minimum floor(k/2) + 1 = {k // 2 + 1} for k = {k} share holders")
+    return k, t
+
+
+def _resolve_params(n: int, neighbours: int | None, threshold: int | None, encoding: Encoding) -> tuple[int, int]:
+    if n < 2:
+        raise MaskingDropoutError(f"masking needs at least 2 parties (got {n})", round=None)
+    k, t = graph_params(n, neighbours, threshold)
     if encoding.value_bits > 63 or encoding.value_bits + math.ceil(math.log2(n)) > RING_BITS:
         raise MaskingParameterError(
             f"the encoding ({encoding.value_bits} value bits) summed over {n} parties does not fit Z_2^{RING_BITS}; "

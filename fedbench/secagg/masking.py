@@ -68,7 +68,7 @@ from ..errors import (
     PartyUnavailableError,
     ProtocolError,
 )
-from ..masking import ROUNDS, _kdf, _priv, _pub, default_neighbours, default_threshold, harary_graph, prg
+from ..masking import ROUNDS, _kdf, _priv, _pub, graph_params, harary_graph, prg
 from ..party import recall_in_party, remember_in_party
 from ..wire import dumps
 from .base import AggregationOutcome, CostEstimate, GridNoiseFn, LocalFn, SecAggProtocol, TrustModel
@@ -125,25 +125,7 @@ def check_options(n: int, options: Mapping[str, Any], names: Sequence[str]) -> t
     for label, val in (("neighbours", neighbours), ("threshold", threshold)):
         if val is not None and (isinstance(val, bool) or not isinstance(val, int | np.integer)):
             raise MaskingParameterError(f"{label} must be an integer, got {val!r}")
-    if neighbours is None:
-        k = default_neighbours(n)
-    else:
-        k = int(neighbours)
-        if not 1 <= k <= n - 1:
-            raise MaskingParameterError(f"neighbours must be in [1, n - 1] = [1, {n - 1}] for {n} parties, "
-                                        f"got {neighbours}")
-    if k % 2 and n % 2:
-        k += 1  # no k-regular graph with k and n odd (see fedbench.masking.harary_graph)
-    if threshold is None:
-        t = default_threshold(k)
-    else:
-        t = int(threshold)
-        if t > k:
-            raise MaskingParameterError(
-                f"threshold {t} exceeds the {k} share holders of each party (n = {n}, neighbours = {k})")
-        if t <= k // 2:
-            raise MaskingParameterError(
-                f"threshold {t} is below the safe minimum floor(k/2) + 1 = {k // 2 + 1} for k = {k} share holders")
+    k, t = graph_params(n, neighbours, threshold)
     if not isinstance(options.get("require_all", False), bool):
         raise MaskingParameterError(f"require_all must be True or False, got {options['require_all']!r}")
     drop_in = options.get("dropout") or {}
@@ -734,9 +716,7 @@ class MaskingSecAgg(SecAggProtocol):
         """
         _check_enough_parties(n_parties)
         enc = encoding if encoding is not None else Encoding.default_sum()
-        k = default_neighbours(n_parties)
-        if k % 2 and n_parties % 2:
-            k += 1
+        k, _ = graph_params(n_parties, None, None)
         digits, _ = ring_layout(enc.value_bits, n_parties)
         name = 8  # a typical party name's bytes
         share_ct = 12 + 4 + 2 * _SHARE + 16
