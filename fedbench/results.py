@@ -189,6 +189,10 @@ class Result:
             dropped = {p: r for run in self.runs for p, r in run.dropped.items()}
             if dropped:
                 rows.append(("dropped out", ", ".join(f"{p} (round {r})" for p, r in dropped.items())))
+        bounds = [r.error_bound for r in self.runs if r.error_bound is not None]
+        if bounds:  # an approximate protocol (CKKS): the bound of the sums this value was computed from
+            rows.append(("error bound", f"approximate: each secure sum behind this value is within ±{max(bounds):.3g} "
+                                        "per entry of the exact sum (declare a tight max_abs for a tighter bound)"))
         if self.released:
             rows.append(("released", self.released))
         rows.append(("privacy", _fmt_privacy(self.privacy)))

@@ -311,6 +311,19 @@ class TestProtocol:
         assert np.abs(r2["m"] - sum(d["x"].to_numpy()[:5] for d in data.values())).max() <= r2.error_bound
 
 
+    def test_a_statistic_over_ckks_states_its_error_bound(self):
+        rng = np.random.default_rng(6)
+        data = {f"h{i}": pl.DataFrame({"x": rng.normal(50, 10, 40)}) for i in range(3)}
+        fed = fb.Federation(TEST_KEY_BITS, allow_insecure_key_size=True, max_abs=2.0**20)
+        fed.add_parties(data)
+        m = fed.mean("x", protocol="ckks")
+        assert float(m) == pytest.approx(float(fed.mean("x")), abs=1e-6)
+        bound = max(r.error_bound for r in m.runs)
+        assert m.runs[0].protocol == "ckks" and bound is not None
+        # The trust model promises "a reported error bound": the statistic reports it (text and card).
+        assert "error bound" in repr(m) and f"±{bound:.3g}" in repr(m) and "error bound" in m._repr_html_()
+        assert "error bound" not in repr(fed.mean("x"))
+
     def test_paillier_results_are_unchanged(self):
         data = {f"h{i}": pl.DataFrame({"x": [1.5, 2.5]}) for i in range(2)}
         fed = fb.Federation(TEST_KEY_BITS, allow_insecure_key_size=True)
