@@ -12,6 +12,8 @@ a dashboard is built, so ``import fedbench.widgets`` is cheap.
 * :class:`BudgetPanel`: privacy budgets, the spend curve, the ledger, refusals;
 * :class:`PSIOverlapView`: Venn diagram or overlap heatmap of a PSI result;
 * :class:`CryptoCostPanel`: ciphertexts, bytes and encryption time per party;
+* :class:`ProtocolComparison`: secure-aggregation set-ups side by side, cost and trust
+  (also ``CryptoCostPanel.compare``);
 * :class:`TranscriptViewer`: every message, filterable by party, kind and run;
 * :class:`Progress`: a progress bar in notebooks, silent in plain Python.
 """
@@ -31,6 +33,7 @@ _LAZY = {
     "BudgetPanel": ".budget",
     "PSIOverlapView": ".psi",
     "CryptoCostPanel": ".transcript",
+    "ProtocolComparison": ".comparison",
     "TranscriptViewer": ".transcript",
     "Progress": ".progress",
 }
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from ._base import Dashboard as Dashboard
     from ._base import in_notebook as in_notebook
     from .budget import BudgetPanel as BudgetPanel
+    from .comparison import ProtocolComparison as ProtocolComparison
     from .federation import FederationPanel as FederationPanel
     from .progress import Progress as Progress
     from .psi import PSIOverlapView as PSIOverlapView

@@ -14,8 +14,13 @@ from ..transcript import ROLE_NAMES, _fmt_bytes, _n
 from ._base import Dashboard, figure_row, html_table
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import plotly.graph_objects as go
     import polars as pl
+
+    from ..results import SecureSumResult
+    from .comparison import ProtocolComparison
 
 __all__ = ["CryptoCostPanel", "TranscriptViewer"]
 
@@ -338,6 +343,26 @@ class CryptoCostPanel(Dashboard):
         fig.update_layout(title="Encryption time per party", height=280, yaxis_title="seconds",
                           margin={"t": 40, "b": 40, "l": 60, "r": 10})
         return fig
+
+    @staticmethod
+    def compare(results: Mapping[str, SecureSumResult], *, figure_backend: str = "widget") -> ProtocolComparison:
+        """Compare secure-aggregation set-ups: cost and trust of one result per set-up.
+
+        Parameters
+        ----------
+        results : mapping of str to SecureSumResult
+            Label -> result, e.g. ``{"Paillier": r1, "threshold": r2, "masking": r3, "CKKS": r4}``.
+        figure_backend : {"widget", "static"}, default "widget"
+            See :class:`~fedbench.widgets.Dashboard`.
+
+        Returns
+        -------
+        ProtocolComparison
+            The comparison dashboard (see :class:`~fedbench.widgets.ProtocolComparison`).
+        """
+        from .comparison import ProtocolComparison
+
+        return ProtocolComparison(results, figure_backend=figure_backend)
 
     def _masking_only(self) -> bool:
         """Whether the runs shown are masking runs only (masked inputs, no Paillier ciphertexts)."""
