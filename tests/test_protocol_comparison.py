@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,8 +14,9 @@ import pytest
 import fedbench as fb
 from fedbench.errors import ConfigurationError
 from fedbench.secagg import get_protocol
+from fedbench.secagg.keyholders import threshold_trust_text
 from fedbench.widgets import CryptoCostPanel, ProtocolComparison
-from fedbench.widgets.comparison import setup_trust
+from fedbench.widgets.comparison import _DEALER_CLAUSE, setup_trust
 
 from .conftest import make_fed
 
@@ -162,3 +165,25 @@ def test_ckks_row_reports_its_error_bound(results):
     assert row["key_setup"] == "single key" and row["trusted"] == ["aggregator", "keyholder"]
     assert f"±{r.error_bound:.3g}" in comp.table.value and "exact" in comp.table.value
     assert "error bound" in repr(comp)
+
+
+def fake_threshold_keys(setup: str) -> SimpleNamespace:
+    """What ``threshold_trust_text`` reads of a threshold key: t, n and how it was set up."""
+    return SimpleNamespace(threshold=2, params=SimpleNamespace(n_shares=3), setup=setup)
+
+
+def test_dealer_is_told_apart_from_dealerless_by_the_threat_text():
+    # setup_trust recognises a dealt key by this clause of the threat model: keep them in step.
+    assert _DEALER_CLAUSE in threshold_trust_text(fake_threshold_keys("dealer"))
+    assert _DEALER_CLAUSE not in threshold_trust_text(fake_threshold_keys("dealerless"))
+
+
+@pytest.mark.slow
+def test_dealerless_threshold_run_trusts_no_dealer(with_threshold):
+    # The dealt run's messages with the dealerless threat model (a real dealerless key takes minutes to make).
+    run = dataclasses.replace(with_threshold["threshold"],
+                              threat_model=threshold_trust_text(fake_threshold_keys("dealerless")))
+    trust = setup_trust(run)
+    assert trust.key_setup == "threshold 2 (dealerless)"
+    assert trust.trusted == ("aggregator",)
+    assert trust.broken_by == "the aggregator colluding with any 2 share-holding parties"
