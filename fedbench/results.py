@@ -469,6 +469,11 @@ class SecureSumResult(Result):
             f"  threat model: {self.threat_text}"
         )
 
+    @property
+    def scheme_text(self) -> str:
+        """The encryption scheme of the run, for display (e.g. ``"2048-bit Paillier (DJN fast encryption)"``)."""
+        return self._scheme_text()
+
     def _scheme_text(self) -> str:
         if self.scheme:
             return self.scheme

@@ -171,7 +171,7 @@ class ProtocolComparison(Dashboard):
                 "setup": label,
                 "protocol": r.protocol,
                 "key_setup": trust.key_setup,
-                "scheme": "pairwise masking" if masked else r._scheme_text(),
+                "scheme": "pairwise masking" if masked else r.scheme_text,
                 "seconds": float(r.elapsed),
                 "bytes": int(r.nbytes),
                 "encrypted_bytes": sum(m.nbytes for m in transcript if m.encrypted),
