@@ -437,8 +437,9 @@ class FederationCoordinator:
                                party_noise=party_noise, central_noise=central_noise, before_release=before_release,
                                integer_encoding=integer_encoding, protocol=name, options=opts)
         self.key_holders.update(recipients)
-        self.release_guard.after(channel, shape, out.value)  # small groups: checked before the analyst gets it
         summed = names if out.survivors is None else list(out.survivors)
+        # Small groups: checked before the analyst gets the release; the release is recorded over `summed`.
+        self.release_guard.after(channel, shape, out.value, summed)
         result = SecureSumResult(
             value=out.value,
             parties=summed,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -267,16 +267,31 @@ class ReleaseGuard:
             return channel
         return HeldReleaseChannel(channel.protocol, channel.transcripts, keep_payloads=channel.keep_payloads)
 
-    def after(self, channel: Channel, shape: Release | None, value: Mapping[str, Any]) -> None:
-        """The releasing role checks a grouped aggregate's cells, then releases it or withholds it."""
+    def after(self, channel: Channel, shape: Release | None, value: Mapping[str, Any],
+              summed: Sequence[str] | None = None) -> None:
+        """The releasing role checks a grouped aggregate's cells, then releases it or withholds it.
+
+        ``summed`` names the parties whose data is in the release when a protocol
+        dropped some of those asked (masking): the release is recorded over them,
+        and a differencing pair that the dropout created is warned about (it is
+        known only now, after the release, so even ``action="refuse"`` can only warn).
+        """
         if isinstance(channel, HeldReleaseChannel) and shape is not None:
             cells = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in value.values()])
             cells = np.rint(cells)
             if bool(np.any((cells > 0) & (cells < self.policy.min_group_size))):
                 self._act([self.policy.small_group_message(shape)], withheld=True)
             channel.release()
-        if shape is not None:
-            self.history.append(shape)
+        if shape is None:
+            return
+        if summed is not None and frozenset(summed) != shape.parties:
+            shape = replace(shape, parties=frozenset(summed))
+            if self.policy.action != "off":
+                for m in self.policy.warnings_for(self.history, shape):
+                    warnings.warn(f"{m} (the pair arose because parties dropped out during the run; it was "
+                                  "released before the dropout was known)", DisclosureRiskWarning,
+                                  stacklevel=_user_stacklevel())
+        self.history.append(shape)
 
     def _act(self, messages: list[str], *, withheld: bool = False) -> None:
         if not messages:

@@ -350,3 +350,21 @@ def test_crypto_cost_panel_labels_a_masking_run():
     assert "pairwise masking" in panel._text() and "Paillier ciphertexts" in panel.header.value
     # sent by each party: layout, keys, one share message per neighbour (k = 2), masked input, unmask
     assert panel.costs is not None and panel.costs["messages"].to_list() == [6, 6, 6]
+
+
+def test_a_differencing_pair_created_by_a_dropout_is_warned_about_and_recorded_over_the_survivors():
+    import warnings
+
+    from fedbench.disclosure import DisclosureRiskWarning
+
+    fed = _fed(5)
+    fed.secure_sum(["x"])  # exact, over the five parties
+    with pytest.warns(DisclosureRiskWarning, match="dropped out during the run") as caught:
+        r = fed.secure_sum(["x"], neighbours=4, threshold=3, dropout={"p4": 3})
+    assert r.parties == ["p0", "p1", "p2", "p3"] and "'p4'" in str(caught[0].message)
+    assert fed.coordinator.release_guard.history[-1].parties == frozenset(r.parties)  # the survivors, not the asked
+    # Without a dropout nothing is said after the run (the pair check before the run stays as it was).
+    fresh = _fed(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DisclosureRiskWarning)
+        fresh.secure_sum(["x"], neighbours=4, threshold=3)
