@@ -601,7 +601,7 @@ def test_hash_and_blind_equals_reference_and_both_x25519_engines_agree():
     assert unblinded == b"".join(_reference_hash_u(x, hkey).to_bytes(32, "little") for x in items)
     s = new_scalar()
     fast, _ = _kernels.hash_and_blind(s, hkey, items)
-    # PyNaCl's public binding of libsodium's X25519 gives the same bytes as the fast path (OpenSSL).
+    # PyNaCl's public binding of libsodium's X25519 gives the same bytes as the default engine.
     ref = b"".join(sodium.crypto_scalarmult(s, unblinded[i : i + 32]) for i in range(0, len(unblinded), 32))
     assert fast == ref
     pts = [unblinded[i : i + 32] for i in range(0, len(unblinded), 32)]
@@ -611,6 +611,25 @@ def test_hash_and_blind_equals_reference_and_both_x25519_engines_agree():
     # Commutativity, which the protocol relies on.
     t = new_scalar()
     assert _kernels.blind(t, ref)[0] == _kernels.blind(s, _kernels.blind(t, unblinded)[0])[0]
+
+
+def test_the_default_x25519_engine_is_timed_once_and_is_an_installed_one(monkeypatch):
+    monkeypatch.setattr(_kernels, "_engine", None)
+    calls = []
+    real = _kernels._multiply
+
+    def spy(scalar, points, *, engine=None):
+        calls.append(engine)
+        return real(scalar, points, engine=engine)
+
+    monkeypatch.setattr(_kernels, "_multiply", spy)
+    chosen = _kernels.fastest_engine()
+    assert chosen in _kernels.ENGINES and chosen != "bindings"
+    timed = len(calls)
+    # Both fast engines were timed (best of three each) ...
+    assert {"openssl", "sodium"} <= set(calls) and timed >= 6
+    # ... once per process: later calls reuse the choice.
+    assert _kernels.fastest_engine() == chosen and len(calls) == timed
 
 
 @pytest.mark.parametrize("bad", [2, 0, 1, 2**255 - 19 + 9, 2**255 + 9])

@@ -33,11 +33,13 @@ import nacl.bindings
 
 __all__ = [
     "ELEMENT_BYTES",
+    "ENGINES",
     "PERSON",
     "SMALL_ORDER_U",
     "BadElementError",
     "blind",
     "check_elements",
+    "fastest_engine",
     "hash_and_blind",
     "hash_to_group",
     "new_scalar",
@@ -80,14 +82,14 @@ _INVALID = (
     "subgroup (twist point, small-order point or non-canonical encoding)"
 )
 
-try:  # Fast path: OpenSSL's X25519 through ``cryptography`` (~36 us per element here).
+try:  # OpenSSL's X25519 through ``cryptography``.
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
     _HAVE_OPENSSL = True
 except ImportError:  # pragma: no cover - cryptography is a dependency; libsodium then
     _HAVE_OPENSSL = False
 
-try:  # Second choice: libsodium through the cffi handle PyNaCl already loaded (~40 us).
+try:  # libsodium through the cffi handle PyNaCl already loaded.
     # ``nacl.bindings`` allocates, copies and checks types per call; calling libsodium
     # into one preallocated buffer saves a few microseconds per element.
     from nacl._sodium import ffi as _ffi
@@ -98,15 +100,66 @@ except (ImportError, AttributeError):  # pragma: no cover - depends on PyNaCl in
     _ffi = None
 
 
+#: X25519 engines in order of preference when they cannot be timed.
+ENGINES = tuple(e for e, ok in (("openssl", _HAVE_OPENSSL), ("sodium", _ffi is not None), ("bindings", True)) if ok)
+
+_engine: str | None = None
+
+
+def fastest_engine(*, points: int = 48, rounds: int = 3) -> str:
+    """The X25519 engine that is fastest on this machine, timed once per process.
+
+    Which one wins depends on the CPU and on the builds of OpenSSL and libsodium:
+    OpenSSL's took ~37 us per element against libsodium's ~40 us on one 2-core
+    x86-64 machine, and ~58 us against ~48 us on another.  Two blindings per
+    identifier are nearly all of the PSI's CPU, so each process (the driver and
+    every worker) times both engines on a few public points (best of ``rounds``,
+    ~15 ms in all) and keeps the faster.  The engines give identical bytes
+    (tested), so the choice changes the time only, never a result.
+
+    Parameters
+    ----------
+    points : int
+        Number of multiplications per timing.
+    rounds : int
+        Timings per engine; the best is kept.
+
+    Returns
+    -------
+    str
+        One of :data:`ENGINES`.
+    """
+    global _engine
+    if _engine is None:
+        candidates = [e for e in ENGINES if e != "bindings"] or list(ENGINES)
+        if len(candidates) == 1:
+            _engine = candidates[0]
+        else:
+            # Public points only (hashes of constants under a fixed key): no secret is timed.
+            base = _hasher(b"fedbench.psi.engine-calibration!")
+            pts = [_hash_u(i.to_bytes(4, "little"), b"fedbench.psi.engine-calibration!", base)[1]
+                   for i in range(points)]
+            scalar = new_scalar()
+            best: dict[str, float] = {}
+            for _ in range(rounds):
+                for e in candidates:
+                    t0 = time.perf_counter()
+                    _multiply(scalar, pts, engine=e)
+                    dt = time.perf_counter() - t0
+                    best[e] = min(best.get(e, dt), dt)
+            _engine = min(candidates, key=best.__getitem__)
+    return _engine
+
+
 def _multiply(scalar: bytes, points: Sequence[bytes], *, engine: str | None = None) -> bytes:
     """X25519 of every 32-byte u-coordinate in ``points`` with ``scalar``, concatenated.
 
-    Both engines implement RFC 7748 (clamped scalar, bit 255 of u ignored) and give
-    identical bytes (tested); OpenSSL's took ~37 us per element against libsodium's
-    ~40 us on the 2-core x86-64 machine measured.  Each refuses an all-zero
-    result (a point of small order), which :func:`check_elements` already excludes.
+    All engines implement RFC 7748 (clamped scalar, bit 255 of u ignored) and give
+    identical bytes (tested); ``engine=None`` takes :func:`fastest_engine`.  Each
+    refuses an all-zero result (a point of small order), which
+    :func:`check_elements` already excludes.
     """
-    engine = engine or ("openssl" if _HAVE_OPENSSL else "sodium" if _ffi is not None else "bindings")
+    engine = engine or fastest_engine()
     if engine == "openssl":
         ex = X25519PrivateKey.from_private_bytes(scalar).exchange
         pk = X25519PublicKey.from_public_bytes
@@ -347,6 +400,7 @@ def serve() -> None:  # pragma: no cover - runs in the worker processes
     import pickle
     import struct
 
+    fastest_engine()  # time the engines now, while the parent is still preparing the first batch
     stdin = os.fdopen(os.dup(0), "rb")
     stdout = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -45,7 +45,7 @@ __all__ = ["BlindJob", "Executor", "GroupElementError", "HashJob", "available_co
 PARALLEL_MIN_OPS = 4096
 
 _MIN_CHUNK = 1024
-_MAX_CHUNK = 4096
+_MAX_CHUNK = 2048
 
 # The worker loads the kernel module from its file, not through the fedbench package:
 # the package imports polars, numpy and the rest of fedbench, which a worker never
@@ -300,7 +300,7 @@ class Executor:
 
     def _run_pool(self, jobs: list[Job], total: int) -> list[tuple[bytes, float]]:
         # ~8 chunks per worker even out the tail; bounded so that one chunk stays well under
-        # a quarter second of work (4096 elements at ~45 us): the last chunk of a step leaves
+        # a tenth of a second of work (2048 elements at ~50 us): the last chunk of a step leaves
         # the other core idle for at most that long.
         chunk = min(_MAX_CHUNK, max(_MIN_CHUNK, total // (8 * self.workers) + 1))
         tasks: list[tuple[str, tuple[Any, ...]]] = []
