@@ -221,17 +221,62 @@ def release_shape(local_fn: Callable[..., Any], parties: Sequence[str], *, exact
 
 
 class HeldReleaseChannel(Channel):
-    """A channel whose final release to the analyst is held until the policy has checked it."""
+    """The channel of an exact release: the guard checks the parties actually summed, and holds grouped releases.
+
+    Parameters
+    ----------
+    protocol, transcripts, keep_payloads
+        As for :class:`~fedbench.transcript.Channel`.
+    guard : ReleaseGuard
+        The coordinator's guard, whose policy and history decide.
+    shape : Release
+        The release's shape as asked (its parties are those asked).
+    hold : bool
+        Hold the final message to the analyst until :meth:`release` (grouped statistics,
+        whose cells the policy checks on the aggregate).
+    """
 
     pending: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
+    def __init__(self, protocol: str, transcripts: Any, *, keep_payloads: bool = False,
+                 guard: ReleaseGuard, shape: Release, hold: bool) -> None:
+        super().__init__(protocol, transcripts, keep_payloads=keep_payloads)
+        self.guard = guard
+        self.shape = shape
+        self.hold = hold
+        #: The party set checked by :meth:`survivors_known` (``None`` until a protocol reports one).
+        self.checked: frozenset[str] | None = None
+
     def send(self, sender: str, receiver: str, kind: str, payload: bytes, *, encrypted: bool,
              seconds: float = 0.0) -> bytes:
-        """Record a message; the releasing role's ``aggregate`` message to the analyst waits for :meth:`release`."""
-        if receiver == "analyst" and kind == "aggregate":
+        """Record a message; with ``hold``, the ``aggregate`` message to the analyst waits for :meth:`release`."""
+        if self.hold and receiver == "analyst" and kind == "aggregate":
             self.pending = ((sender, receiver, kind, payload), {"encrypted": encrypted, "seconds": seconds})
             return bytes(payload)
         return super().send(sender, receiver, kind, payload, encrypted=encrypted, seconds=seconds)
+
+    def survivors_known(self, survivors: Sequence[str]) -> None:
+        """Check the release over the parties that will actually be summed, before it can be computed.
+
+        A dropout can turn a release into the second half of a differencing pair
+        (the same total over the parties asked minus one).  This runs before the
+        unmask round: ``action="refuse"`` raises :class:`DisclosureRiskError` and
+        the parties never unmask; ``"warn"`` warns before the release.
+
+        Raises
+        ------
+        DisclosureRiskError
+            The policy refuses the release over ``survivors``.
+        """
+        summed = frozenset(survivors)
+        self.checked = summed
+        if summed == self.shape.parties or self.guard.policy.action == "off":
+            return
+        # Differencing only: the small-group check of the shape was made before the run.
+        request = replace(self.shape, parties=summed, group_sizes_below=None)
+        messages = self.guard.policy.warnings_for(self.guard.history, request)
+        self.guard._act([f"{m} (the pair arose because parties dropped out during the run)" for m in messages],
+                        done="the parties did not unmask: nothing was released")
 
     def release(self) -> None:
         """Send (and record) the held message."""
@@ -262,21 +307,24 @@ class ReleaseGuard:
         return shape
 
     def channel(self, channel: Channel, shape: Release | None) -> Channel:
-        """The run's channel; for an exact grouped release, one that holds the release for :meth:`after`."""
-        if shape is None or not shape.exact or shape.statistic not in _GROUPED or self.policy.action == "off":
+        """The run's channel; for an exact release, one that checks dropouts and holds grouped releases."""
+        if shape is None or not shape.exact or self.policy.action == "off":
             return channel
-        return HeldReleaseChannel(channel.protocol, channel.transcripts, keep_payloads=channel.keep_payloads)
+        return HeldReleaseChannel(channel.protocol, channel.transcripts, keep_payloads=channel.keep_payloads,
+                                  guard=self, shape=shape, hold=shape.statistic in _GROUPED)
 
     def after(self, channel: Channel, shape: Release | None, value: Mapping[str, Any],
               summed: Sequence[str] | None = None) -> None:
         """The releasing role checks a grouped aggregate's cells, then releases it or withholds it.
 
         ``summed`` names the parties whose data is in the release when a protocol
-        dropped some of those asked (masking): the release is recorded over them,
-        and a differencing pair that the dropout created is warned about (it is
-        known only now, after the release, so even ``action="refuse"`` can only warn).
+        dropped some of those asked (masking): the release is recorded over them.
+        A differencing pair that the dropout created was checked before the
+        unmask round (:meth:`HeldReleaseChannel.survivors_known`); a protocol
+        that did not report its survivors is caught here, after the release,
+        where even ``action="refuse"`` can only warn.
         """
-        if isinstance(channel, HeldReleaseChannel) and shape is not None:
+        if isinstance(channel, HeldReleaseChannel) and channel.hold and shape is not None:
             cells = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in value.values()])
             cells = np.rint(cells)
             if bool(np.any((cells > 0) & (cells < self.policy.min_group_size))):
@@ -286,18 +334,20 @@ class ReleaseGuard:
             return
         if summed is not None and frozenset(summed) != shape.parties:
             shape = replace(shape, parties=frozenset(summed))
-            if self.policy.action != "off":
+            checked = isinstance(channel, HeldReleaseChannel) and channel.checked == shape.parties
+            if self.policy.action != "off" and not checked:
                 for m in self.policy.warnings_for(self.history, shape):
                     warnings.warn(f"{m} (the pair arose because parties dropped out during the run; it was "
                                   "released before the dropout was known)", DisclosureRiskWarning,
                                   stacklevel=_user_stacklevel())
         self.history.append(shape)
 
-    def _act(self, messages: list[str], *, withheld: bool = False) -> None:
+    def _act(self, messages: list[str], *, withheld: bool = False, done: str | None = None) -> None:
         if not messages:
             return
         if self.policy.action == "refuse":
-            done = "the key holder withheld the release" if withheld else "nothing was computed or sent"
+            if done is None:
+                done = "the key holder withheld the release" if withheld else "nothing was computed or sent"
             raise DisclosureRiskError(
                 f"refused by the release policy: {'; '.join(messages)}. {done.capitalize()}; to release anyway "
                 "set fed.release_policy = fb.attacks.ReleasePolicy(action='warn')"

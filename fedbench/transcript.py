@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -309,6 +309,21 @@ class Channel:
         for t in self.transcripts:
             t.append(msg)
         return payload
+
+    def survivors_known(self, survivors: Sequence[str]) -> None:
+        """Hook: the protocol now knows whose data the release will hold, before anything is revealed.
+
+        A protocol that can lose parties during a run (masking) calls this once
+        the set is fixed and before the aggregate can be computed (before the
+        unmask round).  A plain channel does nothing; the release guard's
+        channel checks the release policy for that set here, so a differencing
+        pair created by a dropout can still be refused with nothing released.
+
+        Parameters
+        ----------
+        survivors : sequence of str
+            Names of the parties whose data the release will hold.
+        """
 
 
 def _n(count: int, noun: str, plural: str | None = None) -> str:

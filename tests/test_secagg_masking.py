@@ -352,7 +352,7 @@ def test_crypto_cost_panel_labels_a_masking_run():
     assert panel.costs is not None and panel.costs["messages"].to_list() == [6, 6, 6]
 
 
-def test_a_differencing_pair_created_by_a_dropout_is_warned_about_and_recorded_over_the_survivors():
+def test_a_differencing_pair_created_by_a_dropout_is_warned_about_before_unmasking_and_recorded_over_the_survivors():
     import warnings
 
     from fedbench.disclosure import DisclosureRiskWarning
@@ -362,9 +362,31 @@ def test_a_differencing_pair_created_by_a_dropout_is_warned_about_and_recorded_o
     with pytest.warns(DisclosureRiskWarning, match="dropped out during the run") as caught:
         r = fed.secure_sum(["x"], neighbours=4, threshold=3, dropout={"p4": 3})
     assert r.parties == ["p0", "p1", "p2", "p3"] and "'p4'" in str(caught[0].message)
+    assert len(caught) == 1  # once, before the unmask round; not again after the release
     assert fed.coordinator.release_guard.history[-1].parties == frozenset(r.parties)  # the survivors, not the asked
     # Without a dropout nothing is said after the run (the pair check before the run stays as it was).
     fresh = _fed(5)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DisclosureRiskWarning)
         fresh.secure_sum(["x"], neighbours=4, threshold=3)
+
+
+def test_a_differencing_pair_created_by_a_dropout_is_refused_before_any_party_unmasks():
+    from fedbench.attacks import ReleasePolicy
+    from fedbench.errors import DisclosureRiskError
+
+    fed = _fed(5)
+    first = fed.secure_sum(["x"])  # exact, over the five parties
+    fed.release_policy = ReleasePolicy(action="refuse")
+    before = len(fed.transcript)
+    history = list(fed.coordinator.release_guard.history)
+    with pytest.raises(DisclosureRiskError, match="p4.*did not unmask: nothing was released"):
+        fed.secure_sum(["x"], neighbours=4, threshold=3, dropout={"p4": 3})
+    new = list(fed.transcript)[before:]
+    kinds = {m.kind for m in new}
+    # The masked inputs had arrived; no party sent an unmask message and the analyst received nothing.
+    assert "masked-input" in kinds and "unmask" not in kinds
+    assert not [m for m in new if m.receiver == "analyst"]
+    assert fed.coordinator.release_guard.history == history  # nothing released, nothing recorded
+    # The federation stays usable: the same total over all five parties is still allowed.
+    assert fed.secure_sum(["x"]).value == first.value and _no_party_state()

@@ -484,6 +484,9 @@ def _mask_aggregate(parties: Sequence[Party], local_fn: LocalFn, *, backend: Bac
             raise MaskingDropoutError(
                 f"{n - len(u3)} of {n} parties dropped before their masked input arrived; a DP release needs "
                 "every party's noise share: nothing is released", round=3)
+        # The release policy sees the parties actually summed before anything can be unmasked: a
+        # dropout that made this the second half of a differencing pair can still be refused.
+        channel.survivors_known(u3)
         survivors_msg = "\n".join(u3).encode()
         for v in u3:
             channel.send(agg, v, "masked-input", survivors_msg, encrypted=False)
