@@ -115,6 +115,70 @@ def _priv(key: X25519PrivateKey) -> bytes:
     return key.private_bytes(KeyEncoding.Raw, PrivateFormat.Raw, NoEncryption())
 
 
+def remove_masks(total: np.ndarray, *, survivors: Sequence[str], self_shares: Mapping[str, Mapping[int, np.ndarray]],
+                 dropped: Sequence[str], key_shares: Mapping[str, Mapping[int, np.ndarray]], threshold: int,
+                 graph: Mapping[str, Sequence[str]],
+                 pair_pad: Callable[[X25519PrivateKey, str, str], tuple[np.ndarray, bool]]) -> np.ndarray:
+    """The unmask step: remove self masks and dangling pair masks from the sum of masked inputs.
+
+    Shared by the party-side protocol (:mod:`fedbench.secagg.masking`) and the
+    single-process simulation (:func:`run_secure_aggregation`), which differ only
+    in how a pair's seed is derived and which party of a pair adds its mask.
+
+    Parameters
+    ----------
+    total : numpy.ndarray of uint64
+        Sum of the masked inputs that arrived (not modified).
+    survivors : sequence of str
+        Parties whose masked input arrived, in order; their self masks ``PRG(b_u)`` are removed.
+    self_shares : mapping
+        Survivor -> {share index: share row} of its self-mask seed ``b_u``.
+    dropped : sequence of str
+        Parties that shared keys but whose masked input did not arrive, in order; their
+        pair masks with surviving neighbours are removed.
+    key_shares : mapping
+        Dropped party -> {share index: share row} of its mask secret key ``s_u^SK``.
+    threshold : int
+        Shares needed to reconstruct a secret.
+    graph : mapping
+        Party -> its neighbours.
+    pair_pad : callable
+        ``pair_pad(s_sk, u, v)`` -> ``(pad, subtract)``: the pair mask between dropped ``u``
+        (whose reconstructed key is ``s_sk``) and survivor ``v``, and whether ``v`` added it
+        (so that it must be subtracted) rather than subtracted it.
+
+    Returns
+    -------
+    numpy.ndarray of uint64
+        The sum of the survivors' inputs (encoded).
+
+    Raises
+    ------
+    MaskingDropoutError
+        Fewer than ``threshold`` shares of a secret arrived: nothing is released.
+    """
+    m = len(total)
+    total = total.copy()
+    for u in survivors:
+        if len(self_shares[u]) < threshold:
+            raise MaskingDropoutError(
+                f"only {len(self_shares[u])} of party {u!r}'s share holders answered the unmask round; the "
+                f"threshold is {threshold}: nothing is released", round=4)
+        total -= prg(shamir.reconstruct_bytes(dict(self_shares[u]), threshold, _SEED), m)
+    alive = set(survivors)
+    for u in dropped:
+        if len(key_shares[u]) < threshold:
+            raise MaskingDropoutError(
+                f"only {len(key_shares[u])} of dropped party {u!r}'s share holders answered the unmask round; "
+                f"the threshold is {threshold}: nothing is released", round=4)
+        s_sk = X25519PrivateKey.from_private_bytes(shamir.reconstruct_bytes(dict(key_shares[u]), threshold, _SEED))
+        for v in graph[u]:
+            if v in alive:
+                pad, subtract = pair_pad(s_sk, u, v)
+                total = total - pad if subtract else total + pad
+    return total
+
+
 # -- parameters -----------------------------------------------------------------------------------
 def default_neighbours(n: int) -> int:
     """SecAgg+ default degree ``2 * ceil(log2 n)``, capped at ``n - 1`` (complete graph)."""
@@ -433,23 +497,11 @@ def masked_sum_vectors(
     total = np.zeros(m, dtype=np.uint64)
     for u in u3:
         total += masked[u]
-    for u in u3:
-        if len(shares_b[u]) < t:
-            raise MaskingDropoutError(
-                f"only {len(shares_b[u])} of party {u!r}'s share holders answered the unmask round; the threshold "
-                f"is {t}: nothing is released", round=4)
-        total -= prg(shamir.reconstruct_bytes(shares_b[u], t, _SEED), m)
-    for u in sorted(dropped23, key=order.__getitem__):
-        if len(shares_s[u]) < t:
-            raise MaskingDropoutError(
-                f"only {len(shares_s[u])} of dropped party {u!r}'s share holders answered the unmask round; "
-                f"the threshold is {t}: nothing is released", round=4)
-        s_sk = X25519PrivateKey.from_private_bytes(shamir.reconstruct_bytes(shares_s[u], t, _SEED))
-        for v in graph[u]:
-            if v in set3:
-                # v added sign(v, u) * PRG(s_uv); remove it.
-                p = prg(pair_seed(s_sk, u, v), m)
-                total = total - p if order[v] < order[u] else total + p
+    total = remove_masks(
+        total, survivors=u3, self_shares=shares_b, dropped=sorted(dropped23, key=order.__getitem__),
+        key_shares=shares_s, threshold=t, graph=graph,
+        # v added sign(v, u) * PRG(s_uv): subtract it if v comes first.
+        pair_pad=lambda s_sk, u, v: (prg(pair_seed(s_sk, u, v), m), order[v] < order[u]))
     seconds[ROUNDS[4]] = time.perf_counter() - t0
     value = encoding.decode_sum(total, len(u3))
     if before_release is not None:

@@ -68,7 +68,7 @@ from ..errors import (
     PartyUnavailableError,
     ProtocolError,
 )
-from ..masking import ROUNDS, _kdf, _priv, _pub, graph_params, harary_graph, prg
+from ..masking import ROUNDS, _kdf, _priv, _pub, graph_params, harary_graph, prg, remove_masks
 from ..party import recall_in_party, remember_in_party
 from ..wire import dumps
 from .base import AggregationOutcome, CostEstimate, GridNoiseFn, LocalFn, SecAggProtocol, TrustModel
@@ -515,23 +515,13 @@ def _mask_aggregate(parties: Sequence[Party], local_fn: LocalFn, *, backend: Bac
         for u in u3:
             total += masked[u]
         del masked
-        for u in u3:
-            if len(shares_b[u]) < t:
-                raise MaskingDropoutError(
-                    f"only {len(shares_b[u])} of party {u!r}'s share holders answered the unmask round; the "
-                    f"threshold is {t}: nothing is released", round=4)
-            total -= prg(shamir.reconstruct_bytes(shares_b[u], t, _SEED), m)
-        for u in sorted(shares_s):
-            if len(shares_s[u]) < t:
-                raise MaskingDropoutError(
-                    f"only {len(shares_s[u])} of dropped party {u!r}'s share holders answered the unmask round; "
-                    f"the threshold is {t}: nothing is released", round=4)
-            s_sk = X25519PrivateKey.from_private_bytes(shamir.reconstruct_bytes(shares_s[u], t, _SEED))
-            for v in graph[u]:
-                if v in set3:
-                    seed = _kdf(s_sk.exchange(X25519PublicKey.from_public_bytes(pubs[v][1])), b"fedbench-mask")
-                    pad = prg(seed, m)
-                    total = total - pad if v < u else total + pad  # v added sign(v, u) * PRG(s_uv)
+
+        def pair_pad(s_sk: X25519PrivateKey, u: str, v: str) -> tuple[np.ndarray, bool]:
+            seed = _kdf(s_sk.exchange(X25519PublicKey.from_public_bytes(pubs[v][1])), b"fedbench-mask")
+            return prg(seed, m), v < u  # v added sign(v, u) * PRG(s_uv)
+
+        total = remove_masks(total, survivors=u3, self_shares=shares_b, dropped=sorted(shares_s),
+                             key_shares=shares_s, threshold=t, graph=graph, pair_pad=pair_pad)
         vec = _decode(total, spec.size, digits, digit_bits, len(u3), encoding, integer_encoding, integral)
         seconds[ROUNDS[4]] = time.perf_counter() - t0
         released = vec.astype("<f8").tobytes() if vec.dtype != object else dumps(vec.tolist())
