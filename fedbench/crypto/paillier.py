@@ -87,8 +87,24 @@ MIN_SECURE_KEY_BITS = 2048
 _WINDOW_BITS = 10
 
 
+class PublicModulus:
+    """The public modulus of a key set holding a ``phe`` ``public_key`` (single or threshold)."""
+
+    public_key: paillier.PaillierPublicKey
+
+    @property
+    def n(self) -> int:
+        """The public modulus."""
+        return int(self.public_key.n)
+
+    @property
+    def key_bits(self) -> int:
+        """Bit length of the modulus."""
+        return self.n.bit_length()
+
+
 @dataclass(frozen=True)
-class PaillierKeys:
+class PaillierKeys(PublicModulus):
     """A Paillier key pair plus the DJN public value ``h_s``.
 
     Attributes
@@ -104,16 +120,6 @@ class PaillierKeys:
     public_key: paillier.PaillierPublicKey
     private_key: paillier.PaillierPrivateKey
     h_s: int
-
-    @property
-    def n(self) -> int:
-        """The public modulus."""
-        return int(self.public_key.n)
-
-    @property
-    def key_bits(self) -> int:
-        """Bit length of the modulus."""
-        return self.n.bit_length()
 
     def __repr__(self) -> str:  # never print key material
         return f"<PaillierKeys {self.key_bits}-bit, n={hex(self.n)[:18]}…>"

@@ -62,7 +62,7 @@ import numpy as np
 from phe import paillier
 
 from ..errors import ConfigurationError, InsecureParameterError
-from .paillier import DEFAULT_KEY_BITS, check_key_bits
+from .paillier import DEFAULT_KEY_BITS, PublicModulus, check_key_bits
 
 __all__ = [
     "KeyShare",
@@ -234,7 +234,7 @@ class PartialDecryption:
 
 
 @dataclass(frozen=True)
-class ThresholdPaillierKeys:
+class ThresholdPaillierKeys(PublicModulus):
     """A Paillier public key whose decryption key is Shamir-shared among parties.
 
     In a deployment each party keeps only its own :class:`KeyShare`; this
@@ -267,16 +267,6 @@ class ThresholdPaillierKeys:
     setup: str = "dealer"
     seconds: float = 0.0
     available: tuple[str, ...] | None = None
-
-    @property
-    def n(self) -> int:
-        """The public modulus."""
-        return int(self.public_key.n)
-
-    @property
-    def key_bits(self) -> int:
-        """Bit length of the modulus."""
-        return self.n.bit_length()
 
     @property
     def threshold(self) -> int:
