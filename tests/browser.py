@@ -90,6 +90,16 @@ def add_and_run_cell(page, source: str, timeout_s: float = 300) -> str:
     )
 
 
+#: JavaScript: the first error output (``output_type == "error"``) of the open notebook, as text, or null.
+_FIRST_ERROR = (
+    "(() => { const w = window.jupyterapp.shell.currentWidget;"
+    " for (const c of w.content.widgets) { if (c.model.type !== 'code') continue;"
+    "   for (const o of c.model.outputs.toJSON()) { if (o.output_type === 'error')"
+    "     return `${o.ename}: ${o.evalue}\\n` + c.model.sharedModel.getSource(); } }"
+    " return null; })()"
+)
+
+
 def run_all_cells(page, timeout_s: float = 600) -> None:
     """Run every cell of the open notebook and wait (on kernel and cell state, generous deadline) until all ran."""
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=300_000)
@@ -102,11 +112,17 @@ def run_all_cells(page, timeout_s: float = 600) -> None:
         timeout=300_000,
     )
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    # Done when every code cell ran and the kernel is idle; or as soon as a cell shows an error
+    # (JupyterLab then stops the run, and the rest would never get an execution count).
     page.wait_for_function(
         "() => { const w = window.jupyterapp.shell.currentWidget;"
+        f" if ({_FIRST_ERROR} !== null) return true;"
         " const cells = w.content.widgets.filter(c => c.model.type === 'code');"
         " const done = cells.every(c => c.model.executionCount !== null"
         "   && !c.node.querySelector('.jp-InputArea-prompt')?.textContent.includes('*'));"
         " return done && w.sessionContext.session.kernel.status === 'idle'; }",
         timeout=int(timeout_s * 1000),
     )
+    error = page.evaluate(f"() => {_FIRST_ERROR}")
+    if error is not None:
+        raise AssertionError(f"a notebook cell failed in JupyterLab: {error[:3000]}")

@@ -45,6 +45,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+class _NotebooksRunInTheBrowser:
+    """Leave out nbmake's run of a notebook that a selected browser test runs in full anyway.
+
+    A browser test marked ``@pytest.mark.notebook(name)`` runs every cell of that
+    tutorial in JupyterLab and fails on the first error output, so nbmake's second
+    run of it only costs time (minutes of the CI budget).  Runs after ``-m``/``-k``
+    deselection (``trylast``): with the browser tests left out, nbmake runs every
+    notebook.
+    """
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        in_browser = {m.args[0] for item in items for m in item.iter_markers("notebook")}
+        if not in_browser:
+            return
+        kept, dropped = [], []
+        for item in items:
+            nb = type(item).__name__ == "NotebookItem" and getattr(item, "path", None)
+            (dropped if nb and nb.name in in_browser else kept).append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_NotebooksRunInTheBrowser(), "fedbench-notebooks-run-in-the-browser")
+
+
 def make_fed(**kwargs) -> fb.Federation:
     kwargs.setdefault("allow_insecure_key_size", True)
     kwargs.setdefault("ledger_path", ":memory:")  # tests that care about persistence pass their own

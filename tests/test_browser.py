@@ -27,6 +27,20 @@ DEADLINE_MS = 300_000
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
+#: A notebook whose second cell fails: the browser run must stop there and say so.
+FAILING = "zz_failing_cell.ipynb"
+
+
+def _write_failing_notebook(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("x / 0"),
+                nbformat.v4.new_code_cell("y = 2")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     assert chromium_path(), "Debian's chromium must be installed (.ci/run installs it with apt)"
@@ -35,6 +49,7 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     (root / "data_samples").symlink_to(ROOT / "data_samples")  # 01 names ../data_samples/...
+    _write_failing_notebook(root / "notebooks" / FAILING)
     with jupyterlab(root, OUT.parent / "jupyterlab.log") as url:
         yield url
 
@@ -88,6 +103,7 @@ def _assert_rendered(page) -> None:
     assert page.locator(".js-plotly-plot").count() > 0, "no plotly figure rendered"
 
 
+@pytest.mark.notebook("01_quickstart.ipynb")
 def test_quickstart_dashboards_render_and_respond(lab, browser):
     page = _open(browser, lab, "01_quickstart.ipynb")
     _assert_rendered(page)
@@ -111,6 +127,7 @@ def test_quickstart_dashboards_render_and_respond(lab, browser):
     page.close()
 
 
+@pytest.mark.notebook("04_federated_sklearn.ipynb")
 def test_federated_learning_dashboard_renders_and_responds(lab, browser):
     page = _open(browser, lab, "04_federated_sklearn.ipynb")
     _assert_rendered(page)
@@ -133,6 +150,7 @@ def test_federated_learning_dashboard_renders_and_responds(lab, browser):
     page.close()
 
 
+@pytest.mark.notebook("03_psi_record_linkage.ipynb")
 def test_psi_matrix_toggle_draws_a_heatmap_without_console_errors(lab, browser):
     page = _open(browser, lab, "03_psi_record_linkage.ipynb")
     _assert_rendered(page)
@@ -164,6 +182,7 @@ def test_psi_matrix_toggle_draws_a_heatmap_without_console_errors(lab, browser):
     page.close()
 
 
+@pytest.mark.notebook("05_privacy_budgets.ipynb")
 def test_budget_panel_follows_the_ledger_without_refresh(lab, browser):
     page = _open(browser, lab, "05_privacy_budgets.ipynb")
     _assert_rendered(page)
@@ -188,6 +207,7 @@ def test_budget_panel_follows_the_ledger_without_refresh(lab, browser):
     page.close()
 
 
+@pytest.mark.notebook("07_attacks_and_defences.ipynb")
 def test_attack_lab_dashboard_renders_and_responds(lab, browser):
     page = _open(browser, lab, "07_attacks_and_defences.ipynb")
     _assert_rendered(page)
@@ -215,4 +235,13 @@ def test_attack_lab_dashboard_renders_and_responds(lab, browser):
         )
     assert dash.locator("text=Error").count() == 0
     dash.screenshot(path=str(OUT / "07_attack_lab_reconstruction.png"))
+    page.close()
+
+
+def test_a_failing_cell_fails_the_browser_run_at_once(lab, browser):
+    # The browser tests stand in for nbmake's run of their notebooks: an error must fail them, quickly.
+    page = browser.new_page()
+    page.goto(f"{lab}/lab/tree/notebooks/{FAILING}?reset")
+    with pytest.raises(AssertionError, match=r"ZeroDivisionError[\s\S]*x / 0"):
+        run_all_cells(page, timeout_s=120)
     page.close()
