@@ -85,6 +85,9 @@ def _explained(browser, page, what: str) -> Iterator[None]:
 def _open(browser, lab, notebook: str):
     # Tall enough that a whole dashboard fits for element screenshots.
     page = browser.new_page(viewport={"width": 1400, "height": 2600})
+    # Every locator action waits on page state; under load a widget can take far longer than
+    # Playwright's 30 s default to appear (a scroll to the quickstart's schema panel timed out so).
+    page.set_default_timeout(DEADLINE_MS)
     page.goto(f"{lab}/lab/tree/notebooks/{notebook}?reset")  # a fresh workspace: only this notebook
     with _explained(browser, page, f"running {notebook}"):
         run_all_cells(page)
