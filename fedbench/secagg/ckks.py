@@ -137,6 +137,7 @@ __all__ = [
     "CKKSParams",
     "CKKSSecAgg",
     "ckks_contribution",
+    "validated_vector",
 ]
 
 #: A party encrypting at least this many ciphertexts spreads them over the backend's heavy workers.
@@ -191,23 +192,16 @@ class CKKSContribution:
     seconds: float
 
 
-def ckks_contribution(
-    name: str,
-    df: pl.DataFrame,
-    mapper: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]],
-    local_fn: LocalFn,
-    public_context: bytes,
-    slots: int,
-    scale_bits: int,
-    max_abs: float,
-    chunks: int,
-) -> CKKSContribution:
-    """The party side of a CKKS sum, run where the party's rows live.
+def validated_vector(name: str, df: pl.DataFrame, local_fn: LocalFn,
+                     max_abs: float) -> tuple[VectorSpec, np.ndarray]:
+    """Run ``local_fn`` inside a party and check its result for a CKKS sum (shared by both CKKS protocols).
 
-    Computes the local aggregates, checks that they are finite and below the
-    public ``max_abs``, cuts them into blocks of ``slots`` values and encrypts
-    each block under the key holder's public context.  Plaintext never leaves
-    this function.
+    Returns the public layout and the flattened float vector.
+
+    Raises
+    ------
+    NonFiniteValueError, EncodingRangeError
+        Naming the party and the entry, never the value.
     """
     local = local_fn(df)
     spec = VectorSpec.of(local, name)
@@ -233,6 +227,28 @@ def ckks_contribution(
             party=name,
             column=col,
         )
+    return spec, vec
+
+
+def ckks_contribution(
+    name: str,
+    df: pl.DataFrame,
+    mapper: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]],
+    local_fn: LocalFn,
+    public_context: bytes,
+    slots: int,
+    scale_bits: int,
+    max_abs: float,
+    chunks: int,
+) -> CKKSContribution:
+    """The party side of a CKKS sum, run where the party's rows live.
+
+    Computes the local aggregates, checks that they are finite and below the
+    public ``max_abs``, cuts them into blocks of ``slots`` values and encrypts
+    each block under the key holder's public context.  Plaintext never leaves
+    this function.
+    """
+    spec, vec = validated_vector(name, df, local_fn, max_abs)
     blocks = [vec[i : i + slots] for i in range(0, vec.size, slots)]
     if len(blocks) < _PARALLEL_MIN_BLOCKS or chunks <= 1:
         groups = [blocks]
