@@ -82,8 +82,15 @@ from ..crypto.packing import Encoding
 from ..errors import ConfigurationError, FedbenchError, InsecureParameterError, PartyUnavailableError, ProtocolError
 from ..party import recall_in_party, remember_in_party
 from ..wire import dumps
-from .base import AggregationOutcome, CostEstimate, GridNoiseFn, LocalFn, SecAggProtocol, TrustModel
-from .base import check_enough_parties
+from .base import (
+    AggregationOutcome,
+    CostEstimate,
+    GridNoiseFn,
+    LocalFn,
+    SecAggProtocol,
+    TrustModel,
+    check_enough_parties,
+)
 from .ckks import CKKSLayout, _frame, _unframe, validated_vector
 from .ckks_params import HE_STANDARD_128
 from .openfhe_engine import Engine, EngineError, openfhe_python
@@ -137,7 +144,7 @@ class MultipartyCKKSParams:
         n = self.ring_dim
         if isinstance(n, bool) or not isinstance(n, int) or n not in HE_STANDARD_128:
             raise ConfigurationError(f"ring_dim must be one of {sorted(HE_STANDARD_128)}, got {n!r}")
-        if MODULUS_BITS > HE_STANDARD_128[n]:
+        if HE_STANDARD_128[n] < MODULUS_BITS:
             raise InsecureParameterError(
                 f"ring_dim={n} holds at most {HE_STANDARD_128[n]} modulus bits at 128-bit security (Homomorphic "
                 f"Encryption Standard, Table 1), and OpenFHE's noise-flooding CKKS uses a {MODULUS_BITS}-bit "
@@ -191,7 +198,8 @@ def _calibrate(engine: Engine, params: MultipartyCKKSParams, n_parties: int) -> 
     """``(noise_estimate, std, max)`` of the computation on zeros under throw-away keys (public; cached)."""
     key = (*params.engine_args(), n_parties)
     if key not in _calibrations:
-        _calibrations[key] = tuple(engine.call("calibrate", *params.engine_args(), n_parties))  # type: ignore[assignment]
+        estimate, std, worst = engine.call("calibrate", *params.engine_args(), n_parties)
+        _calibrations[key] = (float(estimate), float(std), float(worst))
     return _calibrations[key]
 
 
@@ -237,7 +245,7 @@ def _party_encrypt(df: pl.DataFrame, *, key: str, public: bytes, slots: int) -> 
 
 
 def _party_partial(df: pl.DataFrame, *, key: str, aggregate: list[bytes], lead: bool) -> list[bytes]:
-    """This party's partial decryption of the aggregate (its secret share stays in its engine)."""
+    """Decryption round: the party's partial decryption of the aggregate (its secret share stays in its engine)."""
     out: list[bytes] = _state(df, key).engine.call("partial", aggregate, lead)
     return out
 
@@ -463,7 +471,7 @@ class MultipartyCKKSSecAgg(SecAggProtocol):
         before_release: Callable[[], None] | None = None,
         integer_encoding: Encoding | None = None,
     ) -> AggregationOutcome:
-        """Securely sum ``local_fn`` over ``parties`` with multiparty CKKS (see :func:`~fedbench.secagg.secure_aggregate`).
+        """Securely sum ``local_fn`` over ``parties`` with multiparty CKKS (:func:`~fedbench.secagg.secure_aggregate`).
 
         ``keys``, ``fast_encryption``, ``key_recipients`` and ``integer_encoding``
         are ignored (every run makes fresh multiparty keys; integer entries share
