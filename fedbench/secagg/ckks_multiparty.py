@@ -214,11 +214,16 @@ class _PartyState:
         self.engine.close()
 
 
-def _party_validate(df: pl.DataFrame, *, name: str, key: str, local_fn: LocalFn, max_abs: float) -> Any:
-    """Round 1: the local result, validated before any message; the party's engine starts afterwards."""
+def _party_validate(df: pl.DataFrame, *, name: str, key: str, local_fn: LocalFn, max_abs: float,
+                    setup: tuple[Any, ...]) -> Any:
+    """Round 1: the local result, validated before any message; then the party's engine starts.
+
+    The engine builds its context while the other parties run (answer collected at key generation).
+    """
     spec, vec = validated_vector(name, df, local_fn, max_abs)
     state = _PartyState(Engine(name), vec)
     remember_in_party(df, key=key, fn=lambda _df: state)
+    state.engine.submit("setup", *setup)
     return spec
 
 
@@ -227,27 +232,37 @@ def _state(df: pl.DataFrame, key: str) -> _PartyState:
     return state
 
 
-def _party_keygen(df: pl.DataFrame, *, key: str, setup: tuple[Any, ...], previous: bytes | None) -> bytes:
-    """Key chain: this party's key share (kept in its engine) extends the public key received."""
+def _party_keygen(df: pl.DataFrame, *, key: str, previous: bytes | None) -> bytes:
+    """Key chain: the party's key share (kept in its engine) extends the public key received."""
     engine = _state(df, key).engine
-    engine.call("setup", *setup)
+    engine.receive()  # the context submitted in round 1
     out: bytes = engine.call("keygen", previous)
     return out
 
 
-def _party_encrypt(df: pl.DataFrame, *, key: str, public: bytes, slots: int) -> tuple[list[bytes], float]:
+def _party_encrypt(df: pl.DataFrame, *, key: str, public: bytes, slots: int) -> float:
+    """Start encrypting under the joint key (collected by :func:`_party_collect`, so parties encrypt at once)."""
     state = _state(df, key)
     assert state.vec is not None
-    t0 = time.perf_counter()
-    cts: list[bytes] = state.engine.call("encrypt", public, state.vec.astype("=f8").tobytes(), slots)
+    state.engine.submit("encrypt", public, state.vec.astype("=f8").tobytes(), slots)
     state.vec = None  # the plaintext is not needed any more
-    return cts, time.perf_counter() - t0
+    return time.perf_counter()
 
 
-def _party_partial(df: pl.DataFrame, *, key: str, aggregate: list[bytes], lead: bool) -> list[bytes]:
-    """Decryption round: the party's partial decryption of the aggregate (its secret share stays in its engine)."""
-    out: list[bytes] = _state(df, key).engine.call("partial", aggregate, lead)
+def _party_partial(df: pl.DataFrame, *, key: str, aggregate: list[bytes], lead: bool) -> float:
+    """Decryption round: start the party's partial decryption (its secret share stays in its engine)."""
+    _state(df, key).engine.submit("partial", aggregate, lead)
+    return time.perf_counter()
+
+
+def _party_collect(df: pl.DataFrame, *, key: str) -> list[bytes]:
+    """The answer to the party's last submitted operation (ciphertexts or partial decryptions)."""
+    out: list[bytes] = _state(df, key).engine.receive()
     return out
+
+
+def _failed(df: pl.DataFrame, *, error: BaseException | None) -> None:
+    raise error if error is not None else PartyUnavailableError("the party timed out")
 
 
 def _party_forget(df: pl.DataFrame, *, key: str) -> None:
@@ -290,7 +305,7 @@ def _multiparty_aggregate(
 
         # 1. Inside each party: local result, validated; its engine starts.  Nothing is recorded yet.
         specs = backend.compute_each([(p, partial(_party_validate, name=p.name, key=key, local_fn=local_fn,
-                                                  max_abs=max_abs)) for p in parties])
+                                                  max_abs=max_abs, setup=setup)) for p in parties])
         spec = specs[0]
         for name, s in zip(names, specs, strict=True):
             if s != spec:  # neither party's names nor shapes are quoted: they may depend on the data
@@ -308,7 +323,7 @@ def _multiparty_aggregate(
         previous: bytes | None = None
         for i, p in enumerate(parties):
             channel.send("aggregator", p.name, "parameters", public_params, encrypted=False)
-            share = backend.compute_each([(p, partial(_party_keygen, key=key, setup=setup, previous=previous))])[0]
+            share = backend.compute_each([(p, partial(_party_keygen, key=key, previous=previous))])[0]
             receiver = names[i + 1] if i + 1 < n else "aggregator"
             previous = channel.send(p.name, receiver, "public-key-share", share, encrypted=False)
         assert previous is not None
@@ -318,15 +333,17 @@ def _multiparty_aggregate(
         seconds["keygen"] = time.perf_counter() - t0
 
         # 3. Parties encrypt under the joint key and upload.
-        uploads = backend.compute_each([(p, partial(_party_encrypt, key=key, public=joint, slots=params.slots))
-                                        for p in parties])
+        t0 = time.perf_counter()
+        backend.compute_each([(p, partial(_party_encrypt, key=key, public=joint, slots=params.slots))
+                              for p in parties])
+        uploads = backend.compute_each([(p, partial(_party_collect, key=key)) for p in parties])
+        seconds["encrypt"] = time.perf_counter() - t0  # wall time: the parties' engines encrypt side by side
         layout = {"names": list(spec.names), "shapes": [list(s) for s in spec.shapes], "scheme": "ckks-multiparty"}
         received = []
-        for name, (cts, secs) in zip(names, uploads, strict=True):
+        for name, cts in zip(names, uploads, strict=True):
             channel.send(name, "aggregator", "layout", dumps(layout), encrypted=False)
-            data = channel.send(name, "aggregator", "ciphertexts", _frame(cts), encrypted=True, seconds=secs)
+            data = channel.send(name, "aggregator", "ciphertexts", _frame(cts), encrypted=True)
             received.append(_unframe(data))
-        seconds["encrypt"] = sum(s for _, s in uploads)
         if len({len(r) for r in received}) != 1:
             raise ProtocolError("parties sent different numbers of ciphertexts")
 
@@ -346,7 +363,10 @@ def _multiparty_aggregate(
         for i, p in enumerate(parties):
             sent = channel.send("aggregator", p.name, "aggregate-ciphertexts", framed, encrypted=True)
             calls.append((p, partial(_party_partial, key=key, aggregate=_unframe(sent), lead=i == 0)))
-        settled = backend.settle(calls)
+        started = backend.settle(calls)
+        settled = backend.settle([(p, partial(_party_collect, key=key)) if s.error is None and not s.timed_out
+                                  else (p, partial(_failed, error=s.error)) for p, s in zip(parties, started,
+                                                                                         strict=True)])
         missing = [p.name for p, s in zip(parties, settled, strict=True) if s.error is not None or s.timed_out]
         if missing:
             raise PartyUnavailableError(
