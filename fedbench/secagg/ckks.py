@@ -16,18 +16,20 @@ Which library, and why a single key holder
 ------------------------------------------
 Measured on this project's machines (Python 3.11, x86_64, December 2026):
 OpenFHE's Python wrapper (``openfhe`` on PyPI, the library with threshold
-multiparty CKKS) installs, but its wheels carry an extension built for the
-system Python of one Ubuntu release (the one pip picks here, 1.6.1.0.22.4, is
-for CPython 3.10; pip finds no wheel of the 24.04 build for 3.11), so
-``import openfhe`` fails on Python 3.11, and building OpenFHE from source is
-out of reach of a ``pip install``.  TenSEAL 0.3.18 (Microsoft SEAL)
-ships a CPython 3.11 wheel and sums 10 parties x 100,000 floats end to end in
-about 2 to 3 s on a shared two-core machine (``benchmarks/bench_ckks.py``;
-about 6 ms of CPU per ciphertext of 4096 values), but it has no threshold or
-multiparty decryption.  This protocol therefore uses TenSEAL with one key
-holder: it removes none of the Paillier protocol's trust in the key holder; it
-offers a lattice-based scheme and packing of thousands of
-floats per ciphertext.
+multiparty CKKS) installs, but the one wheel pip picks here
+(1.6.1.0.22.4) carries an extension for CPython 3.10 only, so
+``import openfhe`` fails in fedbench's Python 3.11.  The ``"ckks-multiparty"``
+protocol (:mod:`fedbench.secagg.ckks_multiparty`) therefore runs OpenFHE in
+separate CPython 3.10 processes, one per party, and has no key holder.  This
+protocol keeps everything in-process with TenSEAL 0.3.18 (Microsoft SEAL),
+which ships a CPython 3.11 wheel and sums 10 parties x 100,000 floats end to
+end in about 2 to 3 s on a shared two-core machine
+(``benchmarks/bench_ckks.py``; about 6 ms of CPU per ciphertext of 4096
+values), but has no threshold or multiparty decryption: it uses one key
+holder, so it removes none of the Paillier protocol's trust in the key holder;
+it offers a lattice-based scheme, packing of thousands of floats per
+ciphertext, and an error bound about 200 times tighter than the multiparty
+protocol's.
 
 Parameters (>= 128-bit security)
 --------------------------------
