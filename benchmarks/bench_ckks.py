@@ -108,7 +108,8 @@ def main() -> None:
         print(f"multiparty CKKS ({label}): {wall:.2f} s end to end, of which key set-up {setup:.2f} s "
               f"(noise calibration, cached after the first run, and the aggregator's context "
               f"{res.seconds.get('calibrate', 0.0):.2f} s; key chain {res.seconds['keygen']:.2f} s); "
-              f"{total / (wall - setup):,.0f} values/s without set-up; max abs error {err:.3g} (reported bound {res.error_bound:.3g}); {res.scheme}")
+              f"{total / (wall - setup):,.0f} values/s without set-up; max abs error {err:.3g} (reported bound "
+              f"{res.error_bound:.3g}); {res.scheme}")
         print(f"  encrypt {res.seconds['encrypt']:.2f} s (wall, parties' engines side by side), aggregate "
               f"{res.seconds['aggregate']:.2f} s, partial decryptions + fusion {res.seconds['decrypt']:.2f} s; "
               f"{res.ciphertexts} ciphertexts; {ct / total:.1f} bytes/value parties->aggregator; "

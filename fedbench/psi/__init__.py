@@ -173,8 +173,9 @@ reference machine (2-core x86-64) a hash costs ~7 us (BLAKE2b and two Legendre
 symbols on average), a blinding ~37 us and a validation ~3 us (on a second machine
 of the same kind: 12, 48 and 5 us).  Both OpenSSL's and libsodium's X25519 are
 installed and which is faster depends on the machine, so every process times them
-once and uses the faster (:func:`~fedbench.psi._kernels.fastest_engine`); each element is hashed once and blinded k times with k
-parties: ~85 us per element in 2-party runs, against ~220 us for the previous
+once and uses the faster (:func:`~fedbench.psi._kernels.fastest_engine`); each
+element is hashed once and blinded k times with k parties:
+~85 us per element in 2-party runs, against ~220 us for the previous
 edwards25519 design (libsodium's ``from_uniform`` twice, an addition, and
 ``crypto_scalarmult_ed25519_noclamp``, whose subgroup check is a second full
 scalar multiplication) and ~81 us for the first X25519 design, which checked
