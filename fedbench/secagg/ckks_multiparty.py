@@ -24,11 +24,14 @@ Trust: the aggregator and any ``n - 1`` parties together learn nothing about
 the remaining party's vector beyond the aggregate; all ``n`` parties' key
 holders colluding with the aggregator decrypt every party's ciphertexts.
 A party whose engine does not answer at decryption stops the run, naming the
-party, and nothing is released: decryption is n-of-n.  OpenFHE's
-``ShareKeys``/``RecoverSharedKey`` (Shamir-shared recovery of a dropped
-party's share) exist in the Python wrapper but are not used: recovery would
-put a reconstructed secret share in one process, which this protocol was
-built to avoid, and it is untested here.
+party, and nothing is released: decryption is n-of-n, and there is no
+``threshold=t`` option.  OpenFHE's ``ShareKeys``/``RecoverSharedKey``
+(Shamir shares of each party's secret for t-of-n recovery) are not usable
+from Python across processes (checked with openfhe 1.6.1.0.22.4):
+``ShareKeys`` returns ``DCRTPoly`` objects that the wrapper can neither
+serialize nor inspect, so a share cannot be sent to another party's engine,
+and ``RecoverSharedKey`` into a fresh ``PrivateKey()`` crashed the interpreter
+(segmentation fault).
 
 Parameters and bound
 --------------------
