@@ -23,6 +23,9 @@ Roles (honest-but-curious)
 Trust: the aggregator and any ``n - 1`` parties together learn nothing about
 the remaining party's vector beyond the aggregate; all ``n`` parties' key
 holders colluding with the aggregator decrypt every party's ciphertexts.
+Parties partially decrypt whatever the aggregator sends them: an aggregator
+that sent one party's ciphertext instead of the sum would decrypt it, which is
+outside the honest-but-curious model fedbench assumes throughout.
 A party whose engine does not answer at decryption stops the run, naming the
 party, and nothing is released: decryption is n-of-n, and there is no
 ``threshold=t`` option.  OpenFHE's ``ShareKeys``/``RecoverSharedKey``
