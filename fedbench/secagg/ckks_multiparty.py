@@ -431,7 +431,7 @@ class MultipartyCKKSSecAgg(SecAggProtocol):
             "within the reported error bound; decryption uses OpenFHE's NOISE_FLOODING_DECRYPT against "
             "Li-Micciancio key recovery"
         ),
-        trusted=("aggregator", "parties"),
+        trusted=("aggregator",),  # as for masking: parties are trusted only not to all collude with it
         broken_by="all n parties colluding with the aggregator (n-of-n collusion)",
     )
 
