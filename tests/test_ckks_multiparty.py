@@ -205,15 +205,19 @@ def test_each_run_has_fresh_keys():
     assert k1 != k2
 
 
-def test_a_party_missing_at_decryption_is_named_and_nothing_is_released(monkeypatch, engines):
+@pytest.mark.parametrize("when", ["before its partial decryption", "while decrypting"])
+def test_a_party_missing_at_decryption_is_named_and_nothing_is_released(monkeypatch, engines, when):
     real = ckm._party_partial
 
     def dies(df, *, key, aggregate, lead):
         state = recall_in_party(df, key=key, keep=True)
-        if state.engine.role == "p1":
+        if state.engine.role == "p1" and when == "before its partial decryption":
             with pytest.raises(oe.EngineError):
-                state.engine.call("exit", 1)  # the engine process dies before answering
-        return real(df, key=key, aggregate=aggregate, lead=lead)
+                state.engine.call("exit", 1)  # the engine process dies before it is asked
+        real(df, key=key, aggregate=aggregate, lead=lead)
+        if state.engine.role == "p1" and when == "while decrypting":
+            state.engine.proc.kill()  # dies after the request, before its answer is collected
+            state.engine.proc.wait()
 
     monkeypatch.setattr(ckm, "_party_partial", dies)
     channel = Channel("secure_sum", [Transcript(keep_payloads=True)], keep_payloads=True)

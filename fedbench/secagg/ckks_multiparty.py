@@ -246,29 +246,23 @@ def _party_keygen(df: pl.DataFrame, *, key: str, previous: bytes | None) -> byte
     return out
 
 
-def _party_encrypt(df: pl.DataFrame, *, key: str, public: bytes, slots: int) -> float:
+def _party_encrypt(df: pl.DataFrame, *, key: str, public: bytes, slots: int) -> None:
     """Start encrypting under the joint key (collected by :func:`_party_collect`, so parties encrypt at once)."""
     state = _state(df, key)
     assert state.vec is not None
     state.engine.submit("encrypt", public, state.vec.astype("=f8").tobytes(), slots)
     state.vec = None  # the plaintext is not needed any more
-    return time.perf_counter()
 
 
-def _party_partial(df: pl.DataFrame, *, key: str, aggregate: list[bytes], lead: bool) -> float:
+def _party_partial(df: pl.DataFrame, *, key: str, aggregate: list[bytes], lead: bool) -> None:
     """Decryption round: start the party's partial decryption (its secret share stays in its engine)."""
     _state(df, key).engine.submit("partial", aggregate, lead)
-    return time.perf_counter()
 
 
 def _party_collect(df: pl.DataFrame, *, key: str) -> list[bytes]:
     """The answer to the party's last submitted operation (ciphertexts or partial decryptions)."""
     out: list[bytes] = _state(df, key).engine.receive()
     return out
-
-
-def _failed(df: pl.DataFrame, *, error: BaseException | None) -> None:
-    raise error if error is not None else PartyUnavailableError("the party timed out")
 
 
 def _party_forget(df: pl.DataFrame, *, key: str) -> None:
@@ -369,20 +363,25 @@ def _multiparty_aggregate(
         for i, p in enumerate(parties):
             sent = channel.send("aggregator", p.name, "aggregate-ciphertexts", framed, encrypted=True)
             calls.append((p, partial(_party_partial, key=key, aggregate=_unframe(sent), lead=i == 0)))
-        started = backend.settle(calls)
-        settled = backend.settle([(p, partial(_party_collect, key=key)) if s.error is None and not s.timed_out
-                                  else (p, partial(_failed, error=s.error)) for p, s in zip(parties, started,
-                                                                                         strict=True)])
-        missing = [p.name for p, s in zip(parties, settled, strict=True) if s.error is not None or s.timed_out]
+        started = backend.settle(calls)  # every party's engine decrypts at once; answers collected below
+        ready = [p for p, st in zip(parties, started, strict=True) if st.error is None and not st.timed_out]
+        answers = dict(zip([p.name for p in ready], backend.settle([(p, partial(_party_collect, key=key))
+                                                                     for p in ready]), strict=True))
+        failures = [st for st in started if st.error is not None or st.timed_out]
+        failures += [st for st in answers.values() if st.error is not None or st.timed_out]
+        missing = [name for name in names if name not in answers or answers[name].error is not None
+                   or answers[name].timed_out]
         if missing:
+            cause = next((st.error for st in failures if st.error is not None), None)
             raise PartyUnavailableError(
                 f"party {missing[0]!r} did not return its partial decryption"
                 + (f" (nor did {', '.join(repr(m) for m in missing[1:])})" if missing[1:] else "")
                 + f"; multiparty CKKS decryption needs all {n} parties' partial decryptions: nothing is released",
-                party=missing[0])
+                party=missing[0]) from cause
         partials = []
-        for p, s in zip(parties, settled, strict=True):
-            data = channel.send(p.name, "aggregator", "partial-decryption", _frame(s.value), encrypted=True)
+        for name in names:
+            data = channel.send(name, "aggregator", "partial-decryption", _frame(answers[name].value),
+                                encrypted=True)
             partials.append(_unframe(data))
         try:
             raw = np.frombuffer(agg.call("fuse", partials, spec.size, params.slots), dtype="=f8").copy()
