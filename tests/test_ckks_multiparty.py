@@ -282,3 +282,15 @@ def test_decryption_is_flooded_and_large_values_stay_within_the_bound():
     vectors = [rng.uniform(-(2.0**40), 2.0**40, 3000) for _ in range(2)]
     big, _ = _run(vectors, encoding=Encoding.for_range(2.0**41, 0))
     assert np.abs(np.asarray(big.value["x"]) - np.sum(vectors, axis=0)).max() <= big.error_bound
+
+
+def test_parties_in_their_own_processes_start_their_own_engines():
+    rng = np.random.default_rng(7)
+    data = {f"h{i}": pl.DataFrame({"x": rng.normal(50, 10, 40)}) for i in range(3)}
+    fed = fb.Federation(TEST_KEY_BITS, allow_insecure_key_size=True, max_abs=2.0**20, backend="process")
+    try:
+        fed.add_parties(data)
+        r = fed.secure_sum(lambda df: {"x": df["x"].sum()}, protocol="ckks-multiparty")
+    finally:
+        fed.close()
+    assert abs(r["x"] - pl.concat(list(data.values()))["x"].sum()) <= r.error_bound
