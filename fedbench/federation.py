@@ -95,8 +95,10 @@ class Federation:
         cost model; see :mod:`fedbench.secagg`): ``"paillier"`` (one key holder,
         or threshold keys, see ``keys``), ``"masking"`` (pairwise masks with
         Shamir-shared dropout recovery, no key holder;
-        :mod:`fedbench.secagg.masking`) or ``"ckks"`` (lattice-based, approximate
-        within a reported bound, one key holder; extra ``fedbench[ckks]``).  Every statistic,
+        :mod:`fedbench.secagg.masking`), ``"ckks"`` (lattice-based, approximate
+        within a reported bound, one key holder; extra ``fedbench[ckks]``) or
+        ``"ckks-multiparty"`` (lattice-based, approximate, no key holder, n-of-n
+        decryption; OpenFHE under a CPython 3.10, see :mod:`fedbench.secagg.ckks_multiparty`).  Every statistic,
         :meth:`secure_sum` and :meth:`fit` also take ``protocol=`` to choose
         another one for one call.
     secagg_options : mapping, optional

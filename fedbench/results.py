@@ -384,7 +384,7 @@ class SecureSumResult(Result):
     protocol : str
         The secure-aggregation protocol that ran (its trust model is quoted in the repr).
     error_bound : float or None
-        For an approximate protocol (``"ckks"``), the bound on each entry's absolute error;
+        For an approximate protocol (``"ckks"``, ``"ckks-multiparty"``), the bound on each entry's absolute error;
         ``None`` for an exact sum.
     scheme : str
         The encryption scheme and its parameters when it is not the federation's Paillier key.

@@ -9,6 +9,9 @@
   default protocol ``"paillier"``;
 * :mod:`~fedbench.secagg.ckks`: CKKS (TenSEAL, optional extra ``ckks``) with one
   key holder, approximate within a reported bound: ``"ckks"``.
+* :mod:`~fedbench.secagg.ckks_multiparty`: multiparty CKKS (OpenFHE, run in a
+  CPython 3.10 engine process per party), no key holder, n-of-n decryption:
+  ``"ckks-multiparty"``.
 * :mod:`~fedbench.secagg.masking`: pairwise masking with Shamir-shared
   dropout recovery (Bonawitz et al.; SecAgg+), no key holder, every secret
   party-side: ``"masking"``.
@@ -33,6 +36,7 @@ from .base import (
     check_enough_parties,
 )
 from .ckks import CKKS, CKKSParams, CKKSSecAgg
+from .ckks_multiparty import CKKS_MULTIPARTY, MultipartyCKKSParams, MultipartyCKKSSecAgg
 from .masking import MASKING, MaskingSecAgg
 from .paillier import PAILLIER, PaillierSecAgg, PartyContribution, parallel_min_ciphertexts, party_contribution
 from .registry import available_protocols, get_protocol, register_protocol, unregister_protocol
@@ -55,6 +59,8 @@ __all__ = [
     "GridNoiseFn",
     "LocalFn",
     "MaskingSecAgg",
+    "MultipartyCKKSParams",
+    "MultipartyCKKSSecAgg",
     "PaillierSecAgg",
     "PartyContribution",
     "SecAggProtocol",
@@ -76,6 +82,7 @@ DEFAULT_PROTOCOL = "paillier"
 
 register_protocol(PAILLIER, replace=True)
 register_protocol(CKKS, replace=True)
+register_protocol(CKKS_MULTIPARTY, replace=True)
 register_protocol(MASKING, replace=True)
 
 

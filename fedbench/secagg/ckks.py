@@ -16,18 +16,20 @@ Which library, and why a single key holder
 ------------------------------------------
 Measured on this project's machines (Python 3.11, x86_64, December 2026):
 OpenFHE's Python wrapper (``openfhe`` on PyPI, the library with threshold
-multiparty CKKS) installs, but its wheels carry an extension built for the
-system Python of one Ubuntu release (the one pip picks here, 1.6.1.0.22.4, is
-for CPython 3.10; pip finds no wheel of the 24.04 build for 3.11), so
-``import openfhe`` fails on Python 3.11, and building OpenFHE from source is
-out of reach of a ``pip install``.  TenSEAL 0.3.18 (Microsoft SEAL)
-ships a CPython 3.11 wheel and sums 10 parties x 100,000 floats end to end in
-about 2 to 3 s on a shared two-core machine (``benchmarks/bench_ckks.py``;
-about 6 ms of CPU per ciphertext of 4096 values), but it has no threshold or
-multiparty decryption.  This protocol therefore uses TenSEAL with one key
-holder: it removes none of the Paillier protocol's trust in the key holder; it
-offers a lattice-based scheme and packing of thousands of
-floats per ciphertext.
+multiparty CKKS) installs, but the one wheel pip picks here
+(1.6.1.0.22.4) carries an extension for CPython 3.10 only, so
+``import openfhe`` fails in fedbench's Python 3.11.  The ``"ckks-multiparty"``
+protocol (:mod:`fedbench.secagg.ckks_multiparty`) therefore runs OpenFHE in
+separate CPython 3.10 processes, one per party, and has no key holder.  This
+protocol keeps everything in-process with TenSEAL 0.3.18 (Microsoft SEAL),
+which ships a CPython 3.11 wheel and sums 10 parties x 100,000 floats end to
+end in about 2 to 3 s on a shared two-core machine
+(``benchmarks/bench_ckks.py``; about 6 ms of CPU per ciphertext of 4096
+values), but has no threshold or multiparty decryption: it uses one key
+holder, so it removes none of the Paillier protocol's trust in the key holder;
+it offers a lattice-based scheme, packing of thousands of floats per
+ciphertext, and an error bound about 200 times tighter than the multiparty
+protocol's.
 
 Parameters (>= 128-bit security)
 --------------------------------
@@ -137,6 +139,7 @@ __all__ = [
     "CKKSParams",
     "CKKSSecAgg",
     "ckks_contribution",
+    "validated_vector",
 ]
 
 #: A party encrypting at least this many ciphertexts spreads them over the backend's heavy workers.
@@ -191,23 +194,16 @@ class CKKSContribution:
     seconds: float
 
 
-def ckks_contribution(
-    name: str,
-    df: pl.DataFrame,
-    mapper: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]],
-    local_fn: LocalFn,
-    public_context: bytes,
-    slots: int,
-    scale_bits: int,
-    max_abs: float,
-    chunks: int,
-) -> CKKSContribution:
-    """The party side of a CKKS sum, run where the party's rows live.
+def validated_vector(name: str, df: pl.DataFrame, local_fn: LocalFn,
+                     max_abs: float) -> tuple[VectorSpec, np.ndarray]:
+    """Run ``local_fn`` inside a party and check its result for a CKKS sum (shared by both CKKS protocols).
 
-    Computes the local aggregates, checks that they are finite and below the
-    public ``max_abs``, cuts them into blocks of ``slots`` values and encrypts
-    each block under the key holder's public context.  Plaintext never leaves
-    this function.
+    Returns the public layout and the flattened float vector.
+
+    Raises
+    ------
+    NonFiniteValueError, EncodingRangeError
+        Naming the party and the entry, never the value.
     """
     local = local_fn(df)
     spec = VectorSpec.of(local, name)
@@ -233,6 +229,28 @@ def ckks_contribution(
             party=name,
             column=col,
         )
+    return spec, vec
+
+
+def ckks_contribution(
+    name: str,
+    df: pl.DataFrame,
+    mapper: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]],
+    local_fn: LocalFn,
+    public_context: bytes,
+    slots: int,
+    scale_bits: int,
+    max_abs: float,
+    chunks: int,
+) -> CKKSContribution:
+    """The party side of a CKKS sum, run where the party's rows live.
+
+    Computes the local aggregates, checks that they are finite and below the
+    public ``max_abs``, cuts them into blocks of ``slots`` values and encrypts
+    each block under the key holder's public context.  Plaintext never leaves
+    this function.
+    """
+    spec, vec = validated_vector(name, df, local_fn, max_abs)
     blocks = [vec[i : i + slots] for i in range(0, vec.size, slots)]
     if len(blocks) < _PARALLEL_MIN_BLOCKS or chunks <= 1:
         groups = [blocks]
