@@ -431,7 +431,8 @@ class MultipartyCKKSSecAgg(SecAggProtocol):
             "colluding with the aggregator can decrypt a party's local aggregates (never its raw rows); the "
             "aggregator combines the partial decryptions, so it sees the aggregate; results are approximate "
             "within the reported error bound; decryption uses OpenFHE's NOISE_FLOODING_DECRYPT against "
-            "Li-Micciancio key recovery"
+            "Li-Micciancio key recovery, but OpenFHE supports threshold CKKS in the IND-CPA sense only, so no "
+            "IND-CPA-D security is claimed"
         ),
         trusted=("aggregator",),  # as for masking: parties are trusted only not to all collude with it
         broken_by="all n parties colluding with the aggregator (n-of-n collusion)",
