@@ -266,11 +266,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="leave out timing figures, so that two runs print identical text")
     d.add_argument("--copy-samples", type=Path, metavar="DIR", default=None,
                    help="copy the bundled sample data into DIR (hospitals/, banks/, vertical/) and exit")
+    o = sub.add_parser("setup-openfhe",
+                       help="make a CPython 3.10 environment with OpenFHE for protocol='ckks-multiparty'")
+    o.add_argument("--target", default=None, help="folder of the environment (default: ~/.fedbench-openfhe)")
+    o.add_argument("--python310", default=None, help="the CPython 3.10 to use (default: python3.10 or pyenv's)")
     args = parser.parse_args(argv)
 
     from fedbench.errors import FedbenchError
 
     try:
+        if args.command == "setup-openfhe":
+            from fedbench.secagg.openfhe_engine import DEFAULT_VENV, ENV_VAR, install_openfhe
+
+            python = install_openfhe(args.target or DEFAULT_VENV, python310=args.python310)
+            print(f"OpenFHE is ready: {python}" + ("" if args.target is None else
+                                                   f" (set {ENV_VAR}={python} to use this folder)"))
+            return 0
         if args.copy_samples is not None:
             return _copy_samples(args.copy_samples)
         return demo(args.data, args.key_bits, args.backend, args.insecure_small_keys, not args.no_verify,

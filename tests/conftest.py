@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -29,6 +30,22 @@ def _ledger_key_outside_home(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         os.environ.pop("FEDBENCH_CONFIG_DIR", None)
     else:
         os.environ["FEDBENCH_CONFIG_DIR"] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _openfhe_interpreter() -> None:
+    # The README's test command must work on a fresh machine: the multiparty CKKS tests (and tutorial 02)
+    # need a CPython 3.10 with OpenFHE; make it once (~/.fedbench-openfhe) if none is found. Without any
+    # CPython 3.10 those tests fail with fedbench's set-up instructions.
+    from fedbench.errors import FeatureUnavailableError
+    from fedbench.secagg import openfhe_engine
+
+    try:
+        openfhe_engine.openfhe_python()
+    except FeatureUnavailableError:
+        if openfhe_engine.find_python310() is not None and not os.environ.get(openfhe_engine.ENV_VAR):
+            with contextlib.suppress(FeatureUnavailableError):  # then those tests fail, naming the cause
+                openfhe_engine.install_openfhe()
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,9 @@
 """The multiparty CKKS protocol ("ckks-multiparty", OpenFHE): sums within the bound, transcript, refusals.
 
 These tests need an interpreter that imports OpenFHE (``$FEDBENCH_OPENFHE_PYTHON``, see
-``fedbench/secagg/openfhe_engine.py``; ``.ci/run`` makes one).  Without it they fail with
-fedbench's set-up instructions: they are never skipped.
+``fedbench/secagg/openfhe_engine.py``); the test session makes one from the machine's CPython
+3.10 (``tests/conftest.py``).  Without it they fail with fedbench's set-up instructions: they
+are never skipped.
 """
 
 from __future__ import annotations
@@ -295,3 +296,30 @@ def test_parties_in_their_own_processes_start_their_own_engines():
     finally:
         fed.close()
     assert abs(r["x"] - pl.concat(list(data.values()))["x"].sum()) <= r.error_bound
+
+
+def test_setup_openfhe_keeps_a_working_environment(monkeypatch):
+    python = oe.openfhe_python()
+    calls = []
+    real = oe.subprocess.run
+
+    def run(cmd, *args, **kwargs):
+        calls.append(cmd)
+        return real(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(oe.subprocess, "run", run)
+    root = str(__import__("pathlib").Path(python).parent.parent)
+    assert oe.install_openfhe(root) == python
+    # Only the import check ran: no venv was made and pip installed nothing.
+    assert all("venv" not in c and "pip" not in c for c in calls) and calls
+
+
+def test_setup_openfhe_without_a_python310_says_what_to_install(monkeypatch, tmp_path, capsys):
+    from fedbench.cli import main
+
+    monkeypatch.setattr(oe, "find_python310", lambda: None)
+    with pytest.raises(FeatureUnavailableError, match=r"needs a CPython 3\.10 and none was found"):
+        oe.install_openfhe(str(tmp_path / "env"))
+    assert main(["setup-openfhe", "--target", str(tmp_path / "env")]) == 2
+    assert "pyenv install 3.10" in capsys.readouterr().err
+    assert not (tmp_path / "env").exists()  # nothing was made

@@ -25,12 +25,16 @@ from typing import Any
 
 from ..errors import FeatureUnavailableError, ProtocolError
 
-__all__ = ["OPENFHE_REQUIREMENT", "Engine", "EngineError", "openfhe_python", "setup_instructions"]
+__all__ = ["DEFAULT_VENV", "OPENFHE_REQUIREMENT", "Engine", "EngineError", "find_python310", "install_openfhe",
+           "openfhe_python", "setup_instructions"]
 
 #: The one pinned OpenFHE wheel (``.ci/run`` installs this same pin; keep them equal).
 OPENFHE_REQUIREMENT = "openfhe==1.6.1.0.22.4"
 #: Environment variable naming the interpreter that can ``import openfhe``.
 ENV_VAR = "FEDBENCH_OPENFHE_PYTHON"
+
+#: Where ``fedbench setup-openfhe`` (:func:`install_openfhe`) makes the interpreter; a discovery candidate.
+DEFAULT_VENV = "~/.fedbench-openfhe"
 
 _WORKER = str(Path(__file__).with_name("openfhe_worker.py"))
 _found: dict[str, str | None] = {}
@@ -39,8 +43,71 @@ _lock = threading.Lock()
 
 def setup_instructions() -> str:
     """How to make an OpenFHE interpreter, for error messages and docs."""
-    return (f"python3.10 -m venv ~/.fedbench-openfhe && ~/.fedbench-openfhe/bin/pip install {OPENFHE_REQUIREMENT} "
-            f"&& export {ENV_VAR}=~/.fedbench-openfhe/bin/python")
+    return (f"fedbench setup-openfhe (or by hand: python3.10 -m venv {DEFAULT_VENV} && "
+            f"{DEFAULT_VENV}/bin/pip install {OPENFHE_REQUIREMENT} && export {ENV_VAR}={DEFAULT_VENV}/bin/python)")
+
+
+def find_python310() -> str | None:
+    """A CPython 3.10 on this machine (``python3.10`` on ``PATH``, else pyenv's newest 3.10), or ``None``."""
+    cands = [shutil.which("python3.10") or ""]
+    cands += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python")), reverse=True)
+    return next((c for c in cands if c and os.access(c, os.X_OK) and _is_python310(c)), None)
+
+
+def _is_python310(python: str) -> bool:
+    # A pyenv shim named python3.10 exists even when no 3.10 is selected, and then fails: run it.
+    try:
+        done = subprocess.run([python, "-c", "import sys; assert sys.version_info[:2] == (3, 10)"],
+                              capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def install_openfhe(target: str = DEFAULT_VENV, *, python310: str | None = None) -> str:
+    """Make a CPython 3.10 virtual environment with OpenFHE (the pinned wheel) and return its interpreter.
+
+    Idempotent: an environment at ``target`` that already imports OpenFHE is kept.  The
+    environment is a discovery candidate, so :func:`openfhe_python` finds it afterwards
+    without ``$FEDBENCH_OPENFHE_PYTHON``.
+
+    Parameters
+    ----------
+    target : str, default ``~/.fedbench-openfhe``
+        Folder of the virtual environment.
+    python310 : str, optional
+        The CPython 3.10 to build it from (default: :func:`find_python310`).
+
+    Returns
+    -------
+    str
+        Path of the environment's interpreter.
+
+    Raises
+    ------
+    FeatureUnavailableError
+        No CPython 3.10 was found, or the environment could not be made (pip's last lines are quoted).
+    """
+    venv = Path(os.path.expanduser(target))
+    python = str(venv / "bin" / "python")
+    if os.path.exists(python) and _imports_openfhe(python):
+        return python
+    base = python310 or find_python310()
+    if base is None:
+        raise FeatureUnavailableError(
+            "OpenFHE's wheel needs a CPython 3.10 and none was found (python3.10 on PATH or ~/.pyenv/versions/3.10*); "
+            "install one (e.g. pyenv install 3.10), then run fedbench setup-openfhe again")
+    for cmd in ([base, "-m", "venv", str(venv)],
+                [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", OPENFHE_REQUIREMENT]):
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            raise FeatureUnavailableError(f"could not make the OpenFHE environment in {venv} ({tail})")
+    if not _imports_openfhe(python):
+        raise FeatureUnavailableError(f"the environment in {venv} was made but does not import openfhe")
+    with _lock:
+        _found.clear()  # a later openfhe_python() looks again and finds it
+    return python
 
 
 def _imports_openfhe(python: str) -> bool:
@@ -55,21 +122,20 @@ def _candidates() -> list[str]:
     env = os.environ.get(ENV_VAR)
     if env:
         return [os.path.expanduser(env)]  # an explicit choice is the only one tried
-    out = []
+    out = [os.path.expanduser(f"{DEFAULT_VENV}/bin/python")]  # fedbench setup-openfhe's: tried first
     on_path = shutil.which("python3.10")
     if on_path:
         out.append(on_path)
     out += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python")), reverse=True)
-    out.append(os.path.expanduser("~/.fedbench-openfhe/bin/python"))
     return out
 
 
 def openfhe_python() -> str:
     """The interpreter that runs OpenFHE engines (checked once per setting and cached).
 
-    ``$FEDBENCH_OPENFHE_PYTHON`` if set, else ``python3.10`` on ``PATH``,
-    ``~/.pyenv/versions/3.10*/bin/python`` or ``~/.fedbench-openfhe/bin/python``,
-    whichever first runs ``import openfhe``.
+    ``$FEDBENCH_OPENFHE_PYTHON`` if set, else ``~/.fedbench-openfhe/bin/python``
+    (made by ``fedbench setup-openfhe``), ``python3.10`` on ``PATH`` or
+    ``~/.pyenv/versions/3.10*/bin/python``, whichever first runs ``import openfhe``.
 
     Raises
     ------
