@@ -7,12 +7,16 @@ coordinator keeps the *shape* of every statistic it released (statistic,
 columns, parties, exact or DP; never a value) and checks each new release:
 
 * **differencing** is judged from shapes alone, before any data is read: with
-  ``action="refuse"`` nothing is computed, sent or recorded;
+  ``action="refuse"`` nothing is computed, sent or recorded; except a pair that
+  a masking dropout creates, which is judged once the survivors are known, after
+  the masked inputs arrived and before any party unmasks: nothing is released;
 * **small groups** (exact ``group_counts`` and ``histogram``) can only be judged
-  on the aggregate, so the role that releases it (the key holder) holds the
-  release back, checks every cell, then sends it (``"warn"``) or withholds it
-  (``"refuse"``: the analyst receives nothing, and the error says only that a
-  group is below the threshold, not which one or how many).
+  on the aggregate, so the role that computed it (the key holder, or the
+  aggregator under masking, threshold keys or multiparty CKKS, which has then
+  seen it) holds the release back, checks every cell, then sends it (``"warn"``)
+  or withholds it from the analyst (``"refuse"``: the analyst receives nothing,
+  and the error says only that a group is below the threshold, not which one or
+  how many).
 
 DP releases never trigger the policy, and learning runs are not statistics
 releases: they are not checked.  Set the policy with
@@ -220,6 +224,10 @@ def release_shape(local_fn: Callable[..., Any], parties: Sequence[str], *, exact
     return Release(statistic, column, frozenset(parties), exact, columns=frozenset(cols))
 
 
+#: How a transcript role is named in a refusal.
+_ROLE_NAMES = {"keyholder": "key holder"}
+
+
 class HeldReleaseChannel(Channel):
     """The channel of an exact release: the guard checks the parties actually summed, and holds grouped releases.
 
@@ -328,7 +336,12 @@ class ReleaseGuard:
             cells = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in value.values()])
             cells = np.rint(cells)
             if bool(np.any((cells > 0) & (cells < self.policy.min_group_size))):
-                self._act([self.policy.small_group_message(shape)], withheld=True)
+                # The role that computed the aggregate (key holder, or the aggregator under masking,
+                # threshold keys or multiparty CKKS) has seen it; it withholds it from the analyst.
+                sender = channel.pending[0][0] if channel.pending is not None else "releasing role"
+                role = _ROLE_NAMES.get(sender, sender)
+                self._act([self.policy.small_group_message(shape)],
+                          done=f"the {role} (which computed the aggregate) withheld the release from the analyst")
             channel.release()
         if shape is None:
             return
@@ -342,12 +355,12 @@ class ReleaseGuard:
                                   stacklevel=_user_stacklevel())
         self.history.append(shape)
 
-    def _act(self, messages: list[str], *, withheld: bool = False, done: str | None = None) -> None:
+    def _act(self, messages: list[str], *, done: str | None = None) -> None:
         if not messages:
             return
         if self.policy.action == "refuse":
             if done is None:
-                done = "the key holder withheld the release" if withheld else "nothing was computed or sent"
+                done = "nothing was computed or sent"
             raise DisclosureRiskError(
                 f"refused by the release policy: {'; '.join(messages)}. {done.capitalize()}; to release anyway "
                 "set fed.release_policy = fb.attacks.ReleasePolicy(action='warn')"

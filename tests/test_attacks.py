@@ -209,6 +209,19 @@ def _wards(counts: dict[str, int]) -> pl.DataFrame:
     return pl.DataFrame({"ward": [w for w, n in counts.items() for _ in range(n)]})
 
 
+def test_a_small_group_refusal_under_masking_names_the_aggregator_not_a_key_holder():
+    # Under masking there is no key holder: the aggregator unmasked the counts and withholds them.
+    f = make_fed(audit=True, secagg="masking")
+    for name, counts in (("a", {"x": 10, "y": 1}), ("b", {"x": 7}), ("c", {"x": 6})):
+        f.add_party(name, _wards(counts))
+    f.release_policy = atk.ReleasePolicy(action="refuse")
+    messages = len(f.transcript)
+    with pytest.raises(fb.DisclosureRiskError, match=r"The aggregator \(which computed the aggregate\) withheld"):
+        f.group_counts("ward", categories={"ward": ["x", "y"]})
+    new = list(f.transcript)[messages:]
+    assert "unmask" in {m.kind for m in new} and not [m for m in new if m.receiver == "analyst"]
+
+
 @pytest.mark.parametrize("small", [{"y": 1}, {"y": 3, "z": 2}])
 def test_refuse_small_groups_withholds_the_release_and_says_only_that(small):
     f = make_fed(audit=True)
@@ -221,7 +234,8 @@ def test_refuse_small_groups_withholds_the_release_and_says_only_that(small):
     # The message is the same whichever groups are small and however many rows they hold.
     assert str(exc.value) == ("refused by the release policy: exact group_counts of 'ward' has at least one "
                               "non-empty group with fewer than 5 rows (min_group_size): small counts single out "
-                              "people. The key holder withheld the release; to release anyway set "
+                              "people. The key holder (which computed the aggregate) withheld the release from "
+                              "the analyst; to release anyway set "
                               "fed.release_policy = fb.attacks.ReleasePolicy(action='warn')")
     # The parties' ciphertexts went to the aggregator and key holder, but the analyst received nothing.
     new = list(f.transcript)[messages:]

@@ -77,7 +77,9 @@ def test_registered_with_the_lattice_multiparty_trust_model():
     tm = proto.trust_model
     assert "lattice multiparty" in tm.text and "no single key holder" in tm.text
     assert "n-of-n" in tm.text and "approximate" in tm.text and "NOISE_FLOODING_DECRYPT" in tm.text
-    assert "keyholder" not in tm.trusted and "all n parties colluding with the aggregator" in tm.broken_by
+    # The collusion named excludes the victim: the other n - 1 parties (through the sum), or a deviating aggregator.
+    assert "keyholder" not in tm.trusted and "the aggregator with the other n - 1 parties" in tm.broken_by
+    assert "anything but the sum" in tm.broken_by and "excludes a party" in tm.text
 
 
 def test_parameters_below_128_bits_are_refused_naming_the_parameter():
@@ -323,3 +325,68 @@ def test_setup_openfhe_without_a_python310_says_what_to_install(monkeypatch, tmp
     assert main(["setup-openfhe", "--target", str(tmp_path / "env")]) == 2
     assert "pyenv install 3.10" in capsys.readouterr().err
     assert not (tmp_path / "env").exists()  # nothing was made
+
+
+def test_the_engine_itself_refuses_a_modulus_beyond_128_bits_for_its_ring(engines):
+    # fedbench's parameter check runs first; the engine checks again the modulus OpenFHE actually built.
+    engine = oe.Engine("aggregator")
+    try:
+        with pytest.raises(oe.EngineError, match="beyond 128-bit security for ring dimension 4096"):
+            engine.call("setup", 4096, 60, ckm.SCALE_BITS, 1, 20.0)
+    finally:
+        engine.close()
+
+
+def test_an_engine_refuses_to_export_its_secret_share_by_default(monkeypatch):
+    monkeypatch.delenv("FEDBENCH_OPENFHE_TEST_EXPORT", raising=False)
+    engine = oe.Engine("p0")
+    try:
+        engine.call("setup", 8192, 60, ckm.SCALE_BITS, 1, 20.0)
+        engine.call("keygen", None)
+        with pytest.raises(oe.EngineError, match="secret export is disabled"):
+            engine.call("export_secret")
+    finally:
+        engine.close()
+
+
+_FUSION_SCRIPT = r"""
+import math, sys
+sys.path.insert(0, sys.argv[1])
+import openfhe_worker as w
+ring, first, scale, depth, n = 8192, 60, int(sys.argv[2]), 1, 3
+est, _, _ = w.op_calibrate(ring, first, scale, depth, n)
+cc = w._context(ring, first, scale, depth, est)
+kps = [cc.KeyGen()]
+for _ in range(n - 1):
+    kps.append(cc.MultipartyKeyGen(kps[-1].publicKey))
+tot = None
+for _ in range(n):
+    ct = cc.Encrypt(kps[-1].publicKey, cc.MakeCKKSPackedPlaintext([0.0] * (ring // 2)))
+    tot = ct if tot is None else cc.EvalAdd(tot, ct)
+parts = [cc.MultipartyDecryptLead([tot], kps[0].secretKey)[0]]
+parts += [cc.MultipartyDecryptMain([tot], k.secretKey)[0] for k in kps[1:]]
+def fuse():
+    pt = cc.MultipartyDecryptFusion(parts)
+    pt.SetLength(ring // 2)
+    return pt.GetRealPackedValue()
+a, b = fuse(), fuse()
+sd = lambda x: math.sqrt(sum(v * v for v in x) / len(x))
+print(sd(a), sd([x - y for x, y in zip(a, b)]) / math.sqrt(2))
+"""
+
+
+def test_where_the_flooding_noise_is_added():
+    # What SECURITY.md states: part of the flooding is added when the aggregator's own engine fuses the
+    # partial decryptions (fusing the same partials twice gives different values), which an aggregator
+    # holding the partials could skip; the partial decryptions themselves carry the rest.
+    import subprocess
+    from pathlib import Path
+
+    out = subprocess.run([oe.openfhe_python(), "-I", "-c", _FUSION_SCRIPT, str(Path(ckm.__file__).parent),
+                          str(ckm.SCALE_BITS)], capture_output=True, text=True, timeout=300,
+                         env={"OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    total, fresh = (float(x) for x in out.stdout.split())
+    in_partials = (total**2 - fresh**2) ** 0.5
+    assert fresh > 1e-6  # added at fusion, in the aggregator's engine
+    assert in_partials > 1e-6  # carried by the partial decryptions (about 2e-10 without the flooding mode)

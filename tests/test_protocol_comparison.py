@@ -187,3 +187,15 @@ def test_dealerless_threshold_run_trusts_no_dealer(with_threshold):
     assert trust.key_setup == "threshold 2 (dealerless)"
     assert trust.trusted == ("aggregator",)
     assert trust.broken_by == "the aggregator colluding with any 2 share-holding parties"
+
+
+def test_multiparty_ckks_row_states_its_own_collusion_not_a_threshold_one():
+    fed = small_fed()
+    r = fed.secure_sum(lambda df: {"age": float(df["age"].sum())}, max_abs=2.0**20, protocol="ckks-multiparty")
+    trust = setup_trust(r)
+    model = get_protocol("ckks-multiparty").trust_model
+    # n-of-n key shares: the collusion named is the protocol's own (the other n - 1 parties through the sum,
+    # or a deviating aggregator), never "any n share-holding parties", which would include the victim.
+    assert trust.broken_by == model.broken_by and "other n - 1 parties" in trust.broken_by
+    assert trust.key_setup == f"{len(r.parties)}-of-{len(r.parties)} key shares (no dealer)"
+    assert trust.trusted == ("aggregator",)

@@ -355,14 +355,27 @@ def test_crypto_cost_panel_labels_a_masking_run():
 def test_a_differencing_pair_created_by_a_dropout_is_warned_about_before_unmasking_and_recorded_over_the_survivors():
     import warnings
 
+    import fedbench.disclosure as disclosure
     from fedbench.disclosure import DisclosureRiskWarning
 
     fed = _fed(5)
     fed.secure_sum(["x"])  # exact, over the five parties
-    with pytest.warns(DisclosureRiskWarning, match="dropped out during the run") as caught:
-        r = fed.secure_sum(["x"], neighbours=4, threshold=3, dropout={"p4": 3})
+    seen_at_warning: list[set[str]] = []
+    real_warn = disclosure.warnings.warn
+
+    def warn(*args, **kwargs):
+        seen_at_warning.append({m.kind for m in list(fed.transcript)[before:]})
+        return real_warn(*args, **kwargs)
+
+    before = len(fed.transcript)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(disclosure.warnings, "warn", warn)
+        with pytest.warns(DisclosureRiskWarning, match="dropped out during the run") as caught:
+            r = fed.secure_sum(["x"], neighbours=4, threshold=3, dropout={"p4": 3})
     assert r.parties == ["p0", "p1", "p2", "p3"] and "'p4'" in str(caught[0].message)
     assert len(caught) == 1  # once, before the unmask round; not again after the release
+    # When it warned, the masked inputs had arrived and no party had unmasked yet.
+    assert len(seen_at_warning) == 1 and "masked-input" in seen_at_warning[0] and "unmask" not in seen_at_warning[0]
     assert fed.coordinator.release_guard.history[-1].parties == frozenset(r.parties)  # the survivors, not the asked
     # Without a dropout nothing is said after the run (the pair check before the run stays as it was).
     fresh = _fed(5)

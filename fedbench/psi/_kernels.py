@@ -1,7 +1,7 @@
 """Batch kernels of the PSI protocol: hashing to Curve25519 and X25519 blinding.
 
 These functions run either in the calling process or in worker processes of
-:mod:`fedbench.psi._parallel`.  They import nothing heavy (hashlib, gmpy2, PyNaCl)
+:mod:`fedbench.psi._parallel`.  They import nothing heavy (hashlib, gmpy2, PyNaCl, cryptography)
 so that a spawned worker starts quickly, and they work on *batches* (a list of
 identifiers, or one bytes object holding ``n`` concatenated 32-byte elements) so
 that one task moves thousands of elements and the per-element Python work is one
@@ -14,8 +14,9 @@ the party, and returns blinded elements.  Nothing here talks to another party.
 Group: the prime-order subgroup ``G`` of Curve25519 (order
 ``L = 2^252 + 27742317777372353535851937790883648493``; the curve has ``8 L``
 points), elements sent as canonical 32-byte little-endian Montgomery
-u-coordinates.  Scalar multiplication is libsodium's X25519
-(``crypto_scalarmult``, constant time); the Legendre symbol is gmpy2's.  No curve
+u-coordinates.  Scalar multiplication is OpenSSL's or libsodium's X25519, whichever
+:func:`fastest_engine` timed faster (both constant time, identical bytes); the
+Legendre symbol is gmpy2's.  No curve
 arithmetic is written here: the code only evaluates the curve equation
 ``v^2 = u^3 + A u^2 + u`` to decide whether a u-coordinate is on the curve.
 """

@@ -20,12 +20,13 @@ Roles (honest-but-curious)
   partial decryptions (``MultipartyDecryptFusion``), so it learns the
   aggregate, which it releases to the analyst.
 
-Trust: the aggregator and any ``n - 1`` parties together learn nothing about
-the remaining party's vector beyond the aggregate; all ``n`` parties' key
-holders colluding with the aggregator decrypt every party's ciphertexts.
-Parties partially decrypt whatever the aggregator sends them: an aggregator
-that sent one party's ciphertext instead of the sum would decrypt it, which is
-outside the honest-but-curious model fedbench assumes throughout.
+Trust: no coalition that excludes a party can decrypt that party's
+ciphertexts (every key share is needed; IND-CPA as OpenFHE claims it); the
+aggregator with the other ``n - 1`` parties learns the party's local aggregate
+from the released sum, as in any secure sum.  Parties partially decrypt
+whatever the aggregator sends them: an aggregator that sent one party's
+ciphertext instead of the sum would decrypt it alone, which is outside the
+honest-but-curious model fedbench assumes throughout.
 A party whose engine does not answer at decryption stops the run, naming the
 party, and nothing is released: decryption is n-of-n, and there is no
 ``threshold=t`` option.  OpenFHE's ``ShareKeys``/``RecoverSharedKey``
@@ -427,15 +428,18 @@ class MultipartyCKKSSecAgg(SecAggProtocol):
         text=(
             "lattice multiparty CKKS (OpenFHE): no single key holder; every party holds a share of the secret key "
             "in its own engine process and decryption needs every party's partial decryption (n-of-n, a party "
-            "missing stops the run); honest-but-curious parties and aggregator; only all parties' key holders "
-            "colluding with the aggregator can decrypt a party's local aggregates (never its raw rows); the "
+            "missing stops the run); honest-but-curious parties and aggregator; no coalition that excludes a "
+            "party can decrypt that party's ciphertexts, but the aggregator with the other n - 1 parties learns its "
+            "local aggregate (never its raw rows) from the released sum, and an aggregator that deviated (asked "
+            "for a partial decryption of anything but the sum) could decrypt any party's vector alone; the "
             "aggregator combines the partial decryptions, so it sees the aggregate; results are approximate "
             "within the reported error bound; decryption uses OpenFHE's NOISE_FLOODING_DECRYPT against "
             "Li-Micciancio key recovery, but OpenFHE supports threshold CKKS in the IND-CPA sense only, so no "
             "IND-CPA-D security is claimed"
         ),
         trusted=("aggregator",),  # as for masking: parties are trusted only not to all collude with it
-        broken_by="all n parties colluding with the aggregator (n-of-n collusion)",
+        broken_by=("the aggregator with the other n - 1 parties (through the released sum), or an aggregator "
+                   "that asks for a partial decryption of anything but the sum"),
     )
 
     def __init__(self, params: MultipartyCKKSParams | None = None) -> None:

@@ -77,7 +77,9 @@ def threshold_trust_text(keys: ThresholdPaillierKeys) -> str:
         f"honest-but-curious parties and aggregator, threshold decryption by {t} of {n} parties: {dealer}"
         f"the aggregator sees only ciphertexts and partial decryptions of the aggregate, and only it learns the "
         f"aggregate before release; any {t} parties colluding with the aggregator can decrypt each party's local "
-        f"aggregates (never its raw rows); fewer than {t} parties learn nothing from their key shares"
+        f"aggregates (never its raw rows); fewer than {t} parties learn nothing from their key shares; the "
+        f"proofs tie each partial decryption to the ciphertexts it was asked for, not those to the sum, so an "
+        f"aggregator that deviated (asked for a party's ciphertext instead of the sum) could decrypt it"
     )
 
 

@@ -1,6 +1,6 @@
 """Start and talk to OpenFHE engine processes (:mod:`fedbench.secagg.openfhe_worker`).
 
-OpenFHE's only wheel pip installs here (``openfhe==1.6.1.0.22.4``) carries an
+The OpenFHE wheel pip picks here (``openfhe==1.6.1.0.22.4``) carries an
 extension for CPython 3.10, so it cannot be imported into fedbench's Python
 (3.11+).  Its lattice work therefore runs in a separate CPython 3.10 process
 per role and run, found by :func:`openfhe_python`.  Like the PSI workers
@@ -150,8 +150,8 @@ def openfhe_python() -> str:
     if found is None:
         where = f"{ENV_VAR}={key!r} does not import openfhe" if key else "no Python 3.10 with openfhe was found"
         raise FeatureUnavailableError(
-            "the secure-aggregation protocol 'ckks-multiparty' runs OpenFHE, whose only wheel needs CPython 3.10 "
-            f"({where}); set one up with: {setup_instructions()}; or use protocol='ckks' or 'paillier'")
+            "the secure-aggregation protocol 'ckks-multiparty' runs OpenFHE, whose wheel pip picks here needs "
+            f"CPython 3.10 ({where}); set one up with: {setup_instructions()}; or use protocol='ckks' or 'paillier'")
     return found
 
 

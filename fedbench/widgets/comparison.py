@@ -59,6 +59,9 @@ def setup_trust(result: SecureSumResult) -> SetupTrust:
     model = get_protocol(result.protocol).trust_model
     transcript = result.transcript if result.transcript is not None else ()
     decryptors = {m.sender for m in transcript if m.kind == "partial-decryption"}
+    if result.protocol == "ckks-multiparty":  # n-of-n key shares: its own trust model, not threshold Paillier's
+        return SetupTrust(f"{len(decryptors)}-of-{len(decryptors)} key shares (no dealer)", tuple(model.trusted),
+                          model.broken_by)
     if decryptors:
         t = len(decryptors)
         dealer = _DEALER_CLAUSE in result.threat_text
