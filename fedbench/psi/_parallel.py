@@ -24,18 +24,15 @@ smaller than another's.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
-import pickle
 import queue
-import struct
-import subprocess
 import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProtocolError
+from ..pipe_worker import PipeClosed, PipeWorker
 from . import _kernels
 
 __all__ = ["BlindJob", "Executor", "GroupElementError", "HashJob", "available_cores", "shutdown_pool"]
@@ -104,53 +101,23 @@ class _TaskFailed(Exception):
         self.exc = exc
 
 
-class _Worker:
+class _Worker(PipeWorker):
     def __init__(self) -> None:
         env = dict(os.environ)
         # The worker must import the same PyNaCl as this process, wherever it came from.
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, _kernels.__file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-        )
-        self.next_id = 0
+        super().__init__([sys.executable, "-c", _BOOT, _kernels.__file__], env)
 
     def call(self, op: str, args: tuple[Any, ...]) -> Any:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.next_id += 1
-        data = pickle.dumps((self.next_id, op, args), protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
-            self.proc.stdin.flush()
-            head = self.proc.stdout.read(8)
-            if len(head) < 8:
-                raise _WorkerDied("PSI worker exited")
-            (n,) = struct.unpack("<Q", head)
-            task_id, ok, result = pickle.loads(self.proc.stdout.read(n))
-        except (BrokenPipeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+            self.send(op, args)
+            ok, result = self.receive()
+        except PipeClosed as exc:
             raise _WorkerDied(f"PSI worker failed: {exc}") from exc
-        if task_id != self.next_id:
-            raise _WorkerDied("PSI worker answered out of turn")
         if not ok:
             bad, message = result
             raise (_kernels.BadElementError if bad else ValueError)(message)
         return result
-
-    def close(self, *, kill: bool = False) -> None:
-        if kill:
-            self.proc.kill()
-        else:
-            with contextlib.suppress(OSError):
-                if self.proc.stdin is not None:
-                    self.proc.stdin.close()  # EOF: the worker's loop returns
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None and not f.closed:
-                with contextlib.suppress(OSError):
-                    f.close()
 
 
 class _Pool:

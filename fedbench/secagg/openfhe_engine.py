@@ -12,18 +12,16 @@ and it could not use another interpreter anyway.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
-import pickle
 import shutil
-import struct
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any
 
 from ..errors import FeatureUnavailableError, ProtocolError
+from ..pipe_worker import PipeClosed, PipeWorker
 
 __all__ = ["DEFAULT_VENV", "OPENFHE_REQUIREMENT", "Engine", "EngineError", "find_python310", "install_openfhe",
            "openfhe_python", "setup_instructions"]
@@ -163,7 +161,7 @@ class EngineError(ProtocolError):
         self.died = died
 
 
-class Engine:
+class Engine(PipeWorker):
     """One OpenFHE engine process (one role of one run); stop it with :meth:`close`.
 
     Parameters
@@ -179,9 +177,7 @@ class Engine:
         # One OpenMP thread per engine: parties' engines already run side by side, and OpenFHE's default
         # (a thread per core) made encryption 13x slower on a loaded two-core machine (measured, 69 vs 5 ms).
         env.setdefault("OMP_NUM_THREADS", "1")
-        self.proc = subprocess.Popen([openfhe_python(), "-I", _WORKER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=env)
-        self.next_id = 0
+        super().__init__([openfhe_python(), "-I", _WORKER], env)
         self.pending: str | None = None
 
     def call(self, op: str, *args: Any) -> Any:
@@ -200,17 +196,12 @@ class Engine:
 
         Every submit must be followed by one :meth:`receive` before the next submit.
         """
-        assert self.proc.stdin is not None
         if self.pending is not None:
             raise EngineError(f"the OpenFHE engine of {self.role!r} still owes the answer to {self.pending!r}")
-        self.next_id += 1
-        data = pickle.dumps((self.next_id, op, args), protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise EngineError(f"the OpenFHE engine of {self.role!r} failed ({type(exc).__name__})",
-                              died=True) from None
+            self.send(op, args)
+        except PipeClosed as exc:
+            raise EngineError(f"the OpenFHE engine of {self.role!r} failed ({exc})", died=True) from None
         self.pending = op
 
     def receive(self) -> Any:
@@ -221,36 +212,19 @@ class Engine:
         EngineError
             The engine refused (``died=False``) or is gone (``died=True``).
         """
-        assert self.proc.stdout is not None
         op, self.pending = self.pending, None
         try:
-            head = self.proc.stdout.read(8)
-            if len(head) < 8:
-                raise EngineError(f"the OpenFHE engine of {self.role!r} exited", died=True)
-            (n,) = struct.unpack("<Q", head)
-            task_id, ok, result = pickle.loads(self.proc.stdout.read(n))
-        except (OSError, EOFError, pickle.UnpicklingError) as exc:
-            raise EngineError(f"the OpenFHE engine of {self.role!r} failed ({type(exc).__name__})",
-                              died=True) from None
-        if task_id != self.next_id:
-            raise EngineError(f"the OpenFHE engine of {self.role!r} answered out of turn", died=True)
+            ok, result = super().receive()
+        except PipeClosed as exc:
+            raise EngineError(f"the OpenFHE engine of {self.role!r} {exc}" if str(exc) == "exited" else
+                              f"the OpenFHE engine of {self.role!r} failed ({exc})", died=True) from None
         if not ok:
             raise EngineError(f"the OpenFHE engine of {self.role!r} refused {op!r}: {result}")
         return result
 
-    def close(self) -> None:
+    def close(self, *, kill: bool = False) -> None:
         """Stop the process (its secret key share goes with it); idempotent."""
-        with contextlib.suppress(OSError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()  # EOF: the worker's loop returns
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdout.close()
+        super().close(kill=kill)
 
     def wipe(self) -> None:
         """Alias of :meth:`close` (party state is wiped on forget)."""
