@@ -115,7 +115,7 @@ def fastest_engine(*, points: int = 48, rounds: int = 3) -> str:
     x86-64 machine, and ~58 us against ~48 us on another.  Two blindings per
     identifier are nearly all of the PSI's CPU, so each process (the driver and
     every worker) times both engines on a few public points (best of ``rounds``,
-    ~15 ms in all) and keeps the faster.  The engines give identical bytes
+    77 ms measured for the first call, warm-up included) and keeps the faster.  The engines give identical bytes
     (tested), so the choice changes the time only, never a result.
 
     Parameters
