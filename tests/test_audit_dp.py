@@ -140,6 +140,22 @@ def test_nan_in_one_party_spends_nothing(noise: str) -> None:
     assert fed.budget.spent("p0")[0] == pytest.approx(0.5)
 
 
+def test_dp_bounds_clamp_and_never_refuse() -> None:
+    # Bounds far below most values: every value is clamped, none refused, so no choice of bounds
+    # turns a party's data into an error (an uncharged one-bit oracle) for the built-in statistics.
+    fed = _fed(2, audit=True)
+    fed.set_budget(epsilon=100.0, delta=1e-6)
+    clamped = float(sum(p.compute(lambda df: float(np.clip(df["x"].to_numpy(), 0, 5).sum())) for p in fed))
+    assert _exact(fed) > 10 * clamped  # the bounds really cut the data
+    for hi in (5.0, 0.5):  # a bound below every positive value is no error either
+        fed.sum("x", epsilon=1.0, bounds=(0, hi))
+        fed.mean("x", epsilon=1.0, bounds=(0, hi))
+    # Released value = clamped sum + noise of scale sensitivity / epsilon = 5 / 40 (per share).
+    r = fed.sum("x", epsilon=40.0, bounds=(0, 5))
+    assert abs(r.value - clamped) < 10
+    assert fed.budget.spent("p0")[0] == pytest.approx(44.0)
+
+
 def test_a_concurrent_spend_during_the_run_discards_the_result() -> None:
     fed = _fed(2, audit=True)
     fed.set_budget(epsilon=1.0, delta=1e-6)

@@ -252,6 +252,56 @@ def test_max_abs_probe_learns_only_the_power_of_two_bracket():
     assert not _leaks("\n".join(r for _, r in b), [5000.5])
 
 
+def test_local_function_oracles_are_not_protected():
+    """What SECURITY.md lists as *not* protected about local functions, pinned so the text stays true.
+
+    A local function is the analyst's code.  It can (a) shift a value before the range check, so
+    refusals bisect one party's local aggregate far below the power-of-two bracket; (b) fail on
+    purpose under DP, which names the party and spends nothing; (c) return zero everywhere but in
+    one party, so the exact "aggregate" is that party's value; (d) under-declare its sensitivity,
+    which voids its epsilon.  If fedbench ever closes one of these, this test fails and the
+    documentation must change with it.
+    """
+    fed = _fed()
+    fed.set_budget(epsilon=1.0, delta=1e-6)
+
+    def refused(c: float) -> bool:
+        try:
+            fed.secure_sum(lambda df: {"s": float(df["v"].sum()) - c if df.height == 120 else 0.0}, max_abs=1.0)
+        except EncodingRangeError as exc:
+            assert exc.party == "east"
+            return True
+        return False
+
+    # (a) both sides of EAST_SUM inside one power-of-two bracket [4096, 8192): finer than the bracket.
+    assert refused(EAST_SUM - 2.0) and not refused(EAST_SUM - 0.5)
+
+    # (b) a deliberate failure under DP names the party and leaves the budget untouched.
+    def fails_if_above(c: float):
+        def fn(df: pl.DataFrame) -> dict[str, float]:
+            if df.height == 120 and float(df["v"].sum()) > c:  # east only
+                raise KeyError("probe")
+            return {"s": 0.0}
+        return fn
+
+    with pytest.raises(fb.errors.LocalComputationError) as info:
+        fed.secure_sum(fails_if_above(EAST_SUM - 1), epsilon=0.5, sensitivity=1.0)
+    assert info.value.party == "east" and "KeyError" in str(info.value)
+    fed.secure_sum(fails_if_above(EAST_SUM + 1), epsilon=0.5, sensitivity=1.0)  # the other branch: released
+    assert fed.budget.spent("east")[0] == pytest.approx(0.5)  # only the call that released was charged
+
+    # (c) zero in every party but one: the exact "aggregate" is east's own local sum.
+    only_east = fed.secure_sum(lambda df: {"s": float(df["v"].sum()) if df.height == 120 else 0.0})
+    assert only_east.value["s"] == pytest.approx(EAST_SUM, abs=1e-4)
+
+    # (d) a false sensitivity: the noise is sized for 1, the value scaled by 1e6, so the release reads it.
+    fed2 = _fed()
+    fed2.set_budget(epsilon=1.0, delta=1e-6)
+    lied = fed2.secure_sum(lambda df: {"s": float(df["v"].sum()) * 1e6 if df.height == 120 else 0.0},
+                           epsilon=1.0, sensitivity=1.0, max_abs=2.0**40)
+    assert lied.value["s"] / 1e6 == pytest.approx(EAST_SUM, abs=1e-3)
+
+
 @pytest.mark.slow  # starts Ray (~13 s)
 def test_ray_party_error_crosses_without_remote_traceback(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")

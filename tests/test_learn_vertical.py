@@ -111,6 +111,19 @@ def test_labels_and_scores_only_cross_encrypted(fed, vrun):
         assert all(enc not in p for p in t.received_by(vrun.host))
 
 
+def test_a_given_learning_rate_sends_no_curvature_bound(fed, vrun):
+    # Without a rate, each party's bound goes to the coordinator (the step size needs it) ...
+    assert {m.sender for m in vrun.transcript.filter(kind="curvature-bound")} == {vrun.guest, vrun.host}
+    # ... with one, no party computes or sends its bound, and both receive exactly the given rate.
+    run = fed.fit_vertical(LogisticRegression(C=1.0), label_party="hospital", target="outcome", on="patient_id",
+                           rounds=2, tol=0.0, learning_rate=0.05)
+    assert len(run.transcript.filter(kind="curvature-bound")) == 0
+    steps = run.transcript.filter(kind="step-size")
+    assert {m.receiver for m in steps} == {run.guest, run.host}
+    assert all(np.frombuffer(m.payload, dtype=np.float64)[0] == 0.05 for m in steps)
+    assert "curvature bounds unless learning_rate is given" in run.leakage
+
+
 def test_pipeline_reproducible_split_and_errors(fed, vrun):
     run = fed.fit_vertical(make_pipeline(StandardScaler(), LogisticRegression()), label_party="hospital",
                            target="outcome", on="patient_id", rounds=3)

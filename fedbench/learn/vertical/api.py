@@ -208,7 +208,7 @@ def fit_vertical(
         raise ConfigurationError(f"only {m} aligned training rows; lower test_size")
     rows_hist: list[dict[str, Any]] = []
     try:
-        setups = ex.setup(positions, test, feats, pre_steps, target)
+        setups = ex.setup(positions, test, feats, pre_steps, target, bounds=learning_rate is None)
         step = ex.step_size(setups, m, learning_rate)
         _iterate(ex, step, m, int(rounds), tol, rows_hist)
         res = ex.weights()

@@ -22,8 +22,8 @@ at most the sum of its diagonal blocks').
 
 Set-up: the guest sends the host the held-out mask (derived from shared
 identifiers only); each party sends the coordinator its curvature bound and
-receives the step size ``1 / (C/4 (lam_guest + lam_host) + 1/m)`` (or the
-given ``learning_rate``, which reveals nothing); the key
+receives the step size ``1 / (C/4 (lam_guest + lam_host) + 1/m)``, or, with a
+given ``learning_rate``, computes and sends no bound and receives that rate; the key
 holder sends both its public key (``n`` and, with fast encryption, ``h_s``).
 
 One iteration (all values in fixed point, ``[[.]]`` = encrypted under the key holder's key)::
@@ -58,7 +58,11 @@ What each party learns (honest-but-curious, no collusion with the key holder):
 * **key holder**: the loss each iteration, and pad-masked gradients, which are
   uniformly random.
 * **coordinator**: both curvature bounds (largest eigenvalue of each party's
-  standardised Gram matrix).
+  standardised Gram matrix), unless ``learning_rate`` is given.
+* **whoever receives the fitted model** (the analyst: :mod:`fedbench.learn.vertical.api`
+  assembles one scikit-learn model, a simulation convenience): both parties'
+  coefficients and fitted preprocessing (imputer values, scaler means and
+  variances of each party's columns).
 * both parties: the PSI output (which of their rows are shared).
 
 Known leakage of this protocol family: a party's own gradient sequence
@@ -105,7 +109,9 @@ LEAKAGE = (
     "host's is -X_h' t / 2, linear in the labels), the (Taylor) loss and the step size (hence the other's curvature "
     "bound); the guest also learns the host's intercept offset; labels, residuals and partial scores only ever "
     "cross encrypted, and every ciphertext a party returns is re-randomised; the key holder decrypts "
-    "one-time-padded gradients (uniformly random to it) and the loss; both parties learn which of their rows are "
+    "one-time-padded gradients (uniformly random to it) and the loss; the coordinator receives both curvature "
+    "bounds unless learning_rate is given; the assembled model holds both parties' coefficients and fitted "
+    "preprocessing (imputer values, scaler means and variances); both parties learn which of their rows are "
     "shared (PSI). Collusion of the key holder with a party breaks the protocol."
 )
 
@@ -139,11 +145,12 @@ def v_split(df: pl.DataFrame, *, rows: np.ndarray, on: list[str], seed: int, tes
 
 
 def v_setup(df: pl.DataFrame, *, token: int, rows: np.ndarray, test: np.ndarray, features: list[str],
-            steps: list[Any], target: str | None) -> dict[str, Any]:
+            steps: list[Any], target: str | None, bound: bool = True) -> dict[str, Any]:
     """Align, split, fit this party's own preprocessing and standardise (inside the party).
 
     Keeps the standardised training matrix (and labels) in party memory and
-    returns only this party's column statistics and its curvature bound.
+    returns only this party's column statistics and, if ``bound``, its curvature
+    bound (``None`` otherwise: a given learning rate needs none).
     """
     from sklearn.base import clone
 
@@ -177,7 +184,9 @@ def v_setup(df: pl.DataFrame, *, token: int, rows: np.ndarray, test: np.ndarray,
         state["t"] = np.where(y == classes[1], 1.0, -1.0)
         state["classes"] = classes
         gram_cols = np.hstack([z, np.ones((z.shape[0], 1))])
-    lam = float(np.linalg.eigvalsh(gram_cols.T @ gram_cols / max(1, z.shape[0]))[-1]) if gram_cols.shape[1] else 0.0
+    lam = None
+    if bound:
+        lam = float(np.linalg.eigvalsh(gram_cols.T @ gram_cols / max(1, z.shape[0]))[-1]) if gram_cols.shape[1] else 0.0
     remember_in_party(df, key=_key(token), fn=lambda _df: state)
     return {"fitted": fitted, "mean": mean, "scale": scale, "lam": lam,
             "classes": state.get("classes")}
@@ -320,8 +329,11 @@ class Exchange:
         return np.unpackbits(np.frombuffer(bits, dtype=np.uint8))[:m_all].astype(bool)
 
     def setup(self, positions: dict[str, np.ndarray], test: np.ndarray, feats: dict[str, list[str]],
-              steps: list[Any], target: str) -> dict[str, dict[str, Any]]:
-        """Public key out, each party's preprocessing and curvature bound in (kept state stays in the parties)."""
+              steps: list[Any], target: str, *, bounds: bool = True) -> dict[str, dict[str, Any]]:
+        """Public key out, each party's preprocessing and curvature bound in (kept state stays in the parties).
+
+        With ``bounds=False`` (a learning rate was given) no party computes or sends its curvature bound.
+        """
         n, h_s = self.n, self.h_s
         setups = {}
         for p in (self.guest, self.host):
@@ -330,15 +342,18 @@ class Exchange:
                               encrypted=False)
             setups[p.name] = p.compute(partial(v_setup, token=self.token, rows=positions[p.name], test=test,
                                                features=feats[p.name], steps=steps,
-                                               target=target if p is self.guest else None))
-            self.send_float(p.name, "coordinator", "curvature-bound", setups[p.name]["lam"])
+                                               target=target if p is self.guest else None, bound=bounds))
+            if bounds:
+                self.send_float(p.name, "coordinator", "curvature-bound", setups[p.name]["lam"])
         return setups
 
     def step_size(self, setups: dict[str, dict[str, Any]], m: int, learning_rate: float | None) -> float:
         """``1/L`` of the mean objective (or the given rate), sent to both parties."""
         # Mean objective (C * sum loss + |w|^2 / 2) / m: Hessian C/4 Z'Z/m + I/m, bounded by the block sum.
-        curvature = 0.25 * self.c * sum(s["lam"] for s in setups.values()) + 1.0 / m
-        step = learning_rate if learning_rate is not None else 1.0 / curvature
+        if learning_rate is not None:
+            step = learning_rate
+        else:
+            step = 1.0 / (0.25 * self.c * sum(s["lam"] for s in setups.values()) + 1.0 / m)
         for p in (self.guest, self.host):
             # Each party needs the step; recorded because it reveals the other's curvature bound.
             self.send_float("coordinator", p.name, "step-size", step)
