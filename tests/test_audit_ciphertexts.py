@@ -137,3 +137,36 @@ def test_transform_then_rerandomize_matches_plaintext(m, k, fast):
     back = enc.rerandomize(c * (1 + (k % n) * n) % n2)
     assert decrypt_many(keys.private_key, [back]) == [(m + k) % n]
     assert int(gmpy2.mpz(back) * gmpy2.invert(c, n2) % n2) % n != 1
+
+
+def test_aggregator_with_the_key_holder_reads_one_partys_local_aggregate():
+    """The collusion the default trust model names (README, SECURITY.md) really breaks it, and only it.
+
+    The aggregator holds each party's ciphertext message; the key holder's private key decrypts it
+    and the run's public layout unpacks it: that party's own local sum, exactly.  Neither role alone
+    can: the aggregator has no key, and the key holder receives only the aggregate.
+    """
+    fed = make_fed(audit=True)
+    fed._keys = _KEYS
+    rng = np.random.default_rng(5)
+    locals_ = {}
+    for name in ("north", "south", "east"):
+        x = rng.integers(0, 1000, 40).astype(float)
+        locals_[name] = float(x.sum())
+        fed.add_party(name, pl.DataFrame({"x": x}))
+    run = fed.secure_sum(lambda df: {"s": float(df["x"].sum())}, max_abs=2**20, frac_bits=16)
+    assert run.value["s"] == pytest.approx(sum(locals_.values()), abs=1e-3)
+    from fedbench.crypto.packing import PackingLayout
+
+    keys = fed.keys
+    enc = fb.Encoding.for_range(2**20, 16)
+    layout = PackingLayout(enc, len(run.parties), keys.n.bit_length() - 1)
+    width = (2 * keys.n.bit_length() + 7) // 8
+    for name, local in locals_.items():
+        (msg,) = [m for m in run.transcript if m.kind == "ciphertexts" and m.sender == name]
+        assert msg.receiver == "aggregator" and msg.encrypted
+        plain = decrypt_many(keys.private_key, bytes_to_ints(msg.payload, width))
+        assert enc.decode_sum(layout.unpack(plain, 1), 1)[0] == pytest.approx(local, abs=1e-3)
+    # What the key holder itself receives is the aggregate only: one message, from the aggregator.
+    to_key_holder = [m for m in run.transcript if m.receiver == "keyholder"]
+    assert to_key_holder and {m.sender for m in to_key_holder} == {"aggregator"}
