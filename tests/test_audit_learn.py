@@ -33,6 +33,7 @@ from fedbench.dp import DPConfig, GaussianEvent, update_noise_share
 from fedbench.dp.accounting import epsilon_pld, epsilon_rdp
 from fedbench.errors import DropoutError
 from fedbench.learn import FedAvg, iid_partition, to_federation
+from fedbench.learn.models import LinearAdapter
 from fedbench.party import Party
 
 from .conftest import make_fed
@@ -246,10 +247,19 @@ def test_a_party_that_sits_out_sends_a_zero_update_of_the_same_shape(data, monke
 
     monkeypatch.setattr(fdp, "update_noise_share", no_noise)
     monkeypatch.setattr(fedavg, "participates", lambda q: not sits_out)
+    trained: list[int] = []
+    real_train = LinearAdapter.train
+
+    def counting_train(self, *args, **kwargs):
+        trained.append(1)
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(LinearAdapter, "train", counting_train)
     fed = federation(data, 3, audit=False)
     dp = DPConfig(noise_multiplier=1.0, clip=0.5, sample_rate=0.5, delta=1e-5)
     run = dp_fit(fed, dp, 2, secure=False)
     assert len(sent) == 3 * 2 and len({s.shape for s in sent}) == 1  # every party, every round, one shape
+    assert len(trained) == 3 * 2  # a party that sits out still trains: its timing looks the same
     assert all(np.linalg.norm(s) <= 0.5 + 1e-9 for s in sent)  # clipped
     assert all(not s.any() for s in sent) == sits_out
     coef = np.concatenate([run.model.coef_.ravel(), run.model.intercept_.ravel()])
