@@ -31,6 +31,7 @@ from fedbench.errors import (
     TooFewKeySharesError,
 )
 from fedbench.secagg import keyholders
+from fedbench.wire import bytes_to_ints
 
 from .conftest import make_fed
 
@@ -171,6 +172,26 @@ def test_transcript_shows_partial_decryptions_and_never_a_local_aggregate():
         if m is not release:
             for s in sums:  # no local aggregate, in text or as a big-endian integer, in any other message
                 assert str(s).encode() not in m.payload and s.to_bytes(4, "big") not in m.payload
+
+
+def test_share_holders_asked_for_one_partys_ciphertext_decrypt_it():
+    """The disclosure README and SECURITY.md state: the proofs tie a partial decryption to the
+    ciphertexts asked for, not to the sum, so t holders that partially decrypt what a deviating
+    aggregator sends them reveal one party's local aggregate (outside honest-but-curious)."""
+    frames, sums = _local_sums()
+    fed = _fed(frames, audit=True)
+    res = fed.secure_sum(lambda df: {"s": float(df["x"].sum())}, max_abs=2**23, frac_bits=16)
+    width = (2 * KEYS.n.bit_length() + 7) // 8
+    (msg,) = [m for m in res.transcript if m.kind == "ciphertexts" and m.sender == "p1"]
+    stolen = bytes_to_ints(msg.payload, width)
+    parts = [partial_decrypt(KEYS.params, KEYS.shares[nm], stolen) for nm in NAMES[:T]]
+    assert all(verify_partial(KEYS.params, stolen, p) for p in parts)  # the proofs accept it
+    plain = combine(KEYS.params, parts)
+    from fedbench.crypto.packing import PackingLayout
+
+    enc = fb.Encoding.for_range(2**23, 16)  # the run's public encoding
+    layout = PackingLayout(enc, len(NAMES), KEYS.n.bit_length() - 1)
+    assert enc.decode_sum(layout.unpack(plain, 1), 1)[0] == pytest.approx(sums[1], abs=1e-3)
 
 
 def test_key_setup_by_the_dealer_is_in_the_transcript_and_the_threat_model():
