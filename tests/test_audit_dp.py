@@ -16,7 +16,7 @@ import fedbench as fb
 import fedbench.dp.mechanisms as mech
 from fedbench.dp import DPConfig, gaussian_shares, laplace_shares, update_noise_share
 from fedbench.dp.releases import NoisePlan
-from fedbench.errors import BudgetExceededError, ConfigurationError, NonFiniteValueError
+from fedbench.errors import BudgetExceededError, ConfigurationError, EncodingRangeError, NonFiniteValueError
 
 from .conftest import make_fed
 
@@ -140,9 +140,8 @@ def test_nan_in_one_party_spends_nothing(noise: str) -> None:
     assert fed.budget.spent("p0")[0] == pytest.approx(0.5)
 
 
-def test_dp_bounds_clamp_and_never_refuse() -> None:
-    # Bounds far below most values: every value is clamped, none refused, so no choice of bounds
-    # turns a party's data into an error (an uncharged one-bit oracle) for the built-in statistics.
+def test_dp_bounds_clamp_values_outside_them_instead_of_refusing() -> None:
+    # Bounds far below most values: every value is clamped, none refused.
     fed = _fed(2, audit=True)
     fed.set_budget(epsilon=100.0, delta=1e-6)
     clamped = float(sum(p.compute(lambda df: float(np.clip(df["x"].to_numpy(), 0, 5).sum())) for p in fed))
@@ -154,6 +153,15 @@ def test_dp_bounds_clamp_and_never_refuse() -> None:
     r = fed.sum("x", epsilon=40.0, bounds=(0, 5))
     assert abs(r.value - clamped) < 10
     assert fed.budget.spent("p0")[0] == pytest.approx(44.0)
+    # What SECURITY.md states as the exception: the clamped local total must still fit a declared
+    # max_abs, so with a small one the bounds decide whether a party is refused (named, not charged).
+    small = _fed(2, audit=True, max_abs=1024.0)
+    small.set_budget(epsilon=10.0, delta=1e-6)
+    small.sum("x", epsilon=1.0, bounds=(0, 10))  # at most 30 x 10 = 300 per party: fits
+    with pytest.raises(EncodingRangeError) as info:
+        small.sum("x", epsilon=1.0, bounds=(0, 100))  # up to 3000 per party: refused
+    assert info.value.party in small.party_names
+    assert small.budget.spent("p0")[0] == pytest.approx(1.0)
 
 
 def test_a_concurrent_spend_during_the_run_discards_the_result() -> None:

@@ -290,6 +290,26 @@ def test_local_function_oracles_are_not_protected():
     fed.secure_sum(fails_if_above(EAST_SUM + 1), epsilon=0.5, sensitivity=1.0)  # the other branch: released
     assert fed.budget.spent("east")[0] == pytest.approx(0.5)  # only the call that released was charged
 
+    # ... and a failure can carry any value, in one request: a fedbench exception keeps its message,
+    # and the type name of a foreign exception is whatever class the function defines.
+    def carries(df: pl.DataFrame) -> dict[str, float]:
+        if df.height == 120:
+            raise fb.ConfigurationError(f"sum is {float(df['v'].sum())!r}")
+        return {"s": 0.0}
+
+    with pytest.raises(fb.ConfigurationError, match=re.escape(repr(float(_east()["v"].sum())))):
+        fed.secure_sum(carries, epsilon=0.5, sensitivity=1.0)
+    named = type(f"E{int(EAST_SUM)}", (Exception,), {})
+
+    def named_after(df: pl.DataFrame) -> dict[str, float]:
+        if df.height == 120:
+            raise named()
+        return {"s": 0.0}
+
+    with pytest.raises(fb.errors.LocalComputationError, match=f"E{int(EAST_SUM)}"):
+        fed.secure_sum(named_after, epsilon=0.5, sensitivity=1.0)
+    assert fed.budget.spent("east")[0] == pytest.approx(0.5)  # neither was charged
+
     # (c) zero in every party but one: the exact "aggregate" is east's own local sum.
     only_east = fed.secure_sum(lambda df: {"s": float(df["v"].sum()) if df.height == 120 else 0.0})
     assert only_east.value["s"] == pytest.approx(EAST_SUM, abs=1e-4)

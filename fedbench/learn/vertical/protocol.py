@@ -61,8 +61,8 @@ What each party learns (honest-but-curious, no collusion with the key holder):
   standardised Gram matrix), unless ``learning_rate`` is given.
 * **whoever receives the fitted model** (the analyst: :mod:`fedbench.learn.vertical.api`
   assembles one scikit-learn model, a simulation convenience): both parties'
-  coefficients and fitted preprocessing (imputer values, scaler means and
-  variances of each party's columns).
+  coefficients, fitted preprocessing (imputer values, scaler means, variances
+  and counts of each party's columns) and the label set.
 * both parties: the PSI output (which of their rows are shared).
 
 Known leakage of this protocol family: a party's own gradient sequence
@@ -106,13 +106,14 @@ __all__ = ["LEAKAGE", "Exchange", "v_forget", "v_guest_residual", "v_host_forwar
 
 LEAKAGE = (
     "guest (label holder) and host each learn their own gradient per iteration (at the first iteration the "
-    "host's is -X_h' t / 2, linear in the labels), the (Taylor) loss and the step size (hence the other's curvature "
-    "bound); the guest also learns the host's intercept offset; labels, residuals and partial scores only ever "
-    "cross encrypted, and every ciphertext a party returns is re-randomised; the key holder decrypts "
-    "one-time-padded gradients (uniformly random to it) and the loss; the coordinator receives both curvature "
-    "bounds unless learning_rate is given; the assembled model holds both parties' coefficients and fitted "
-    "preprocessing (imputer values, scaler means and variances); both parties learn which of their rows are "
-    "shared (PSI). Collusion of the key holder with a party breaks the protocol."
+    "host's is -X_h' t / 2, linear in the labels), the (Taylor) loss and the step size (hence, unless "
+    "learning_rate is given, the other's curvature bound); the guest also learns the host's intercept offset; "
+    "labels, residuals and partial scores only ever cross encrypted, and every ciphertext a party returns is "
+    "re-randomised; the key holder decrypts one-time-padded gradients (uniformly random to it) and the loss; "
+    "the coordinator receives both curvature bounds unless learning_rate is given; the assembled model holds "
+    "both parties' coefficients, fitted preprocessing (imputer values, scaler means, variances and counts) and "
+    "the label set; both parties learn which of their rows are shared (PSI). Collusion of the key holder with "
+    "a party breaks the protocol."
 )
 
 
